@@ -1,0 +1,3 @@
+"""tfdenoise: convolutional image denoisers trained and served with TensorFlow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tfdenoise.cli import main
+
+main()

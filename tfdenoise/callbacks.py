@@ -1,0 +1,121 @@
+"""Keras callbacks for run directories: durable history, atomic best model, image grids.
+
+They are written to survive `kill -9`: every file is replaced atomically, and on `--resume`
+they pick up the state of the earlier part of the run from the files it left.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdenoise import evaluate, runs
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """Appends each epoch's logs (and its training time, validation excluded) to history.json.
+
+    On resume the earlier epochs are kept; an epoch that was logged but not backed up before a
+    crash is re-run and its row replaced, never duplicated.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict] = runs.read_json(self.path, default=[]) or []
+        self._epoch_start = 0.0
+        self._train_seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._train_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        if not self._train_seconds:
+            self._train_seconds = time.perf_counter() - self._epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        train_seconds = self._train_seconds or time.perf_counter() - self._epoch_start
+        steps = self.params.get("steps") or 0
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["train_seconds"] = round(train_seconds, 3)
+        row["steps_per_second"] = round(steps / train_seconds, 3) if steps and train_seconds else None
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        runs.write_json(self.path, self.rows)
+
+    def best_val_loss(self) -> float:
+        losses = [r["val_loss"] for r in self.rows if r.get("val_loss") is not None]
+        return min(losses) if losses else math.inf
+
+    def epochs_since_best(self) -> int:
+        losses = [r.get("val_loss", math.inf) for r in self.rows]
+        if not losses:
+            return 0
+        return len(losses) - 1 - int(np.argmin(losses))
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model as best.keras whenever val_loss improves, atomically.
+
+    Like keras.callbacks.ModelCheckpoint(save_best_only=True), but writes a temp file and
+    renames it, so a kill during the save never leaves a truncated best model; `initial_best`
+    carries the best loss of a resumed run's earlier epochs.
+    """
+
+    def __init__(self, path: str | Path, initial_best: float = math.inf):
+        super().__init__()
+        self.path = Path(path)
+        self.best = initial_best
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is None or not loss < self.best:
+            return
+        self.best = float(loss)
+        temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        self.model.save(temporary)
+        os.replace(temporary, self.path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that remembers the best loss and patience used before a resume."""
+
+    def __init__(self, initial_best: float = math.inf, initial_wait: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_best = initial_best
+        self.initial_wait = initial_wait
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if math.isfinite(self.initial_best):
+            self.best = self.initial_best
+            self.wait = self.initial_wait
+
+
+class ImageGridLogger(keras.callbacks.Callback):
+    """Logs an original / noisy / denoised grid of fixed images to TensorBoard each epoch."""
+
+    def __init__(self, log_dir: str | Path, clean_uint8: tf.Tensor, condition):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "images"))
+        self.clean = clean_uint8
+        self.condition = condition
+
+    def on_epoch_end(self, epoch, logs=None):
+        grid = evaluate.comparison_grid(
+            *evaluate.denoise_examples(self.model, self.clean, self.condition)
+        )
+        with self.writer.as_default():
+            tf.summary.image("original-noisy-denoised", grid[None], step=epoch + 1)
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()

@@ -1,0 +1,216 @@
+"""The `tfdenoise` command line: thin click commands over library functions; rich lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the CLI
+
+import click  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
+from rich.table import Table  # noqa: E402
+
+from tfdenoise import config as config_module  # noqa: E402
+
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False, disable=not console.is_terminal,
+    )
+
+
+def _rich_progress_callback():
+    """A Keras callback drawing one rich progress bar per epoch and a line of results."""
+    import keras
+
+    class RichProgress(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.progress = _progress()
+            self.task = None
+
+        def on_train_begin(self, logs=None):
+            self.progress.start()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.task = self.progress.add_task(
+                f"epoch {epoch + 1}/{self.params['epochs']}", total=self.params["steps"],
+                status="")
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            status = f"loss {logs.get('loss', math.nan):.4f} psnr {logs.get('psnr', math.nan):.2f}"
+            self.progress.update(self.task, completed=batch + 1, status=status)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.progress.update(self.task, completed=self.params["steps"], status="")
+            self.progress.console.print(
+                f"epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f} "
+                f"psnr {logs.get('psnr', math.nan):.2f} dB | val_loss "
+                f"{logs.get('val_loss', math.nan):.4f} val_psnr "
+                f"{logs.get('val_psnr', math.nan):.2f} dB")
+
+        def on_train_end(self, logs=None):
+            self.progress.stop()
+
+    return RichProgress()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tfdenoise")
+def main() -> None:
+    """Train and serve convolutional image denoisers with TensorFlow."""
+
+
+DEFAULTS = config_module.FitConfig()
+
+
+@main.command()
+@click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--model", type=click.Choice(config_module.MODELS), default=DEFAULTS.model,
+              show_default=True, help="unet: residual U-Net; seed: the prototype autoencoder.")
+@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True,
+              help="Maximum epochs (early stopping may end sooner).")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=DEFAULTS.steps_per_epoch,
+              show_default=True, help="Training steps per epoch.")
+@click.option("--val-steps", type=click.IntRange(1), default=None,
+              help="Validation batches per epoch (default: the whole validation split).")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size,
+              show_default=True, help="Global batch size.")
+@click.option("--patch-size", type=click.IntRange(8), default=DEFAULTS.patch_size,
+              show_default=True, help="Side of the random training crops.")
+@click.option("--resize", type=click.IntRange(8), default=None,
+              help="Prototype mode: resize whole images to this square size instead of cropping.")
+@click.option("--eval-size", type=click.IntRange(8), default=DEFAULTS.eval_size,
+              show_default=True, help="Side of the centre crops scored in validation and test.")
+@click.option("--noise", type=click.Choice(config_module.NOISES), default=DEFAULTS.noise,
+              show_default=True, help="Training noise model (mix = blind mixture).")
+@click.option("--sigma-range", type=(float, float), default=DEFAULTS.sigma_range,
+              show_default=True, help="Gaussian sigma range on the 0-255 scale.")
+@click.option("--loss", type=click.Choice(config_module.LOSSES), default=DEFAULTS.loss,
+              show_default=True, help="Training loss.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr,
+              show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS),
+              default=DEFAULTS.precision, show_default=True,
+              help="Numeric precision; auto picks per machine and says why.")
+@click.option("--xla", type=click.Choice(config_module.XLA_MODES), default=DEFAULTS.xla,
+              show_default=True, help="XLA-compile the train step; auto = on GPUs only.")
+@click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
+              show_default=True, help="Early stopping patience in epochs.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
+              help="Seed for initial weights and data order.")
+@click.option("--name", default=None, help="Suffix for the run directory name.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where run directories are created.")
+@click.option("--resume", "resume", is_flag=False, flag_value="last", default=None,
+              metavar="[RUN]",
+              help="Continue an interrupted run (a run directory; alone: the latest run).")
+def fit(data, resume, runs_dir, **options) -> None:
+    """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
+    from tfdenoise import runs, train
+
+    config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
+    resume_dir = None
+    if resume is not None:
+        try:
+            resume_dir = runs.latest_run(runs_dir) if resume == "last" else Path(resume)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    try:
+        result = train.fit(config, resume=resume_dir, extra_callbacks=[_rich_progress_callback()],
+                           log=lambda message: console.print(message, highlight=False))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    _print_metrics(result.metrics)
+    console.print(f"run directory: {result.run_dir}")
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table(title=f"test split ({metrics['test_images']} images, fixed noise)")
+    for column in ("condition", "PSNR noisy", "PSNR denoised", "gain", "SSIM noisy",
+                   "SSIM denoised"):
+        table.add_column(column, justify="right")
+    for name, score in metrics["test"].items():
+        table.add_row(name, f"{score['psnr_noisy']:.2f}", f"{score['psnr_denoised']:.2f}",
+                      f"{score['psnr_denoised'] - score['psnr_noisy']:+.2f}",
+                      f"{score['ssim_noisy']:.3f}", f"{score['ssim_denoised']:.3f}")
+    console.print(table)
+
+
+@main.command("runs")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where run directories live.")
+def list_runs(runs_dir) -> None:
+    """List runs, best validation loss first."""
+    from tfdenoise import runs
+
+    table = Table()
+    for column in ("run", "best val loss", "epochs", "finished", "test PSNR σ=25"):
+        table.add_column(column)
+    for summary in runs.ranked_runs(runs_dir):
+        loss = f"{summary.best_val_loss:.5f}" if math.isfinite(summary.best_val_loss) else "-"
+        psnr = summary.test_psnr.get("gaussian-25")
+        table.add_row(summary.path.name, loss, str(summary.epochs),
+                      "yes" if summary.finished else "no", f"{psnr:.2f}" if psnr else "-")
+    Console().print(table)
+
+
+@main.command("predict")
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: DIR_denoised beside DIR).")
+@click.option("--model", "model_spec", default=None,
+              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def predict_command(input_dir: Path, output, model_spec, overwrite, runs_dir) -> None:
+    """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
+    from tfdenoise import models, predict
+
+    try:
+        model = predict.load(model_spec, runs_dir)
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    output = output or predict.default_output_dir(input_dir)
+    with _progress() as progress:
+        task = progress.add_task("denoising", total=None, status="")
+
+        def on_image(path, status):
+            progress.update(task, advance=1, status=f"{path.name}: {status}")
+
+        try:
+            report = predict.predict_folder(model, input_dir, output, overwrite,
+                                            on_image=on_image)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    console.print(f"{len(report.written)} written, {len(report.kept)} kept (exist; "
+                  f"--overwrite to replace), {len(report.failed)} failed -> {output}")
+    console.print(f"{report.megapixels:.1f} MP in {report.seconds:.1f} s "
+                  f"({report.megapixels_per_second:.2f} MP/s)")
+    for path, reason in report.failed:
+        console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+    if report.failed:
+        sys.exit(1)
+
+
+def predict_main() -> None:
+    """Entry point of `python -m tfdenoise.predict`."""
+    predict_command(prog_name="python -m tfdenoise.predict")
+
+
+if __name__ == "__main__":
+    main()

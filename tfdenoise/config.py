@@ -1,0 +1,107 @@
+"""Options for training: one dataclass, one source of truth for defaults and their reasons."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+MODELS = ("unet", "seed")
+NOISES = ("mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper")
+LOSSES = ("l1", "mse", "charbonnier")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+XLA_MODES = ("auto", "on", "off")
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Everything `tfdenoise fit` needs; saved as `config.json` in the run directory."""
+
+    # Image folder, TFRecord folder (has manifest.json) or None for the skimage sample photos.
+    data: str | None = None
+    # "unet": residual U-Net that predicts the noise (default); "seed": the prototype autoencoder.
+    model: str = "unet"
+    # U-Net channel widths, one per level; len(widths) - 1 downsamplings.
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    # Training length. An epoch is a fixed number of steps because patches are sampled at random.
+    epochs: int = 12
+    steps_per_epoch: int = 100
+    # Validation batches per epoch; None = the whole (finite) validation set.
+    val_steps: int | None = None
+    # Global batch size (split across replicas when several devices train).
+    batch_size: int = 16
+    # Side of the square training patches; a multiple of the model stride keeps shapes static.
+    patch_size: int = 128
+    # Prototype mode: resize every whole image to resize x resize instead of cropping patches.
+    resize: int | None = None
+    # Random patches taken from each decoded image: amortises full decodes of large non-JPEGs.
+    patches_per_image: int = 4
+    # Side of the deterministic centre crops used for validation and test metrics.
+    eval_size: int = 256
+    # Noise model for training (see tfdenoise.noise); validation uses it too, with fixed seeds.
+    noise: str = "mix"
+    # Gaussian sigma range on the 0-255 scale, for "gaussian" and the Gaussian part of "mix".
+    sigma_range: tuple[float, float] = (0.0, 55.0)
+    # Loss: L1 trains blind denoisers to higher PSNR than MSE; "mse" reproduces the prototype.
+    loss: str = "l1"
+    # Peak learning rate of Adam; cosine decay to 1% over the whole run.
+    lr: float = 1e-3
+    # "auto" chooses per machine (tfdenoise.hardware), or force a Keras mixed precision policy.
+    precision: str = "auto"
+    # XLA compilation of the train step: "auto" (GPU only), "on" or "off".
+    xla: str = "auto"
+    # Early stopping patience in epochs without a lower validation loss.
+    patience: int = 5
+    # Train/val/test fractions; a file's split is a hash of its relative path.
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    # Images above this many pixels are refused before decoding (decompression bombs).
+    max_pixels: int = 100_000_000
+    # Seed for the model's initial weights and the fixed evaluation noise.
+    seed: int = 0
+    # Optional suffix of the run directory name: runs/<timestamp>-<name>.
+    name: str | None = None
+    # Parent directory of the run directories.
+    runs_dir: str = "runs"
+
+    def validate(self) -> None:
+        """Reject impossible settings with a message a user can act on."""
+        checks = [
+            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (self.noise in NOISES, f"noise must be one of {NOISES}, got {self.noise!r}"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.xla in XLA_MODES, f"xla must be one of {XLA_MODES}"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.patch_size >= 8, "patch_size must be >= 8"),
+            (self.patches_per_image >= 1, "patches_per_image must be >= 1"),
+            (self.eval_size >= 8, "eval_size must be >= 8"),
+            (self.resize is None or self.resize >= 8, "resize must be >= 8"),
+            (len(self.split) == 3 and min(self.split) >= 0 and sum(self.split) > 0,
+             "split needs three non-negative fractions"),
+            (0 <= self.sigma_range[0] <= self.sigma_range[1], "sigma_range must be 0 <= min <= max"),
+            (self.lr > 0, "lr must be > 0"),
+            (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FitConfig:
+        """Build from a saved config, ignoring unknown keys (older or newer versions)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in fields}
+        for key in ("widths", "sigma_range", "split"):
+            if key in kwargs and kwargs[key] is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FitConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,254 @@
+"""Subclassed Keras denoisers and the train/test steps that add noise on the device.
+
+Batches arrive as clean uint8 images (4x fewer bytes to move than float32); the step converts
+them, draws noise with TF random ops next to the model, and trains on (noisy -> clean).
+The outer model keeps a float32 policy so its input and the residual `x - noise` stay exact;
+its sublayers follow the global (possibly mixed) policy, and the heads output float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfdenoise.padding import pad_to_multiple
+
+PACKAGE = "tfdenoise"
+EVAL_SEED_SALT = 20251124  # second half of every evaluation seed: same noise for every run
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def charbonnier(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
+    """Smooth L1: sqrt(d^2 + eps^2); robust like L1, differentiable at zero."""
+    diff = tf.cast(denoised, tf.float32) - tf.cast(clean, tf.float32)
+    return tf.reduce_mean(tf.sqrt(diff * diff + 1e-6), axis=[1, 2, 3])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
+    """Per-image PSNR in dB of the clipped output, for images in [0, 1]."""
+    denoised = tf.clip_by_value(tf.cast(denoised, tf.float32), 0.0, 1.0)
+    return tf.image.psnr(tf.cast(clean, tf.float32), denoised, max_val=1.0)
+
+
+def build_loss(name: str) -> keras.losses.Loss | Callable:
+    losses = {
+        "l1": keras.losses.MeanAbsoluteError,
+        "mse": keras.losses.MeanSquaredError,
+    }
+    if name == "charbonnier":
+        return charbonnier
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; choose l1, mse or charbonnier")
+    return losses[name]()
+
+
+def to_unit_float(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]; float inputs are taken as already scaled."""
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Denoiser(keras.Model):
+    """Base class: pads to the stride, runs `forward`, crops back; noise-adding train steps."""
+
+    stride = 1
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"  # outer model exact; sublayers use the global policy
+        super().__init__(**kwargs)
+        self.noise_seeds = keras.random.SeedGenerator(name="noise_seeds")
+        self.train_noise: Callable | None = None
+        self.eval_noise: Callable | None = None
+
+    def compile(self, *, noise: Callable | None = None, eval_noise: Callable | None = None,
+                **kwargs) -> None:
+        """Keras compile plus the noise models: `noise` for training, `eval_noise` for tests."""
+        super().compile(**kwargs)
+        self.train_noise = noise
+        self.eval_noise = eval_noise or noise
+
+    def forward(self, images: tf.Tensor, training=None) -> tf.Tensor:
+        raise NotImplementedError
+
+    def call(self, inputs, training=None):
+        images = to_unit_float(inputs)
+        shape = tf.shape(images)
+        padded = pad_to_multiple(images, self.stride) if self.stride > 1 else images
+        output = self.forward(padded, training=training)
+        return output[:, : shape[1], : shape[2], :]
+
+    def denoise(self, noisy: tf.Tensor) -> tf.Tensor:
+        """Inference: the model's estimate clipped to the valid range."""
+        return tf.clip_by_value(self(noisy, training=False), 0.0, 1.0)
+
+    # --- training -----------------------------------------------------------------------
+
+    def _training_seed(self) -> tf.Tensor:
+        """A fresh seed each step; replicas fold in their id so their noise differs."""
+        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32", seed=self.noise_seeds)
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        return seed + tf.stack([tf.cast(replica, tf.int32), 0])
+
+    def _update_metrics(self, clean, denoised, loss):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * replicas)
+            else:
+                metric.update_state(clean, denoised)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        if self.train_noise is None:
+            raise ValueError("compile the model with a noise model before training")
+        clean = to_unit_float(data["clean"])
+        noisy = self.train_noise(clean, self._training_seed())
+        with tf.GradientTape() as tape:
+            denoised = self(noisy, training=True)
+            loss = self.compute_loss(y=clean, y_pred=denoised)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._update_metrics(clean, denoised, loss)
+
+    def test_step(self, data):
+        if self.eval_noise is None:
+            raise ValueError("compile the model with a noise model before evaluating")
+        clean = to_unit_float(data["clean"])
+        seed = tf.stack([tf.cast(data["index"][0], tf.int32), tf.constant(EVAL_SEED_SALT)])
+        noisy = self.eval_noise(clean, seed)
+        denoised = self(noisy, training=False)
+        loss = self.compute_loss(y=clean, y_pred=denoised)
+        return self._update_metrics(clean, denoised, loss)
+
+
+def _conv(width: int, **kwargs) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(width, 3, padding="same", activation="relu", **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class UNet(Denoiser):
+    """Residual U-Net: predicts the noise and subtracts it, so clean inputs pass through.
+
+    Two 3x3 convs per level, max-pool down, transposed-conv up, skip concatenation. Fully
+    convolutional: any size works (padded to a multiple of the stride, cropped back).
+    """
+
+    def __init__(self, widths=(32, 64, 128, 256), channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.widths = tuple(int(w) for w in widths)
+        self.channels = int(channels)
+        self.stride = 2 ** (len(self.widths) - 1)
+        self.encoder_blocks = [
+            keras.Sequential([_conv(w), _conv(w)], name=f"encoder_{i}")
+            for i, w in enumerate(self.widths)
+        ]
+        self.pools = [keras.layers.MaxPooling2D(2) for _ in self.widths[:-1]]
+        self.upsamplers = [
+            keras.layers.Conv2DTranspose(w, 2, strides=2, padding="same", name=f"up_{i}")
+            for i, w in enumerate(self.widths[:-1])
+        ]
+        self.decoder_blocks = [
+            keras.Sequential([_conv(w), _conv(w)], name=f"decoder_{i}")
+            for i, w in enumerate(self.widths[:-1])
+        ]
+        self.concat = keras.layers.Concatenate()
+        self.head = keras.layers.Conv2D(self.channels, 1, dtype="float32", name="noise_head")
+
+    def forward(self, images, training=None):
+        hidden = images
+        skips = []
+        for level, block in enumerate(self.encoder_blocks):
+            hidden = block(hidden, training=training)
+            if level < len(self.pools):
+                skips.append(hidden)
+                hidden = self.pools[level](hidden)
+        for level in reversed(range(len(self.decoder_blocks))):
+            hidden = self.upsamplers[level](hidden)
+            hidden = self.concat([hidden, skips[level]])
+            hidden = self.decoder_blocks[level](hidden, training=training)
+        return images - self.head(hidden)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(widths=list(self.widths), channels=self.channels)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeedAutoencoder(Denoiser):
+    """The prototype: Conv 32/64/128 + max-pool encoder, transposed conv + upsampling decoder,
+    sigmoid output. Kept to reproduce and compare against the original notebook."""
+
+    stride = 8
+
+    def __init__(self, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        encoder = []
+        for width in (32, 64, 128):
+            encoder += [_conv(width), keras.layers.MaxPooling2D(2)]
+        decoder = []
+        for width in (128, 64, 32):
+            decoder += [
+                keras.layers.Conv2DTranspose(width, 3, padding="same", activation="relu"),
+                keras.layers.UpSampling2D(2),
+            ]
+        self.encoder = keras.Sequential(encoder, name="encoder")
+        self.decoder = keras.Sequential(decoder, name="decoder")
+        self.head = keras.layers.Conv2D(
+            self.channels, 3, padding="same", activation="sigmoid", dtype="float32", name="head"
+        )
+
+    def forward(self, images, training=None):
+        return self.head(self.decoder(self.encoder(images, training=training), training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels)
+        return config
+
+
+def build_model(name: str, widths=(32, 64, 128, 256)) -> Denoiser:
+    """A fresh model by its `--model` name."""
+    if name == "unet":
+        return UNet(widths=widths, name="unet")
+    if name == "seed":
+        return SeedAutoencoder(name="seed")
+    raise ValueError(f"unknown model {name!r}; choose unet or seed")
+
+
+def built(model: Denoiser, size: int = 32) -> Denoiser:
+    """Create the model's variables by running it once (Keras builds subclassed models lazily)."""
+    model(tf.zeros([1, size, size, 3], tf.float32))
+    return model
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be loaded safely; the message says why."""
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` file in Keras safe mode: no code from the file is ever executed.
+
+    Lambda layers and classes that are not registered (ours or Keras's) are refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"not a Keras 3 model file (expected .keras): {path}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "lambda" in message.lower() or "safe_mode" in message:
+            message = f"refused in safe mode (it would run code from the file): {message}"
+        raise ModelLoadError(f"cannot load model {path}: {message}") from error

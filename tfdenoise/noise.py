@@ -1,0 +1,150 @@
+"""Noise models, drawn with TF ops so they run on the accelerator inside train/test steps.
+
+Every model is a pure function of (clean images, seed): `tf.random.stateless_*` ops only.
+Training passes a fresh seed each step (from the model's Keras SeedGenerator), so noise is
+new every step; evaluation passes fixed seeds, so every run is scored on the same noisy images.
+Images are float32 in [0, 1], shape [batch, height, width, channels]; outputs are clipped to
+[0, 1] like a real sensor or scanner would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Protocol
+
+import tensorflow as tf
+
+
+class NoiseModel(Protocol):
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor: ...
+
+
+def _seeds(seed: tf.Tensor, count: int) -> list[tf.Tensor]:
+    """Independent stateless seeds derived from one."""
+    split = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=count)
+    return [split[i] for i in range(count)]
+
+
+def _per_image(clean: tf.Tensor, seed, low, high) -> tf.Tensor:
+    """One uniform draw per image, shaped to broadcast over its pixels."""
+    batch = tf.shape(clean)[0]
+    return tf.random.stateless_uniform([batch, 1, 1, 1], seed, low, high, dtype=tf.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformAmplitude:
+    """The prototype's noise: per-image amplitude a ~ U(0, max), per-pixel noise U(-a, a)."""
+
+    max_amplitude: float = 0.5
+
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        amplitude_seed, pixel_seed = _seeds(seed, 2)
+        amplitude = _per_image(clean, amplitude_seed, 0.0, self.max_amplitude)
+        unit = tf.random.stateless_uniform(tf.shape(clean), pixel_seed, -1.0, 1.0)
+        return tf.clip_by_value(clean + amplitude * unit, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """Additive white Gaussian noise, sigma ~ U(sigma_min, sigma_max) per image, 0-255 scale."""
+
+    sigma_min: float = 0.0
+    sigma_max: float = 55.0
+
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        sigma_seed, pixel_seed = _seeds(seed, 2)
+        sigma = _per_image(clean, sigma_seed, self.sigma_min, self.sigma_max) / 255.0
+        normal = tf.random.stateless_normal(tf.shape(clean), pixel_seed)
+        return tf.clip_by_value(clean + sigma * normal, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoissonGaussian:
+    """Sensor noise: shot noise with variance x / peak plus Gaussian read noise.
+
+    `peak` is the photon count at full scale, log-uniform per image: low peaks are dim,
+    grainy captures. Shot noise uses the Gaussian approximation of the Poisson law, which is
+    accurate for the counts that matter and keeps the op differentiable and XLA-friendly.
+    """
+
+    peak_min: float = 10.0
+    peak_max: float = 1000.0
+    read_sigma_max: float = 10.0  # 0-255 scale
+
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        peak_seed, read_seed, shot_seed, pixel_seed = _seeds(seed, 4)
+        log_peak = _per_image(clean, peak_seed, math.log(self.peak_min), math.log(self.peak_max))
+        read_sigma = _per_image(clean, read_seed, 0.0, self.read_sigma_max) / 255.0
+        shot = tf.sqrt(clean / tf.exp(log_peak)) * tf.random.stateless_normal(
+            tf.shape(clean), shot_seed
+        )
+        read = read_sigma * tf.random.stateless_normal(tf.shape(clean), pixel_seed)
+        return tf.clip_by_value(clean + shot + read, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SaltPepper:
+    """Impulse noise: a fraction p ~ U(0, max_fraction) of pixels set to black or white."""
+
+    max_fraction: float = 0.1
+
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        fraction_seed, where_seed, value_seed = _seeds(seed, 3)
+        fraction = _per_image(clean, fraction_seed, 0.0, self.max_fraction)
+        pixel_shape = tf.concat([tf.shape(clean)[:3], [1]], axis=0)
+        hit = tf.random.stateless_uniform(pixel_shape, where_seed) < fraction
+        white = tf.random.stateless_uniform(pixel_shape, value_seed) < 0.5
+        impulse = tf.cast(white, clean.dtype)
+        return tf.where(hit, impulse, clean)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+    """Blind training: each image gets one component, chosen with the given weights.
+
+    "clean" images (weight `clean`) teach the model to leave noise-free photos untouched.
+    """
+
+    components: tuple[tuple[float, NoiseModel], ...]
+    clean: float = 0.0
+
+    def __call__(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        seeds = _seeds(seed, len(self.components) + 1)
+        total = self.clean + sum(weight for weight, _ in self.components)
+        choice = _per_image(clean, seeds[0], 0.0, total)
+        result = clean
+        edge = self.clean
+        for (weight, model), component_seed in zip(self.components, seeds[1:]):
+            chosen = (choice >= edge) & (choice < edge + weight)
+            result = tf.where(chosen, model(clean, component_seed), result)
+            edge += weight
+        return result
+
+
+def build_noise(name: str, sigma_range: tuple[float, float] = (0.0, 55.0)) -> NoiseModel:
+    """The noise model behind a `--noise` name."""
+    gaussian = Gaussian(*sigma_range)
+    if name == "seed":
+        return UniformAmplitude()
+    if name == "gaussian":
+        return gaussian
+    if name == "poisson-gaussian":
+        return PoissonGaussian()
+    if name == "salt-pepper":
+        return SaltPepper()
+    if name == "mix":
+        return Mixture(
+            components=((0.5, gaussian), (0.2, UniformAmplitude()), (0.2, PoissonGaussian())),
+            clean=0.1,
+        )
+    raise ValueError(f"unknown noise model {name!r}")
+
+
+# The fixed conditions every run is scored on (test split metrics, `tfdenoise evaluate`).
+EVAL_CONDITIONS: dict[str, NoiseModel] = {
+    "gaussian-15": Gaussian(15.0, 15.0),
+    "gaussian-25": Gaussian(25.0, 25.0),
+    "gaussian-50": Gaussian(50.0, 50.0),
+    "seed": UniformAmplitude(),
+}

@@ -1,0 +1,186 @@
+"""`fit(config)`: data, precision, model, callbacks, run directory, final test metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfdenoise import callbacks as cb
+from tfdenoise import data, evaluate, hardware, models, noise, runs, sources
+from tfdenoise.config import FitConfig
+
+MIN_VAL_IMAGES = 32  # small validation sets are scored several times under different noise
+GRID_IMAGES = 6
+GRID_CONDITION = "seed"  # the prototype's figure showed its own noise model
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    plan: hardware.Plan
+    history: list[dict]
+    metrics: dict
+
+
+def _log_default(message: str) -> None:
+    print(message, flush=True)
+
+
+def pipeline_spec(config: FitConfig, batch_size: int | None = None) -> data.PipelineSpec:
+    return data.PipelineSpec(
+        batch_size=batch_size or config.batch_size,
+        patch_size=config.patch_size,
+        patches_per_image=config.patches_per_image,
+        eval_size=config.eval_size,
+        resize=config.resize,
+        max_pixels=config.max_pixels,
+    )
+
+
+def eval_splits(source) -> tuple[str, str]:
+    """Splits used for (validation, test); small folders may lack one, so borrow, with a note."""
+    val = "val" if source.count("val") else "test" if source.count("test") else "train"
+    test = "test" if source.count("test") else val
+    return val, test
+
+
+def _compile(model: models.Denoiser, config: FitConfig, plan: hardware.Plan,
+             total_steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, total_steps, alpha=0.01)
+    optimizer = keras.optimizers.Adam(schedule)
+    if plan.precision == "mixed_float16":
+        # The outer model is float32 (exact residual), so Keras would not wrap it for us.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    train_noise = noise.build_noise(config.noise, config.sigma_range)
+    model.compile(
+        optimizer=optimizer,
+        loss=models.build_loss(config.loss),
+        metrics=[keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")],
+        noise=train_noise,
+        jit_compile=plan.xla,
+    )
+
+
+def fit(
+    config: FitConfig,
+    resume: str | Path | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    log: Callable[[str], None] = _log_default,
+) -> RunResult:
+    """Train a denoiser; with `resume`, continue that run directory from its last backup."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not runs.is_run_dir(run_dir):
+            raise ValueError(f"not a run directory (no {runs.CONFIG}): {run_dir}")
+        if (run_dir / runs.METRICS).is_file():
+            raise ValueError(f"run {run_dir} already finished; start a new run instead")
+        saved = FitConfig.load(run_dir / runs.CONFIG)
+        if config.epochs > saved.epochs:
+            saved.epochs = config.epochs  # resuming may extend a run, never shorten it
+        config = saved
+    config.validate()
+
+    plan = hardware.plan(config.precision, config.xla)
+    log(f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
+        f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})")
+
+    source = sources.open_source(config.data, config.split, config.max_pixels)
+    train_count = source.count("train")
+    log(f"data: {source.description}: train {train_count}, val {source.count('val')}, "
+        f"test {source.count('test')} images; {len(source.skipped)} skipped")
+    for skipped in source.skipped:
+        log(f"  skipped {skipped.path}: {skipped.reason}")
+    if train_count == 0:
+        raise ValueError(f"no usable training images in {source.description}")
+    val_split, test_split = eval_splits(source)
+    if val_split != "val" or test_split != "test":
+        log(f"note: too few images for every split; validating on '{val_split}', "
+            f"testing on '{test_split}'")
+
+    if resume is None:
+        run_dir = runs.new_run_dir(config.runs_dir, config.name)
+        (run_dir / runs.CONFIG).write_text(config.to_json())
+    log(f"run directory: {run_dir}")
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(plan.precision)
+    try:
+        return _train(config, plan, source, run_dir, val_split, test_split,
+                      extra_callbacks, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, plan, source, run_dir: Path, val_split: str, test_split: str,
+           extra_callbacks, log) -> RunResult:
+    keras.utils.set_random_seed(config.seed)
+    spec = pipeline_spec(config)
+    train_data = data.training_pipeline(source.encoded("train", training=True), spec)
+    val_count = source.count(val_split)
+    repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
+    val_data = data.eval_pipeline(source.encoded(val_split, training=False), spec, repeats)
+    test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec)
+
+    model = models.built(models.build_model(config.model, config.widths), config.patch_size)
+    _compile(model, config, plan, config.epochs * config.steps_per_epoch)
+
+    history_file = cb.HistoryFile(run_dir / runs.HISTORY)
+    grid_clean = next(iter(test_data.unbatch().batch(GRID_IMAGES)))["clean"]
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP), double_checkpoint=True),
+        history_file,
+        cb.BestModelCheckpoint(run_dir / runs.BEST_MODEL, history_file.best_val_loss()),
+        cb.ResumableEarlyStopping(
+            initial_best=history_file.best_val_loss(),
+            initial_wait=history_file.epochs_since_best(),
+            monitor="val_loss", patience=config.patience, restore_best_weights=True,
+        ),
+        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD), write_graph=False,
+                                    profile_batch=0),
+        cb.ImageGridLogger(run_dir / runs.TENSORBOARD, grid_clean,
+                           noise.EVAL_CONDITIONS[GRID_CONDITION]),
+        *extra_callbacks,
+    ]
+    started = time.perf_counter()
+    model.fit(
+        train_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=val_data,
+        validation_steps=config.val_steps or math.ceil(val_count * repeats / spec.batch_size),
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a dataset
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - started
+
+    best_path = run_dir / runs.BEST_MODEL
+    best = models.load_model(best_path) if best_path.is_file() else model
+    log("scoring the test split ...")
+    scores = evaluate.evaluate_conditions(best, test_data)
+    grid = evaluate.comparison_grid(*evaluate.denoise_examples(
+        best, grid_clean, noise.EVAL_CONDITIONS[GRID_CONDITION]))
+    evaluate.save_png(grid, run_dir / runs.GRID)
+
+    rows = history_file.rows
+    rates = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
+    metrics = {
+        "test": {name: dataclasses.asdict(score) for name, score in scores.items()},
+        "test_split": test_split,
+        "test_images": source.count(test_split),
+        "best_val_loss": history_file.best_val_loss(),
+        "epochs_trained": len(rows),
+        "plan": dataclasses.asdict(plan),
+        "train_seconds_this_session": round(train_seconds, 1),
+        "median_steps_per_second": sorted(rates)[len(rates) // 2] if rates else None,
+        "skipped_files": [dataclasses.asdict(s) for s in source.skipped],
+        "parameters": int(best.count_params()),
+    }
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    return RunResult(run_dir, plan, rows, metrics)
