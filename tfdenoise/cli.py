@@ -136,8 +136,16 @@ def fit(data, resume, runs_dir, **options) -> None:
                            log=_log)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    except OSError as error:  # disk full, read-only runs dir: earlier files stay valid
+        raise click.ClickException(f"cannot write the run: {_describe(error)}") from None
     _print_metrics(result.metrics)
     _log(f"run directory: {result.run_dir}")
+
+
+def _describe(error: OSError) -> str:
+    """'No space left on device: /path' rather than a traceback."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 def _log(message: str) -> None:
