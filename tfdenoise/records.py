@@ -208,6 +208,14 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
+class NothingToConvert(ValueError):
+    """SRC holds no usable image; nothing was written. `skipped` says why for each file."""
+
+    def __init__(self, source: str, skipped: Sequence[images.Skipped]):
+        super().__init__(f"no usable images in {source} ({len(skipped)} files skipped)")
+        self.skipped = list(skipped)
+
+
 # --- files on disk ----------------------------------------------------------------------------
 
 def write_json_atomic(path: Path, value: dict) -> None:
@@ -384,7 +392,7 @@ def build_manifest(plan: Plan, results: Sequence[ShardResult]) -> dict:
         "created_by": f"tfdenoise {__version__}",
         "source": plan.source,
         "split_fractions": list(plan.fractions),
-        "shard_mb": plan.shard_bytes / 2**20,
+        "shard_bytes": plan.shard_bytes,  # target, counted in source-file bytes
         "max_pixels": plan.max_pixels,
         "features": {"image": "bytes (JPEG as in the source file, else 8-bit RGB PNG)",
                      "height": "int64", "width": "int64", "format": "bytes: jpeg | png",
@@ -411,6 +419,8 @@ def _load_or_make_plan(source: Path, out: Path, fractions, shard_mb, max_pixels,
                 f"({stored.options()}); re-run with the same options or use --overwrite")
         return stored
     plan = make_plan(source, fractions, shard_mb, max_pixels, workers)
+    if plan.image_count == 0:
+        raise NothingToConvert(str(source), plan.skipped)
     write_json_atomic(plan_path, plan.to_json())
     return plan
 
