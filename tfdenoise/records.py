@@ -69,7 +69,9 @@ def encode_example(image: EncodedImage, source: str) -> bytes:
         "format": _bytes_feature(image.format.encode()),
         "source": _bytes_feature(source.encode("utf-8")),
     })
-    return tf.train.Example(features=features).SerializeToString()
+    # deterministic: map keys sorted; otherwise the order varies between processes, and
+    # a resumed run would not reproduce the bytes of an uninterrupted one.
+    return tf.train.Example(features=features).SerializeToString(deterministic=True)
 
 
 def parse_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
