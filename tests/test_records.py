@@ -186,8 +186,11 @@ def test_records_hold_exactly_the_good_images(tmp_path):
         if name in ("rgb.jpg", "gray.JPG"):
             assert record["format"] == b"jpeg" and record["image"] == path.read_bytes()
             expected = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
+        elif name == "rgb.png":  # 8-bit RGB PNG: already what we would write
+            assert record["format"] == b"png" and record["image"] == path.read_bytes()
+            expected = images.load_rgb8(path, apply_orientation=False)
         else:  # CMYK JPEG included: TF's JPEG decoder cannot read it
-            assert record["format"] == b"png", name
+            assert record["format"] == b"png" and record["image"] != path.read_bytes(), name
             expected = images.load_rgb8(path, apply_orientation=False)
         np.testing.assert_array_equal(pixels, expected, err_msg=name)
         assert (record["height"], record["width"]) == pixels.shape[:2]

@@ -9,7 +9,8 @@ finished shards (their record counts are checked against the plan), rewrites the
 ends with the same files as an uninterrupted run. The stored plan wins over the folder's
 current state: files added after the plan are picked up only by a fresh run (`overwrite`).
 
-Stored bytes: JPEGs that TF decodes natively are kept byte-identical; everything else
+Stored bytes: JPEGs that TF decodes natively, and PNGs that are 8-bit RGB already, are kept
+byte-identical; everything else
 (PNG, GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette) is converted to 8-bit RGB and stored as
 lossless PNG. EXIF orientation is not applied to either, so both kinds keep the pixel layout
 the file stores (training patches are orientation-agnostic, and JPEG bytes stay untouched).
