@@ -10,10 +10,10 @@ ends with the same files as an uninterrupted run. The stored plan wins over the 
 current state: files added after the plan are picked up only by a fresh run (`overwrite`).
 
 Stored bytes: JPEGs that TF decodes natively, and PNGs that are 8-bit RGB already, are kept
-byte-identical; everything else
-(PNG, GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette) is converted to 8-bit RGB and stored as
-lossless PNG. EXIF orientation is not applied to either, so both kinds keep the pixel layout
-the file stores (training patches are orientation-agnostic, and JPEG bytes stay untouched).
+byte-identical; everything else (other PNGs, GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette)
+is converted to 8-bit RGB and stored as lossless PNG. EXIF orientation is not applied to either,
+so every record keeps the pixel layout its file stores (training patches are
+orientation-agnostic, and JPEG bytes stay untouched).
 """
 
 from __future__ import annotations
