@@ -1,10 +1,9 @@
-"""TFRecords: schema round trip, validation, resumable sharded writing, and training from records."""
+"""TFRecords: schema round trip, validation, resumable sharded writing, training from records."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -382,7 +382,8 @@ def _make_pool(executor: str, workers: int) -> concurrent.futures.Executor:
     if executor == "thread":
         return concurrent.futures.ThreadPoolExecutor(workers)
     # spawn, not fork: forking a process that has started TensorFlow's threads is unsafe.
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    context = multiprocessing.get_context("spawn")
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
 
 
 def build_manifest(plan: Plan, results: Sequence[ShardResult]) -> dict:
@@ -449,8 +450,6 @@ def convert_folder(
         raise ValueError(f"not a directory: {source}")
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
-    if source.resolve() == out.resolve() or out.resolve().is_relative_to(source.resolve()):
-        raise ValueError("OUT must not be inside SRC (its files would be listed as images)")
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
