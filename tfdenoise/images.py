@@ -7,6 +7,7 @@ which files are images, which split each belongs to, and why a bad file was skip
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -209,19 +210,11 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).copy()
 
 
-def load_rgb8(
-    source: str | os.PathLike | bytes,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    apply_orientation: bool = True,
-) -> np.ndarray:
-    """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
+@contextlib.contextmanager
+def _decoding_errors():
+    """Turn PIL's many failure types into ImageError with a one-line reason."""
     try:
-        with _open(source) as image:
-            _check_pixels(image, max_pixels)
-            image.load()
-            if apply_orientation:
-                image = ImageOps.exif_transpose(image)
-            return to_rgb8(image)
+        yield
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -230,6 +223,54 @@ def load_rgb8(
         raise ImageError("permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(f"corrupt or truncated: {_short(error)}") from None
+
+
+def load_rgb8(
+    source: str | os.PathLike | bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    apply_orientation: bool = True,
+) -> np.ndarray:
+    """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
+    with _decoding_errors(), _open(source) as image:
+        _check_pixels(image, max_pixels)
+        image.load()
+        if apply_orientation:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb8(image)
+
+
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+@dataclasses.dataclass
+class Picture:
+    """A decoded image as predict needs it: RGB pixels plus what must survive into the output.
+
+    Grayscale sources are still denoised as RGB (the channels replicated), then averaged back;
+    alpha is not denoised, only carried over.
+    """
+
+    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied
+    grayscale: bool  # the source had one colour channel: write mode L (or LA)
+    alpha: np.ndarray | None  # H x W uint8, or None when the source had no transparency
+    mode: str  # the source's PIL mode, for reports
+
+
+def _alpha_of(image: Image.Image) -> np.ndarray | None:
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
+    return None
+
+
+def load_picture(source: str | os.PathLike | bytes,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode for predict: RGB uint8 (EXIF orientation applied), grayscale flag and alpha."""
+    with _decoding_errors(), _open(source) as image:
+        _check_pixels(image, max_pixels)
+        image.load()
+        mode = image.mode
+        image = ImageOps.exif_transpose(image)
+        return Picture(to_rgb8(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode)
 
 
 def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:
