@@ -245,6 +245,27 @@ def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
         console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
 
 
+@main.command("export")
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "export_format", type=click.Choice(["saved_model"]),
+              default="saved_model", show_default=True,
+              help="saved_model: TF Serving, signature image bytes -> PNG bytes.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
+    """Export MODEL (a .keras file, run directory or 'best') to OUTPUT for serving."""
+    from tfdenoise import export, models, predict
+
+    try:
+        model = predict.load(model_spec, runs_dir)
+        export.export(model, output, export_format)
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    console.print(f"saved {export_format} to {output}: signature serving_default "
+                  "(image_bytes: scalar string) -> {png: scalar string}")
+
+
 def predict_main() -> None:
     """Entry point of `python -m tfdenoise.predict`."""
     predict_command(prog_name="python -m tfdenoise.predict")
