@@ -266,6 +266,64 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
                   "(image_bytes: scalar string) -> {png: scalar string}")
 
 
+@main.command("evaluate")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_spec", default=None,
+              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@click.option("--all", "use_all", is_flag=True,
+              help="Score every image in DATA, not only its hash-split test part.")
+@click.option("--crop", type=click.IntRange(0), default=512, show_default=True,
+              help="Score the crop x crop centre of each image; 0 = the full image.")
+@click.option("--baselines", "baseline_names", default=None, metavar="NAMES",
+              help="Comma-separated: opencv-nlm, skimage-nlm, skimage-wavelet, cbm3d "
+                   "(default: all installed); 'none' for the model only.")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the scores as JSON here.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
+                     runs_dir) -> None:
+    """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
+    from tfdenoise import evaluate, models, predict, runs
+
+    names = None
+    if baseline_names is not None:
+        names = [] if baseline_names == "none" else [
+            n.strip() for n in baseline_names.split(",") if n.strip()]
+    try:
+        model = predict.load(model_spec, runs_dir)
+        with _progress() as progress:
+            task = progress.add_task("evaluating", total=None, status="")
+            result, triples = evaluate.evaluate_folder(
+                model, data, use_all, crop or None, names,
+                on_step=lambda step: progress.update(task, status=step))
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    _print_evaluation(result)
+    if json_file:
+        runs.write_json(json_file, result.to_json())
+    if grid:
+        evaluate.save_png(evaluate.grid_image(triples), grid)
+
+
+def _print_evaluation(result) -> None:
+    crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
+    table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
+    for column in ("condition", "method", "PSNR dB", "SSIM", "MP/s"):
+        table.add_column(column, justify="left" if column in ("condition", "method") else "right")
+    for condition, methods in result.scores.items():
+        for method, score in methods.items():
+            speed = score.megapixels_per_second
+            table.add_row(condition, method, f"{score.psnr:.2f}", f"{score.ssim:.4f}",
+                          "-" if speed is None else f"{speed:.3f}")
+        table.add_section()
+    Console().print(table)
+
+
 def predict_main() -> None:
     """Entry point of `python -m tfdenoise.predict`."""
     predict_command(prog_name="python -m tfdenoise.predict")
