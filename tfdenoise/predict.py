@@ -91,19 +91,25 @@ def check_tiling(tile: int, overlap: int) -> None:
         raise ValueError(f"overlap must be in [0, tile / 2), got {overlap} for tile {tile}")
 
 
-def spans(length: int, tile: int, overlap: int) -> list[Span]:
-    """Tiles covering [0, length): full-size windows stepping by tile - overlap, the last one
-    moved back to end at `length`; each keeps the part up to the middle of its overlaps."""
+def spans(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
+    """Tiles covering [0, length), each keeping the part up to the middle of its overlaps.
+
+    Starts are multiples of `align` (the model's stride), so a tile's pooling grid coincides
+    with the whole image's and tiling changes nothing but the far context. The step is
+    tile - overlap rounded down to that multiple; the last tile ends at `length` and may be up
+    to align - 1 pixels longer than `tile`.
+    """
     if length <= tile:
         return [Span(0, length, 0, length)]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step)) + [length - tile]
+    step = max(align, (tile - overlap) // align * align)
+    last = (length - tile) // align * align
+    starts = [start for start in range(0, length - tile, step) if start < last] + [last]
+    stops = [start + tile for start in starts[:-1]] + [length]
     result = []
-    for index, start in enumerate(starts):
-        keep_start = 0 if index == 0 else (starts[index - 1] + tile + start) // 2
-        keep_stop = (length if index == len(starts) - 1
-                     else (start + tile + starts[index + 1]) // 2)
-        result.append(Span(start, start + tile, keep_start, keep_stop))
+    for index, (start, stop) in enumerate(zip(starts, stops)):
+        keep_start = 0 if index == 0 else (stops[index - 1] + start) // 2
+        keep_stop = length if index == len(starts) - 1 else (stop + starts[index + 1]) // 2
+        result.append(Span(start, stop, keep_start, keep_stop))
     return result
 
 
@@ -112,25 +118,30 @@ def denoise_rgb8(model, image: np.ndarray, tile: int = DEFAULT_TILE,
                  batch_pixels: int = DEFAULT_BATCH_PIXELS) -> np.ndarray:
     """Denoise one H x W x 3 uint8 image at full size in overlapping tiles; uint8 out.
 
-    Only the uint8 input and output are whole-image arrays; tiles are gathered a batch at a
-    time (at most `batch_pixels` pixels, at least one tile) and converted to float there.
+    Only the uint8 input and output are whole-image arrays; tiles of one shape are gathered a
+    batch at a time (at most `batch_pixels` pixels, at least one tile) and converted to float
+    there.
     """
     check_tiling(tile, overlap)
-    rows = spans(image.shape[0], tile, overlap)
-    cols = spans(image.shape[1], tile, overlap)
+    align = int(getattr(model, "stride", 1))
+    rows = spans(image.shape[0], tile, overlap, align)
+    cols = spans(image.shape[1], tile, overlap, align)
     if len(rows) == len(cols) == 1:
         return _run_model(model, image[None])[0]
     output = np.empty_like(image)
-    boxes = [(r, c) for r in rows for c in cols]
-    tile_pixels = (rows[0].stop - rows[0].start) * (cols[0].stop - cols[0].start)
-    per_batch = max(1, batch_pixels // tile_pixels)
-    for first in range(0, len(boxes), per_batch):
-        group = boxes[first : first + per_batch]
-        batch = np.stack([image[r.start : r.stop, c.start : c.stop] for r, c in group])
-        for (r, c), denoised in zip(group, _run_model(model, batch)):
-            output[r.keep_start : r.keep_stop, c.keep_start : c.keep_stop] = denoised[
-                r.keep_start - r.start : r.keep_stop - r.start,
-                c.keep_start - c.start : c.keep_stop - c.start]
+    by_shape: dict[tuple[int, int], list[tuple[Span, Span]]] = {}
+    for r in rows:
+        for c in cols:
+            by_shape.setdefault((r.stop - r.start, c.stop - c.start), []).append((r, c))
+    for (height, width), boxes in by_shape.items():
+        per_batch = max(1, batch_pixels // (height * width))
+        for first in range(0, len(boxes), per_batch):
+            group = boxes[first : first + per_batch]
+            batch = np.stack([image[r.start : r.stop, c.start : c.stop] for r, c in group])
+            for (r, c), denoised in zip(group, _run_model(model, batch)):
+                output[r.keep_start : r.keep_stop, c.keep_start : c.keep_stop] = denoised[
+                    r.keep_start - r.start : r.keep_stop - r.start,
+                    c.keep_start - c.start : c.keep_stop - c.start]
     return output
 
 
