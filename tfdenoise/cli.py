@@ -108,6 +108,8 @@ DEFAULTS = config_module.FitConfig()
               help="Numeric precision; auto picks per machine and says why.")
 @click.option("--xla", type=click.Choice(config_module.XLA_MODES), default=DEFAULTS.xla,
               show_default=True, help="XLA-compile the train step; auto = on GPUs only.")
+@click.option("--split", type=(float, float, float), default=DEFAULTS.split, show_default=True,
+              help="Train/val/test fractions (a file's split is a hash of its relative path).")
 @click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
               show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
@@ -131,11 +133,16 @@ def fit(data, resume, runs_dir, **options) -> None:
             raise click.UsageError(str(error)) from None
     try:
         result = train.fit(config, resume=resume_dir, extra_callbacks=[_rich_progress_callback()],
-                           log=lambda message: console.print(message, highlight=False))
+                           log=_log)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     _print_metrics(result.metrics)
-    console.print(f"run directory: {result.run_dir}")
+    _log(f"run directory: {result.run_dir}")
+
+
+def _log(message: str) -> None:
+    """One log line, never hard-wrapped (paths and reasons must stay greppable)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -242,7 +249,7 @@ def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
     console.print(f"{report.megapixels:.1f} MP denoised in {report.seconds:.1f} s "
                   f"({report.megapixels_per_second:.2f} MP/s)")
     for path, reason in report.failed:
-        console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+        _log(f"failed {path}: {reason}")
 
 
 @main.command("export")
@@ -302,7 +309,7 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        _log(f"note: {note}")
     _print_evaluation(result)
     if json_file:
         runs.write_json(json_file, result.to_json())
