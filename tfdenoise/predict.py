@@ -36,7 +36,7 @@ from tfdenoise import images, models, noise_level, runs  # noqa: E402
 PRETRAINED = Path(__file__).parent / "pretrained" / "denoiser.keras"
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
-DEFAULT_BATCH_PIXELS = 1 << 20  # pixels per model call: ~4 tiles of 512^2, bounds activations
+DEFAULT_BATCH_PIXELS = 1 << 18  # pixels per model call: one 512^2 tile; activations dominate RSS
 
 
 # --- model ----------------------------------------------------------------------------------
