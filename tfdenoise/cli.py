@@ -190,36 +190,153 @@ def list_runs(runs_dir) -> None:
 @click.option("--model", "model_spec", default=None,
               help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--tile", type=click.IntRange(16), default=512, show_default=True,
+              help="Side of the windows large images are denoised in (bounds memory).")
+@click.option("--overlap", type=click.IntRange(0), default=32, show_default=True,
+              help="Pixels of shared context between neighbouring tiles.")
+@click.option("--skip-clean", type=click.FloatRange(min=0), default=None, metavar="SIGMA",
+              help="Copy images whose estimated noise sigma (0-255) is below SIGMA unchanged.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write a per-image CSV (status, size, sigma before/after).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
-def predict_command(input_dir: Path, output, model_spec, overwrite, runs_dir) -> None:
+def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
+                    report_file, runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
-    from tfdenoise import models, predict
+    from tfdenoise import images, models, predict
 
     try:
+        predict.check_tiling(tile, overlap)
+        files = images.list_image_files(input_dir)
         model = predict.load(model_spec, runs_dir)
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
+    options = predict.PredictOptions(overwrite=overwrite, tile=tile, overlap=overlap,
+                                     skip_clean=skip_clean)
     with _progress() as progress:
-        task = progress.add_task("denoising", total=None, status="")
+        task = progress.add_task("denoising", total=len(files), status="")
 
-        def on_image(path, status):
-            progress.update(task, advance=1, status=f"{path.name}: {status}")
+        def on_image(result):
+            progress.update(task, advance=1, status=f"{result.input.name}: {result.status}")
 
         try:
-            report = predict.predict_folder(model, input_dir, output, overwrite,
-                                            on_image=on_image)
+            report = predict.predict_folder(model, input_dir, output, options, on_image=on_image)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    console.print(f"{len(report.written)} written, {len(report.kept)} kept (exist; "
+    if report_file:
+        predict.write_report_csv(report, report_file)
+    _print_predict_summary(report, output, input_dir)
+    if report.failed:
+        sys.exit(1)
+
+
+SUMMARY_ROWS = 20  # per-image rows printed; the CSV report has them all
+
+
+def _sigma(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
+    shown = [r for r in report.results if r.status in ("written", "copied-clean")]
+    if shown:
+        table = Table(title="estimated noise sigma (0-255, Immerkaer)")
+        for column in ("image", "size", "status", "sigma before", "sigma after"):
+            table.add_column(column, justify="left" if column == "image" else "right")
+        for result in shown[:SUMMARY_ROWS]:
+            table.add_row(str(result.input.relative_to(input_dir)),
+                          f"{result.width}x{result.height}", result.status,
+                          _sigma(result.sigma_before), _sigma(result.sigma_after))
+        console.print(table)
+        if len(shown) > SUMMARY_ROWS:
+            console.print(f"... {len(shown) - SUMMARY_ROWS} more (--report FILE lists all)")
+    console.print(f"{len(report.results)} images: {len(report.written)} denoised, "
+                  f"{len(report.copied)} copied as clean, {len(report.kept)} kept (exist; "
                   f"--overwrite to replace), {len(report.failed)} failed -> {output}")
-    console.print(f"{report.megapixels:.1f} MP in {report.seconds:.1f} s "
+    console.print(f"{report.megapixels:.1f} MP denoised in {report.seconds:.1f} s "
                   f"({report.megapixels_per_second:.2f} MP/s)")
     for path, reason in report.failed:
         _log(f"failed {path}: {reason}")
-    if report.failed:
-        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "export_format", type=click.Choice(["saved_model"]),
+              default="saved_model", show_default=True,
+              help="saved_model: TF Serving, signature image bytes -> PNG bytes.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
+    """Export MODEL (a .keras file, run directory or 'best') to OUTPUT for serving."""
+    from tfdenoise import export, models, predict
+
+    try:
+        model = predict.load(model_spec, runs_dir)
+        export.export(model, output, export_format)
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    console.print(f"saved {export_format} to {output}: signature serving_default "
+                  "(image_bytes: scalar string) -> {png: scalar string}")
+
+
+@main.command("evaluate")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_spec", default=None,
+              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@click.option("--all", "use_all", is_flag=True,
+              help="Score every image in DATA, not only its hash-split test part.")
+@click.option("--crop", type=click.IntRange(0), default=512, show_default=True,
+              help="Score the crop x crop centre of each image; 0 = the full image.")
+@click.option("--baselines", "baseline_names", default=None, metavar="NAMES",
+              help="Comma-separated: opencv-nlm, skimage-nlm, skimage-wavelet, cbm3d "
+                   "(default: all installed); 'none' for the model only.")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the scores as JSON here.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
+                     runs_dir) -> None:
+    """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
+    from tfdenoise import evaluate, models, predict, runs
+
+    names = None
+    if baseline_names is not None:
+        names = [] if baseline_names == "none" else [
+            n.strip() for n in baseline_names.split(",") if n.strip()]
+    try:
+        model = predict.load(model_spec, runs_dir)
+        with _progress() as progress:
+            task = progress.add_task("evaluating", total=None, status="")
+            result, triples = evaluate.evaluate_folder(
+                model, data, use_all, crop or None, names,
+                on_step=lambda step: progress.update(task, status=step))
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    for note in result.notes:
+        _log(f"note: {note}")
+    _print_evaluation(result)
+    if json_file:
+        runs.write_json(json_file, result.to_json())
+    if grid:
+        evaluate.save_png(evaluate.grid_image(triples), grid)
+
+
+def _print_evaluation(result) -> None:
+    crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
+    table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
+    for column in ("condition", "method", "PSNR dB", "SSIM", "MP/s"):
+        table.add_column(column, justify="left" if column in ("condition", "method") else "right")
+    for condition, methods in result.scores.items():
+        for method, score in methods.items():
+            speed = score.megapixels_per_second
+            table.add_row(condition, method, f"{score.psnr:.2f}", f"{score.ssim:.4f}",
+                          "-" if speed is None else f"{speed:.3f}")
+        table.add_section()
+    Console().print(table)
 
 
 class SplitFractions(click.ParamType):

@@ -251,6 +251,40 @@ def load_rgb8(
         return to_rgb8(image)
 
 
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+@dataclasses.dataclass
+class Picture:
+    """A decoded image as predict needs it: RGB pixels plus what must survive into the output.
+
+    Grayscale sources are still denoised as RGB (the channels replicated), then averaged back;
+    alpha is not denoised, only carried over.
+    """
+
+    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied
+    grayscale: bool  # the source had one colour channel: write mode L (or LA)
+    alpha: np.ndarray | None  # H x W uint8, or None when the source had no transparency
+    mode: str  # the source's PIL mode, for reports
+
+
+def _alpha_of(image: Image.Image) -> np.ndarray | None:
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
+    return None
+
+
+def load_picture(source: str | os.PathLike | bytes,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode for predict: RGB uint8 (EXIF orientation applied), grayscale flag and alpha."""
+    _verified_info(source, max_pixels)
+    with _reading(source, max_pixels) as image:
+        image.load()
+        mode = image.mode
+        image = ImageOps.exif_transpose(image)
+        return Picture(to_rgb8(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode)
+
+
 def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:
     try:
         return probe(path, max_pixels)
