@@ -68,6 +68,23 @@ def _rich_progress_callback():
     return RichProgress()
 
 
+class SplitFractions(click.ParamType):
+    """`0.7,0.1,0.2` -> (0.7, 0.1, 0.2): train/val/test fractions."""
+
+    name = "TRAIN,VAL,TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            fractions = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not three comma-separated numbers", param, ctx)
+        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+            self.fail(f"{value!r}: need three non-negative fractions, not all zero", param, ctx)
+        return fractions
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tfdenoise")
 def main() -> None:
@@ -108,7 +125,7 @@ DEFAULTS = config_module.FitConfig()
               help="Numeric precision; auto picks per machine and says why.")
 @click.option("--xla", type=click.Choice(config_module.XLA_MODES), default=DEFAULTS.xla,
               show_default=True, help="XLA-compile the train step; auto = on GPUs only.")
-@click.option("--split", type=(float, float, float), default=DEFAULTS.split, show_default=True,
+@click.option("--split", type=SplitFractions(), default="0.7,0.1,0.2", show_default=True,
               help="Train/val/test fractions (a file's split is a hash of its relative path).")
 @click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
               show_default=True, help="Early stopping patience in epochs.")
@@ -337,23 +354,6 @@ def _print_evaluation(result) -> None:
                           "-" if speed is None else f"{speed:.3f}")
         table.add_section()
     Console().print(table)
-
-
-class SplitFractions(click.ParamType):
-    """`0.7,0.1,0.2` -> (0.7, 0.1, 0.2): train/val/test fractions."""
-
-    name = "TRAIN,VAL,TEST"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            fractions = tuple(float(part) for part in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not three comma-separated numbers", param, ctx)
-        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-            self.fail(f"{value!r}: need three non-negative fractions, not all zero", param, ctx)
-        return fractions
 
 
 @main.command("make-tfrecords")
