@@ -165,6 +165,14 @@ def _describe(error: OSError) -> str:
     return f"{error.strerror or error}{where}"
 
 
+def _inference_policy(requested: str) -> str:
+    from tfdenoise import hardware
+
+    policy, reason = hardware.inference_precision(requested)
+    _log(f"precision: {policy} ({reason})")
+    return policy
+
+
 def _log(message: str) -> None:
     """One log line, never hard-wrapped (paths and reasons must stay greppable)."""
     console.print(message, highlight=False, soft_wrap=True, markup=False)
@@ -215,17 +223,21 @@ def list_runs(runs_dir) -> None:
               help="Copy images whose estimated noise sigma (0-255) is below SIGMA unchanged.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write a per-image CSV (status, size, sigma before/after).")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
-                    report_file, runs_dir) -> None:
+                    report_file, precision, runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
     from tfdenoise import images, models, predict
 
     try:
         predict.check_tiling(tile, overlap)
         files = images.list_image_files(input_dir)
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
@@ -313,10 +325,14 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
               help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the scores as JSON here.")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
-                     runs_dir) -> None:
+                     precision, runs_dir) -> None:
     """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
     from tfdenoise import evaluate, models, predict, runs
 
@@ -325,7 +341,7 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
         names = [] if baseline_names == "none" else [
             n.strip() for n in baseline_names.split(",") if n.strip()]
     try:
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
         with _progress() as progress:
             task = progress.add_task("evaluating", total=None, status="")
             result, triples = evaluate.evaluate_folder(

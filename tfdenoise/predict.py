@@ -61,8 +61,9 @@ def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
     return path
 
 
-def load(spec: str | None, runs_dir: str | Path = "runs"):
-    return models.load_model(resolve_model_path(spec, runs_dir))
+def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "float32"):
+    """The model behind a `--model` value, computing in `precision` (a Keras policy name)."""
+    return models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
 
 
 def _run_model(model, batch_uint8: np.ndarray) -> np.ndarray:
