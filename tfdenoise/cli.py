@@ -256,7 +256,10 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overla
     if report_file:
         predict.write_report_csv(report, report_file)
     _print_predict_summary(report, output, input_dir)
-    if report.failed:
+    if report.stopped:
+        _log(f"stopped early, the output disk refuses writes ({report.stopped}); outputs "
+             "written so far are complete: free space and re-run to continue")
+    if report.failed or report.stopped:
         sys.exit(1)
 
 
