@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip source photos in this split (repeatable), e.g. test")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes (the output does not depend on it)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # SOURCE and OUT may follow options
     if len(args.paths) > 2:
         parser.error("expected [SOURCE] OUT")
     return args
