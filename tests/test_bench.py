@@ -119,8 +119,6 @@ def test_bench_quick_smoke(tmp_path):
     assert result.exit_code == 0, result.output
     results = json.loads(out.read_text())
     for key in PIPELINE_KEYS:
-        if key == "tfrecords_img_s" and results["pipeline"][key] is None:
-            continue  # TFRecord support not merged in this checkout
         assert results["pipeline"][key] > 0, key
     for key in TRAIN_KEYS:
         assert results["train"][key] > 0, key

@@ -68,7 +68,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **overrides) -> BenchConfig:
-        values = dict(images=240, pipeline_seconds=4.0, pipeline_warmup_batches=3,
+        values = dict(images=200, pipeline_seconds=3.0, pipeline_warmup_batches=3,
                       train_seconds=8.0, train_min_steps=3, train_warmup_steps=2,
                       train_rounds=1, xla_min_steps=2, predict_images=2,
                       predict_max_megapixels=1.5)
@@ -152,7 +152,8 @@ def corpus_folder(config: BenchConfig, log: Log) -> Iterator[Path]:
 
 
 def corpus_files(root: Path, count: int) -> list[images.ImageFile]:
-    """The train split of the first `count` image files: what every figure reads."""
+    """The train split of the first `count` image files: what every figure reads (the TFRecord
+    writer splits the same relative paths the same way, so both sources hold these files)."""
     paths = images.list_image_files(root)[:count]
     files = images.scan(root, paths).split("train")
     if len(files) < 2:
@@ -244,51 +245,79 @@ def pipeline_specs(config: BenchConfig) -> dict[str, data.PipelineSpec]:
     }
 
 
-def records_encoded(root: Path, work: Path, log: Log) -> Callable[[], tf.data.Dataset] | None:
-    """The TFRecord source of the corpus (written into `work`), or None without records support."""
-    try:
-        from tfdenoise import records, sources
-    except ImportError:
-        return None
-    if not hasattr(sources, "RecordSource"):
-        return None
-    log("writing TFRecords of the corpus ...")
+def records_source(root: Path, work: Path, log: Log):
+    """A RecordSource over the TFRecords of the images under root, written into `work`."""
+    from tfdenoise import records, sources
+
+    log(f"writing TFRecords of {root.name} ...")
     records.convert_folder(root, work)
-    source = sources.RecordSource(work)
-    return lambda: source.encoded("train", training=True)
+    return sources.RecordSource(work)
 
 
-def measure_pipelines(config: BenchConfig, files: Sequence[images.ImageFile],
-                      records: Callable[[], tf.data.Dataset] | None, log: Log) -> dict:
-    """All pipeline figures, in images (resize mode) or patches (patch mode) per second."""
+@dataclasses.dataclass
+class Feeds:
+    """The measured file set as a folder source and as a TFRecord source (same train split)."""
+
+    files: list[images.ImageFile]
+    records: object  # sources.RecordSource
+
+    def folder(self, spec: data.PipelineSpec) -> tf.data.Dataset:
+        return data.training_pipeline(data.encoded_files(self.files, True, True), spec)
+
+    def tfrecords(self, spec: data.PipelineSpec) -> tf.data.Dataset:
+        return data.training_pipeline(self.records.encoded("train", training=True), spec,
+                                      allow_pil=self.records.allow_pil)
+
+
+def make_feeds(files: Sequence[images.ImageFile], work: Path, name: str, log: Log) -> Feeds:
+    return Feeds(list(files), records_source(_subset_folder(files, work / f"{name}-files"),
+                                             work / f"{name}-records", log))
+
+
+def measure_pipelines(config: BenchConfig, feeds: Feeds, jpeg_feeds: Feeds | None,
+                      log: Log) -> dict:
+    """All pipeline figures, in images (resize mode) or patches (patch mode) per second.
+
+    Headline: resize mode on the whole corpus (the prototype's output: 224x224 images).
+    `jpeg_only` repeats the resize figures on the corpus's JPEGs alone, the very files the
+    decode ceiling decodes, so that ratio compares like with like.
+    """
     seconds, warmup, batch = config.pipeline_seconds, config.pipeline_warmup_batches, config.batch_size
+    files = feeds.files
     result: dict = {"reader": seed_reader_name(), "images": len(files)}
-
-    log(f"pipeline: prototype generator ({result['reader']}, one thread) ...")
-    generator = seed_generator([f.path for f in files], batch, config.resize, config.seed)
-    result["seed_generator_img_s"] = measure_rate(lambda: len(next(generator)[0]), warmup, seconds)
-
     specs = pipeline_specs(config)
-    for mode, spec in specs.items():
-        suffix = "" if mode == "resize" else "_patch"
-        log(f"pipeline: folder, {mode} mode ...")
-        folder = data.training_pipeline(data.encoded_files(files, True, True), spec)
-        result[f"files{suffix}_img_s"] = dataset_rate(folder, batch, warmup, seconds)
-        if records is not None:
-            log(f"pipeline: TFRecords, {mode} mode ...")
-            result[f"tfrecords{suffix}_img_s"] = dataset_rate(
-                data.training_pipeline(records(), spec), batch, warmup, seconds)
-        else:
-            result[f"tfrecords{suffix}_img_s"] = None
+
+    def resize_figures(subject: Feeds, label: str) -> dict:
+        figures = {}
+        log(f"pipeline{label}: prototype generator ({result['reader']}, one thread) ...")
+        generator = seed_generator([f.path for f in subject.files], batch, config.resize,
+                                   config.seed)
+        figures["seed_generator_img_s"] = measure_rate(lambda: len(next(generator)[0]), warmup,
+                                                       seconds)
+        log(f"pipeline{label}: folder, resize mode ...")
+        figures["files_img_s"] = dataset_rate(subject.folder(specs["resize"]), batch, warmup,
+                                              seconds)
+        log(f"pipeline{label}: TFRecords, resize mode ...")
+        figures["tfrecords_img_s"] = dataset_rate(subject.tfrecords(specs["resize"]), batch,
+                                                  warmup, seconds)
+        return figures
+
+    result.update(resize_figures(feeds, ""))
+    log("pipeline: folder, patch mode ...")
+    result["files_patch_img_s"] = dataset_rate(feeds.folder(specs["patch"]), batch, warmup, seconds)
+    log("pipeline: TFRecords, patch mode ...")
+    result["tfrecords_patch_img_s"] = dataset_rate(feeds.tfrecords(specs["patch"]), batch, warmup,
+                                                   seconds)
 
     jpegs = [Path(f.path).read_bytes() for f in files if f.info.decoder == images.Decoder.JPEG]
+    result["decode_ceiling_img_s"] = None
     if jpegs:
         log(f"pipeline: decode ceiling ({len(jpegs)} JPEGs in memory, all cores) ...")
         result["decode_ceiling_img_s"] = dataset_rate(decode_ceiling(jpegs), 32, 2, seconds)
-    else:
-        result["decode_ceiling_img_s"] = None
     log("pipeline: decode ceiling, every format ...")
     result["decode_ceiling_mixed_img_s"] = dataset_rate(mixed_decode_ceiling(files), 32, 2, seconds)
+    if jpeg_feeds is not None:
+        result["jpeg_only"] = resize_figures(jpeg_feeds, " (JPEGs only)")
     result["jpeg_share"] = round(len(jpegs) / len(files), 3)
     result["mean_megapixels"] = round(
         float(np.mean([f.info.width * f.info.height for f in files])) / 1e6, 3)
@@ -415,13 +444,23 @@ def ratios(results: dict) -> dict:
             return None
         return numerator / denominator
 
+    jpeg_only = pipeline.get("jpeg_only") or {}
     return {
         "tfrecords_vs_seed_generator": ratio(pipeline["tfrecords_img_s"],
                                              pipeline["seed_generator_img_s"]),
         "files_vs_seed_generator": ratio(pipeline["files_img_s"], pipeline["seed_generator_img_s"]),
-        "tfrecords_vs_decode_ceiling": ratio(pipeline["tfrecords_img_s"],
+        # Same JPEGs on both sides: the pipeline on the corpus's JPEGs vs decoding them in full.
+        "tfrecords_vs_decode_ceiling": ratio(jpeg_only.get("tfrecords_img_s"),
                                              pipeline["decode_ceiling_img_s"]),
-        "files_vs_decode_ceiling": ratio(pipeline["files_img_s"], pipeline["decode_ceiling_img_s"]),
+        "files_vs_decode_ceiling": ratio(jpeg_only.get("files_img_s"),
+                                         pipeline["decode_ceiling_img_s"]),
+        # Whole corpus vs decoding every one of its files in full (PNG and WebP included).
+        "tfrecords_vs_mixed_decode_ceiling": ratio(pipeline["tfrecords_img_s"],
+                                                   pipeline["decode_ceiling_mixed_img_s"]),
+        "jpeg_only_tfrecords_vs_seed_generator": ratio(jpeg_only.get("tfrecords_img_s"),
+                                                       jpeg_only.get("seed_generator_img_s")),
+        "tfrecords_patch_vs_files_patch": ratio(pipeline["tfrecords_patch_img_s"],
+                                                pipeline["files_patch_img_s"]),
         "pipeline_fed_vs_synthetic_training": ratio(train["pipeline_img_s"],
                                                     train["synthetic_img_s"]),
         "auto_vs_float32_precision": ratio(train["auto_precision_img_s"], train["float32_img_s"]),
@@ -449,19 +488,19 @@ def run(config: BenchConfig, log: Log = print) -> dict:
     config.validate()
     started = time.perf_counter()
     with corpus_folder(config, log) as root, \
-            tempfile.TemporaryDirectory(prefix="tfdenoise-bench-records-") as work:
+            tempfile.TemporaryDirectory(prefix="tfdenoise-bench-records-") as folder:
+        work = Path(folder)
         files = corpus_files(root, config.images)
-        records = records_encoded(_subset_folder(root, files, Path(work) / "subset"),
-                                  Path(work) / "records", log)
-        pipeline = measure_pipelines(config, files, records, log)
-        spec = pipeline_specs(config)["patch"]
-        if records is not None:
-            feed, feed_name = (lambda: data.training_pipeline(records(), spec)), "tfrecords"
-        else:
-            feed_name = "folder"
-            feed = lambda: data.training_pipeline(  # noqa: E731
-                data.encoded_files(files, True, True), spec)
-        train = measure_training(config, feed, feed_name, log)
+        feeds = make_feeds(files, work, "all", log)
+        jpeg_files = [f for f in files if f.info.decoder == images.Decoder.JPEG]
+        jpeg_feeds = None
+        if 2 <= len(jpeg_files) < len(files):
+            jpeg_feeds = make_feeds(jpeg_files, work, "jpeg", log)
+        elif len(jpeg_files) == len(files):
+            jpeg_feeds = feeds
+        pipeline = measure_pipelines(config, feeds, jpeg_feeds, log)
+        patch_spec = pipeline_specs(config)["patch"]
+        train = measure_training(config, lambda: feeds.tfrecords(patch_spec), "tfrecords", log)
         prediction = measure_predict(config, files, log)
         results = {
             "pipeline": pipeline, "train": train, "predict": prediction,
@@ -476,7 +515,7 @@ def run(config: BenchConfig, log: Log = print) -> dict:
     return results
 
 
-def _subset_folder(root: Path, files: Sequence[images.ImageFile], folder: Path) -> Path:
+def _subset_folder(files: Sequence[images.ImageFile], folder: Path) -> Path:
     """A folder of symlinks to exactly the measured files, for the TFRecord writer.
 
     Relative paths are kept, so each file lands in the same split as in the folder pipeline.

@@ -121,11 +121,14 @@ def _train(config, plan, source, run_dir: Path, val_split: str, test_split: str,
            extra_callbacks, log) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     spec = pipeline_spec(config)
-    train_data = data.training_pipeline(source.encoded("train", training=True), spec)
+    train_data = data.training_pipeline(source.encoded("train", training=True), spec,
+                                        allow_pil=source.allow_pil)
     val_count = source.count(val_split)
     repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
-    val_data = data.eval_pipeline(source.encoded(val_split, training=False), spec, repeats)
-    test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec)
+    val_data = data.eval_pipeline(source.encoded(val_split, training=False), spec, repeats,
+                                  allow_pil=source.allow_pil)
+    test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec,
+                                   allow_pil=source.allow_pil)
 
     model = models.built(models.build_model(config.model, config.widths), config.patch_size)
     _compile(model, config, plan, config.epochs * config.steps_per_epoch)
