@@ -115,6 +115,15 @@ DEFAULTS = config_module.FitConfig()
 @click.option("--name", default=None, help="Suffix for the run directory name.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where run directories are created.")
+@click.option("--strategy", type=click.Choice(config_module.STRATEGIES),
+              default=DEFAULTS.strategy, show_default=True,
+              help="tf.distribute strategy; auto: mirrored on several GPUs, multi-worker when "
+                   "TF_CONFIG names a cluster, else default.")
+@click.option("--run-id", default=None, envvar="TFDENOISE_RUN_ID",
+              help="Run directory name shared by all workers (runs/RUN_ID); required for "
+                   "multi-worker runs; the same id again resumes. [env: TFDENOISE_RUN_ID]")
+@click.option("--data-service", default=None, metavar="grpc://HOST:PORT",
+              help="tf.data service dispatcher that decodes and crops the training images.")
 @click.option("--resume", "resume", is_flag=False, flag_value="last", default=None,
               metavar="[RUN]",
               help="Continue an interrupted run (a run directory; alone: the latest run).")
@@ -136,6 +145,62 @@ def fit(data, resume, runs_dir, **options) -> None:
         raise click.UsageError(str(error)) from None
     _print_metrics(result.metrics)
     console.print(f"run directory: {result.run_dir}")
+
+
+@main.group("data-service")
+def data_service() -> None:
+    """Run tf.data service servers that decode and crop images for `fit --data-service`."""
+
+
+def _serve(address: str, role: str, timeout: float | None) -> None:
+    """Print where the server listens, then block until Ctrl-C, SIGTERM or `timeout`."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"tf.data service {role} listening on {address}", err=False)
+    sys.stdout.flush()
+    try:
+        stopped = stop.wait(timeout)
+    except KeyboardInterrupt:
+        stopped = True
+    console.print(f"{role} {'stopped' if stopped else f'timed out after {timeout:g} s'}")
+
+
+@data_service.command("dispatcher")
+@click.option("--port", type=click.IntRange(0, 65535), required=True,
+              help="Port to listen on (0: any free port, printed at start).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Journal directory: a restarted dispatcher recovers its jobs from it.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
+def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -> None:
+    """Start a tf.data service dispatcher (trainers and workers connect to it)."""
+    from tfdenoise import service
+
+    server = service.start_dispatcher(port, work_dir)
+    _serve(server.address, "dispatcher", timeout)
+
+
+@data_service.command("worker")
+@click.option("--dispatcher", "dispatcher", required=True, metavar="HOST:PORT",
+              help="Address of the dispatcher.")
+@click.option("--port", type=click.IntRange(0, 65535), required=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--host", default="localhost", show_default=True,
+              help="Name or IP under which trainers reach this worker (set it on multi-host).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
+def worker_command(dispatcher: str, port: int, host: str, timeout: float | None) -> None:
+    """Start a tf.data service worker: it runs the decode/crop work the dispatcher hands out."""
+    from tfdenoise import service
+
+    try:
+        server = service.start_worker(dispatcher, port, host)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    _serve(server.address, "worker", timeout)
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -44,8 +44,13 @@ def _pil_decode(data: bytes) -> np.ndarray:
         raise ValueError(str(error)) from None
 
 
-def decode_full(data: tf.Tensor, decoder: tf.Tensor) -> tf.Tensor:
-    """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise."""
+def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> tf.Tensor:
+    """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise.
+
+    `allow_pil=False` leaves out the PIL branch (a numpy_function), so the graph can be
+    serialised and run elsewhere (tf.data service workers); PIL-only files then fail to decode
+    and are dropped by the pipeline's ignore_errors, which is why callers refuse them first.
+    """
 
     def jpeg():
         return tf.io.decode_jpeg(data, channels=3)
@@ -57,7 +62,8 @@ def decode_full(data: tf.Tensor, decoder: tf.Tensor) -> tf.Tensor:
         image = tf.numpy_function(_pil_decode, [data], tf.uint8, stateful=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    image = tf.switch_case(tf.cast(decoder, tf.int32), [jpeg, tf_image, pil])
+    branches = [jpeg, tf_image, pil if allow_pil else tf_image]
+    image = tf.switch_case(tf.cast(decoder, tf.int32), branches)
     return tf.ensure_shape(image, [None, None, 3])
 
 
@@ -88,7 +94,8 @@ def _is_jpeg_at_least(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Tens
     )
 
 
-def decode_random_patches(data: tf.Tensor, decoder: tf.Tensor, size: int, count: int) -> tf.Tensor:
+def decode_random_patches(data: tf.Tensor, decoder: tf.Tensor, size: int, count: int,
+                          allow_pil: bool = True) -> tf.Tensor:
     """Random patches of one encoded image.
 
     JPEGs large enough are decoded only inside each crop window (decode_and_crop_jpeg skips the
@@ -106,7 +113,7 @@ def decode_random_patches(data: tf.Tensor, decoder: tf.Tensor, size: int, count:
         return tf.stack(crops)
 
     def full():
-        return random_crops(decode_full(data, decoder), size, count)
+        return random_crops(decode_full(data, decoder, allow_pil), size, count)
 
     patches = tf.cond(_is_jpeg_at_least(data, decoder, size), jpeg_windows, full)
     return tf.ensure_shape(patches, [count, size, size, 3])
@@ -135,9 +142,10 @@ def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Ten
     return tf.ensure_shape(tf.cond(large, jpeg_window, full), [size, size, 3])
 
 
-def decode_resized(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Tensor:
+def decode_resized(data: tf.Tensor, decoder: tf.Tensor, size: int,
+                   allow_pil: bool = True) -> tf.Tensor:
     """Prototype mode: the whole image resized to size x size (aspect ratio not kept)."""
-    image = tf.image.resize(decode_full(data, decoder), [size, size], antialias=True)
+    image = tf.image.resize(decode_full(data, decoder, allow_pil), [size, size], antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
@@ -180,8 +188,11 @@ def _options(training: bool) -> tf.data.Options:
     return options
 
 
-def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec) -> tf.data.Dataset:
+def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
+                      allow_pil: bool = True) -> tf.data.Dataset:
     """Infinite stream of {"clean": uint8 [batch, P, P, 3]} from a repeated (bytes, decoder) stream.
+
+    `allow_pil=False` builds a graph without Python functions (for tf.data service workers).
 
     Order: decode in parallel (AUTOTUNE, any order) -> drop unreadable images -> unbatch the
     patches of each image -> shuffle patches so a batch mixes images -> flip -> batch -> prefetch
@@ -190,13 +201,13 @@ def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec) -> tf.data.D
     if spec.resize:
         size = spec.resize
         decoded = encoded.map(
-            lambda data, decoder: decode_resized(data, decoder, size)[None],
+            lambda data, decoder: decode_resized(data, decoder, size, allow_pil)[None],
             num_parallel_calls=AUTOTUNE, deterministic=False,
         )
     else:
         size, count = spec.patch_size, spec.patches_per_image
         decoded = encoded.map(
-            lambda data, decoder: decode_random_patches(data, decoder, size, count),
+            lambda data, decoder: decode_random_patches(data, decoder, size, count, allow_pil),
             num_parallel_calls=AUTOTUNE, deterministic=False,
         )
     dataset = (

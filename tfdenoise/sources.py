@@ -33,8 +33,16 @@ class FolderSource:
     def count(self, split: str) -> int:
         return len(self.scan.split(split))
 
-    def encoded(self, split: str, training: bool) -> tf.data.Dataset:
-        return data.encoded_files(self.scan.split(split), shuffle=training, repeat=training)
+    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
+                ) -> tf.data.Dataset:
+        """(bytes, decoder) of one split; `shard` = (count, index) deals files out to workers."""
+        count, index = shard
+        files = self.scan.split(split)[index::count]
+        return data.encoded_files(files, shuffle=training, repeat=training)
+
+    def pil_only(self, split: str) -> list[images.ImageFile]:
+        """Files only PIL decodes (CMYK JPEG, BMP, WebP): they cannot go to tf.data service."""
+        return [f for f in self.scan.split(split) if f.info.decoder == images.Decoder.PIL]
 
 
 def sample_source(fractions: Sequence[float] = images.DEFAULT_SPLIT) -> FolderSource:
