@@ -108,6 +108,8 @@ DEFAULTS = config_module.FitConfig()
               help="Numeric precision; auto picks per machine and says why.")
 @click.option("--xla", type=click.Choice(config_module.XLA_MODES), default=DEFAULTS.xla,
               show_default=True, help="XLA-compile the train step; auto = on GPUs only.")
+@click.option("--split", type=(float, float, float), default=DEFAULTS.split, show_default=True,
+              help="Train/val/test fractions (a file's split is a hash of its relative path).")
 @click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
               show_default=True, help="Early stopping patience in epochs.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
@@ -140,11 +142,16 @@ def fit(data, resume, runs_dir, **options) -> None:
             raise click.UsageError(str(error)) from None
     try:
         result = train.fit(config, resume=resume_dir, extra_callbacks=[_rich_progress_callback()],
-                           log=lambda message: console.print(message, highlight=False))
+                           log=_log)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     _print_metrics(result.metrics)
-    console.print(f"run directory: {result.run_dir}")
+    _log(f"run directory: {result.run_dir}")
+
+
+def _log(message: str) -> None:
+    """One log line, never hard-wrapped (paths and reasons must stay greppable)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 @main.group("data-service")
@@ -267,7 +274,7 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, runs_dir) ->
     console.print(f"{report.megapixels:.1f} MP in {report.seconds:.1f} s "
                   f"({report.megapixels_per_second:.2f} MP/s)")
     for path, reason in report.failed:
-        console.print(f"[red]failed[/red] {path}: {reason}", highlight=False)
+        _log(f"failed {path}: {reason}")
     if report.failed:
         sys.exit(1)
 

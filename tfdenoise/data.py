@@ -37,9 +37,10 @@ class PipelineSpec:
 
 # --- stage: decode ----------------------------------------------------------------------------
 
-def _pil_decode(data: bytes) -> np.ndarray:
+def _pil_decode(data: np.ndarray | bytes) -> np.ndarray:
+    raw = data.item() if isinstance(data, np.ndarray) else bytes(data)  # 0-d object array
     try:
-        return load_rgb8(bytes(data), apply_orientation=False)
+        return load_rgb8(raw, apply_orientation=False)
     except ImageError as error:
         raise ValueError(str(error)) from None
 

@@ -1,0 +1,95 @@
+"""Shared fixtures: small images generated in the test, in every mode and format we accept."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colourful uint8 image with edges: gradients, a disc and a little texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    image = np.stack(
+        [0.5 + 0.4 * np.sin(x / max(width, 1) * 3 + y / max(height, 1) * 2 + p) for p in phase],
+        axis=-1,
+    )
+    cy, cx, r = height * rng.uniform(0.3, 0.7), width * rng.uniform(0.3, 0.7), min(height, width) / 4
+    disc = (y - cy) ** 2 + (x - cx) ** 2 < r**2
+    image[disc] = rng.uniform(0.1, 0.9, 3)
+    image += rng.normal(0, 0.01, image.shape)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    if mode:
+        image = image.convert(mode)
+    image.save(path, **kwargs)
+    return path
+
+
+def write_mode_zoo(folder: Path, size: tuple[int, int] = (48, 64)) -> dict[str, Path]:
+    """One valid image per odd mode/format that real folders contain."""
+    h, w = size
+    rgb = photo_like(h, w, seed=1)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    files = {
+        "rgb_jpeg": save(folder / "rgb.jpg", rgb, quality=95),
+        "gray_jpeg": save(folder / "gray.JPG", gray, quality=95),
+        "cmyk_jpeg": save(folder / "cmyk.jpeg", rgb, mode="CMYK", quality=95),
+        "rgb_png": save(folder / "rgb.png", rgb),
+        "gray_png": save(folder / "gray.png", gray),
+        "rgba_png": save(folder / "rgba.PNG", np.dstack([rgb, np.full((h, w), 200, np.uint8)])),
+        "palette_png": save(folder / "palette.png", rgb, mode="P"),
+        "bmp": save(folder / "image.bmp", rgb),
+        "gif": save(folder / "palette.gif", rgb),
+        "webp": save(folder / "image.webp", rgb, lossless=True),
+    }
+    sixteen = (gray.astype(np.uint16) * 257).astype(np.uint16)
+    path = folder / "gray16.png"
+    Image.fromarray(sixteen).save(path)  # mode I;16
+    files["gray16_png"] = path
+    return files
+
+
+def write_bad_files(folder: Path) -> dict[str, Path]:
+    """Files with image suffixes that are not usable images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = folder / "_source.jpg"
+    save(good, photo_like(64, 64, seed=2), quality=90)
+    data = good.read_bytes()
+    good.unlink()
+    files = {
+        "truncated_jpeg": folder / "truncated.jpg",
+        "empty": folder / "empty.png",
+        "text": folder / "notes.jpg",
+    }
+    files["truncated_jpeg"].write_bytes(data[: len(data) // 2])
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not an image\n")
+    return files
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 24 small photo-like images (JPEG and PNG, nested) plus 3 bad files."""
+    root = tmp_path / "photos"
+    for index in range(24):
+        sub = root / ("a" if index % 2 else "b")
+        array = photo_like(72 + 8 * (index % 3), 88 + 8 * (index % 4), seed=index)
+        if index % 3 == 0:
+            save(sub / f"img{index:02d}.png", array)
+        else:
+            save(sub / f"img{index:02d}.jpg", array, quality=92)
+    write_bad_files(root / "bad")
+    return root

@@ -1,0 +1,133 @@
+"""Models: shapes, serialisation, train steps under every precision and XLA, safe loading."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdenoise import hardware, models, noise
+
+SMALL = (8, 16)
+
+
+@pytest.fixture(autouse=True)
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def batches(size=32, batch=4):
+    clean = tf.cast(tf.random.stateless_uniform([batch, size, size, 3], [1, 2], 0, 255), tf.uint8)
+    return tf.data.Dataset.from_tensors({"clean": clean}).repeat()
+
+
+def fit(model, dataset, **kwargs):
+    return model.fit(dataset, verbose=0, shuffle=False, **kwargs).history
+
+
+def compiled(model, precision="float32", xla=False, noise_name="gaussian", lr=1e-3):
+    plan = hardware.Plan("cpu", precision, "test", xla, "test")
+    optimizer = keras.optimizers.Adam(lr)
+    if plan.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=models.build_loss("l1"),
+                  metrics=[keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")],
+                  noise=noise.build_noise(noise_name), jit_compile=xla)
+    return model
+
+
+@pytest.mark.parametrize("name", ["unet", "seed"])
+def test_any_input_size_gives_the_same_size(name):
+    model = models.built(models.build_model(name, widths=SMALL))
+    for shape in [(1, 37, 51, 3), (2, 8, 8, 3), (1, 1, 3, 3)]:
+        assert model(tf.zeros(shape)).shape == shape
+
+
+@pytest.mark.parametrize("name", ["unet", "seed"])
+def test_save_load_gives_identical_outputs(tmp_path, name):
+    model = models.built(models.build_model(name, widths=SMALL))
+    fit(compiled(model), batches(), steps_per_epoch=2, epochs=1)
+    inputs = np.random.default_rng(0).random((2, 40, 24, 3), dtype=np.float32)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = models.load_model(path)
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+
+
+def test_uint8_and_float_inputs_mean_the_same_image():
+    model = models.built(models.UNet(widths=SMALL))
+    image = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+    np.testing.assert_allclose(model(image).numpy(), model(image / 255.0).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("precision,xla", [
+    ("float32", False), ("mixed_bfloat16", False), ("mixed_float16", False), ("float32", True),
+])
+def test_train_step_runs_under_each_precision_and_xla(precision, xla):
+    keras.mixed_precision.set_global_policy(precision)
+    model = compiled(models.built(models.UNet(widths=SMALL)), precision, xla)
+    if precision == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    conv = model.encoder_blocks[0].layers[0]
+    assert conv.compute_dtype == {"mixed_bfloat16": "bfloat16",
+                                  "mixed_float16": "float16"}.get(precision, "float32")
+    history = fit(model, batches(), steps_per_epoch=3, epochs=1)
+    assert np.isfinite(history["loss"][0]) and history["psnr"][0] > 5
+    assert model(tf.zeros([1, 16, 16, 3])).dtype == tf.float32  # output head stays float32
+
+
+def test_training_reduces_the_loss_on_a_learnable_task():
+    keras.utils.set_random_seed(0)
+    flat = tf.fill([8, 32, 32, 3], tf.constant(128, tf.uint8))
+    dataset = tf.data.Dataset.from_tensors({"clean": flat}).repeat()
+    model = compiled(models.built(models.UNet(widths=SMALL)), lr=3e-3)
+    history = fit(model, dataset, steps_per_epoch=40, epochs=4)
+    assert history["loss"][3] < history["loss"][0] * 0.75
+
+
+def test_training_noise_is_fresh_every_step():
+    model = compiled(models.built(models.UNet(widths=SMALL)))
+    first = model._training_seed().numpy()
+    second = model._training_seed().numpy()
+    assert not np.array_equal(first, second)
+
+
+def test_test_step_noise_is_fixed_by_index():
+    model = compiled(models.built(models.UNet(widths=SMALL)))
+    clean = tf.cast(tf.random.stateless_uniform([4, 16, 16, 3], [1, 1], 0, 255), tf.uint8)
+    data = tf.data.Dataset.from_tensors({"clean": clean, "index": tf.range(4, dtype=tf.int64)})
+    first = model.evaluate(data, verbose=0, return_dict=True)
+    second = model.evaluate(data, verbose=0, return_dict=True)
+    assert first == second
+
+
+def test_plan_choices():
+    bf16 = frozenset({"avx512_bf16"})
+    assert hardware.choose_precision("auto", 1, bf16)[0] == "mixed_float16"
+    assert hardware.choose_precision("auto", 0, bf16)[0] == "mixed_bfloat16"
+    assert hardware.choose_precision("auto", 0, frozenset({"avx2"}))[0] == "float32"
+    assert hardware.choose_precision("float32", 1, bf16)[0] == "float32"
+    assert hardware.choose_xla("auto", 2)[0] is True
+    assert hardware.choose_xla("auto", 0)[0] is False
+    assert hardware.choose_xla("on", 0)[0] is True
+
+
+def test_lambda_layer_models_are_refused(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(models.ModelLoadError, match="safe mode"):
+        models.load_model(path)
+
+
+def test_non_model_files_are_refused(tmp_path):
+    text = tmp_path / "model.keras"
+    text.write_text("not a zip")
+    with pytest.raises(models.ModelLoadError):
+        models.load_model(text)
+    with pytest.raises(models.ModelLoadError, match="not found"):
+        models.load_model(tmp_path / "missing.keras")

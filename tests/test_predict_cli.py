@@ -1,0 +1,71 @@
+"""The predict contract: layout, exit codes 0/1/2, inputs untouched, no overwrite."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import photo_like, save, write_bad_files
+from tfdenoise import cli, models
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "tiny.keras"
+    models.built(models.UNet(widths=(4, 8))).save(path)
+    return path
+
+
+def digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_outputs_mirror_the_input_tree_at_full_size(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "a.jpg", photo_like(37, 53))
+    save(inputs / "sub" / "b.PNG", photo_like(20, 90))
+    before = digest(inputs)
+    result = CliRunner().invoke(cli.predict_command, [str(inputs), "--model", str(model_path)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "scans_denoised"
+    assert sorted(digest(out)) == ["a.png", "sub/b.png"]
+    assert Image.open(out / "a.png").size == (53, 37)
+    assert Image.open(out / "sub" / "b.png").size == (90, 20)
+    assert digest(inputs) == before
+
+
+def test_failures_are_listed_and_exit_1(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "ok.jpg", photo_like(16, 16))
+    write_bad_files(inputs)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.predict_command, [str(inputs), "-o", str(out),
+                                                      "--model", str(model_path)])
+    assert result.exit_code == 1
+    assert "3 failed" in result.output and "truncated.jpg" in result.output
+    assert (out / "ok.png").is_file()
+
+
+def test_existing_outputs_are_kept_unless_overwrite(tmp_path, model_path):
+    inputs, out = tmp_path / "scans", tmp_path / "out"
+    save(inputs / "a.png", photo_like(16, 16))
+    save(out / "a.png", np.zeros((4, 4, 3), np.uint8))
+    args = [str(inputs), "-o", str(out), "--model", str(model_path)]
+    assert CliRunner().invoke(cli.predict_command, args).exit_code == 0
+    assert Image.open(out / "a.png").size == (4, 4)
+    assert CliRunner().invoke(cli.predict_command, [*args, "--overwrite"]).exit_code == 0
+    assert Image.open(out / "a.png").size == (16, 16)
+
+
+def test_usage_errors_exit_2(tmp_path, model_path):
+    runner = CliRunner()
+    assert runner.invoke(cli.predict_command, [str(tmp_path / "missing")]).exit_code == 2
+    (tmp_path / "in").mkdir()
+    bad_model = runner.invoke(cli.predict_command, [str(tmp_path / "in"), "--model",
+                                                    str(tmp_path / "nope.keras")])
+    assert bad_model.exit_code == 2 and "not found" in bad_model.output

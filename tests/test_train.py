@@ -1,0 +1,127 @@
+"""`tfdenoise fit` end to end on generated images with corrupt files, resume, and `runs`."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import photo_like, save
+from tfdenoise import cli, runs, train
+from tfdenoise.config import FitConfig
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--patch-size", "32",
+         "--eval-size", "32", "--precision", "float32"]
+
+
+def quick_config(data, runs_dir, **overrides) -> FitConfig:
+    values = dict(data=str(data), runs_dir=str(runs_dir), epochs=3, steps_per_epoch=3,
+                  batch_size=4, patch_size=32, eval_size=32, precision="float32",
+                  widths=(8, 16), patience=10)
+    values.update(overrides)
+    return FitConfig(**values)
+
+
+def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    result = CliRunner().invoke(
+        cli.main, ["fit", str(image_folder), *QUICK, "--name", "smoke", "--runs-dir", str(runs_dir)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 skipped" in result.output
+    assert "notes.jpg: not an image" in result.output
+    (run_dir,) = runs.all_runs(runs_dir)
+    assert run_dir.name.endswith("-smoke")
+    for name in ("config.json", "history.json", "best.keras", "metrics.json", "grid.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(row["steps_per_second"] > 0 and "val_loss" in row for row in history)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"gaussian-15", "gaussian-25", "gaussian-50", "seed"}
+    sigma15, sigma50 = metrics["test"]["gaussian-15"], metrics["test"]["gaussian-50"]
+    assert abs(sigma15["psnr_noisy"] - 24.6) < 1.0  # sigma 15 on 8-bit: 20 log10(255/15)
+    assert sigma50["psnr_noisy"] < sigma15["psnr_noisy"]
+    assert len(metrics["skipped_files"]) == 3
+    assert FitConfig.load(run_dir / "config.json").patch_size == 32
+
+
+def test_fit_reproduces_the_prototype_in_resize_mode(image_folder, tmp_path):
+    config = quick_config(image_folder, tmp_path / "runs", model="seed", noise="seed", loss="mse",
+                          resize=32, epochs=1)
+    result = train.fit(config, log=lambda message: None)
+    assert result.metrics["parameters"] > 0
+    assert (result.run_dir / "best.keras").is_file()
+
+
+class CrashAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_continues_from_the_last_epoch_without_losing_history(image_folder, tmp_path):
+    uninterrupted = train.fit(quick_config(image_folder, tmp_path / "a"), log=lambda m: None)
+
+    runs_dir = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(quick_config(image_folder, runs_dir), extra_callbacks=[CrashAtEpoch(2)],
+                  log=lambda m: None)
+    (run_dir,) = runs.all_runs(runs_dir)
+    assert not (run_dir / "metrics.json").exists()
+    assert len(json.loads((run_dir / "history.json").read_text())) == 2
+
+    resumed = train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+    assert resumed.run_dir == run_dir
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    # the optimizer state came back: the schedule continues where it stopped
+    np.testing.assert_allclose([r["learning_rate"] for r in resumed.history],
+                               [r["learning_rate"] for r in uninterrupted.history], rtol=1e-5)
+    with pytest.raises(ValueError, match="already finished"):
+        train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+
+
+def test_runs_lists_best_first_and_predict_uses_best(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    for name in ("first", "second"):
+        train.fit(quick_config(image_folder, runs_dir, name=name, epochs=1), log=lambda m: None)
+    ranked = runs.ranked_runs(runs_dir)
+    assert ranked[0].best_val_loss <= ranked[1].best_val_loss
+    result = CliRunner().invoke(cli.main, ["runs", "--runs-dir", str(runs_dir)])
+    assert result.exit_code == 0
+    assert result.output.index(ranked[0].path.name) < result.output.index(ranked[1].path.name)
+
+    inputs = tmp_path / "scans"
+    save(inputs / "x.jpg", photo_like(50, 70))
+    result = CliRunner().invoke(cli.predict_command, [str(inputs), "--model", "best",
+                                                      "--runs-dir", str(runs_dir)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scans_denoised" / "x.png").is_file()
+
+
+def test_too_few_images_borrow_a_split_with_a_note(tmp_path):
+    folder = tmp_path / "few"
+    for index in range(3):
+        save(folder / f"{index}.png", photo_like(40, 40, seed=index))
+    messages = []
+    result = train.fit(quick_config(folder, tmp_path / "runs", epochs=1), log=messages.append)
+    assert result.metrics["test_images"] >= 1
+    assert any("too few images" in m for m in messages)
+
+
+def test_a_folder_without_images_is_a_usage_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli.main, ["fit", str(tmp_path / "empty"), *QUICK,
+                                           "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "no usable training images" in result.output
