@@ -159,20 +159,29 @@ def data_service() -> None:
     """Run tf.data service servers that decode and crop images for `fit --data-service`."""
 
 
-def _serve(address: str, role: str, timeout: float | None) -> None:
-    """Print where the server listens, then block until Ctrl-C, SIGTERM or `timeout`."""
+def _serve(address: str, role: str, timeout: float | None, status=None) -> None:
+    """Print where the server listens, then block until Ctrl-C, SIGTERM or `timeout`.
+
+    `status()` (optional) is polled each second and printed whenever it changes.
+    """
     import signal
     import threading
+    import time
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"tf.data service {role} listening on {address}", err=False)
-    sys.stdout.flush()
+    click.echo(f"tf.data service {role} listening on {address}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
     try:
-        stopped = stop.wait(timeout)
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if status is not None and status() != last:
+                last = status()
+                click.echo(f"{role}: {last}")
+            stop.wait(1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
-        stopped = True
-    console.print(f"{role} {'stopped' if stopped else f'timed out after {timeout:g} s'}")
+        stop.set()
+    console.print(f"{role} {'stopped' if stop.is_set() else f'timed out after {timeout:g} s'}")
 
 
 @data_service.command("dispatcher")
@@ -207,7 +216,8 @@ def worker_command(dispatcher: str, port: int, host: str, timeout: float | None)
         server = service.start_worker(dispatcher, port, host)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    _serve(server.address, "worker", timeout)
+    _serve(server.address, "worker", timeout,
+           status=lambda: f"{service.active_tasks(server)} active task(s)")
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -56,6 +56,14 @@ def start_worker(dispatcher: str, port: int, host: str = "localhost",
     return Servers(server, f"{host}:{bound_port}")
 
 
+def active_tasks(worker: Servers) -> int:
+    """Tasks (one per job it serves) a worker is running now; for operators' logs.
+
+    WorkerServer exposes no public accessor for this, so the private `_num_tasks` is used.
+    """
+    return int(worker.server._num_tasks())
+
+
 def distribute(dataset: tf.data.Dataset, service: str, job_name: str | None = None,
                ) -> tf.data.Dataset:
     """Run `dataset` on tf.data service workers, each element read once per epoch.
