@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import photo_like, save, write_bad_files, write_mode_zoo
+from faults import png_bomb
 from tfdenoise import images
 
 
@@ -90,11 +91,15 @@ def test_bad_files_get_a_reason(tmp_path, kind, reason):
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
-    path = tmp_path / "bomb.png"
-    Image.new("L", (20000, 20000)).save(path)  # 400 MP of zeros compresses to a small file
-    assert path.stat().st_size < 2_000_000
+    path = png_bomb(tmp_path / "bomb.png", 50_000, 50_000)  # declares 2.5 GP in 50 KB
+    assert path.stat().st_size < 100_000
     with pytest.raises(images.ImageError, match="too large"):
         images.probe(path, max_pixels=100_000_000)
+    with pytest.raises(images.ImageError, match="too large"):
+        images.load_rgb8(path)
+    small = png_bomb(tmp_path / "small.png", 20, 20)
+    with pytest.raises(images.ImageError, match="too large"):
+        images.probe(small, max_pixels=100)  # the limit is configurable
 
 
 def test_scan_splits_good_files_and_counts_bad_ones(image_folder):

@@ -145,8 +145,16 @@ def fit(data, resume, runs_dir, **options) -> None:
                            log=_log)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    except OSError as error:  # disk full, read-only runs dir: earlier files stay valid
+        raise click.ClickException(f"cannot write the run: {_describe(error)}") from None
     _print_metrics(result.metrics)
     _log(f"run directory: {result.run_dir}")
+
+
+def _describe(error: OSError) -> str:
+    """'No space left on device: /path' rather than a traceback."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 def _log(message: str) -> None:
@@ -257,36 +265,254 @@ def list_runs(runs_dir) -> None:
 @click.option("--model", "model_spec", default=None,
               help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
+@click.option("--tile", type=click.IntRange(16), default=512, show_default=True,
+              help="Side of the windows large images are denoised in (bounds memory).")
+@click.option("--overlap", type=click.IntRange(0), default=32, show_default=True,
+              help="Pixels of shared context between neighbouring tiles.")
+@click.option("--skip-clean", type=click.FloatRange(min=0), default=None, metavar="SIGMA",
+              help="Copy images whose estimated noise sigma (0-255) is below SIGMA unchanged.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write a per-image CSV (status, size, sigma before/after).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
-def predict_command(input_dir: Path, output, model_spec, overwrite, runs_dir) -> None:
+def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
+                    report_file, runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
-    from tfdenoise import models, predict
+    from tfdenoise import images, models, predict
 
     try:
+        predict.check_tiling(tile, overlap)
+        files = images.list_image_files(input_dir)
         model = predict.load(model_spec, runs_dir)
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
+    options = predict.PredictOptions(overwrite=overwrite, tile=tile, overlap=overlap,
+                                     skip_clean=skip_clean)
     with _progress() as progress:
-        task = progress.add_task("denoising", total=None, status="")
+        task = progress.add_task("denoising", total=len(files), status="")
 
-        def on_image(path, status):
-            progress.update(task, advance=1, status=f"{path.name}: {status}")
+        def on_image(result):
+            progress.update(task, advance=1, status=f"{result.input.name}: {result.status}")
 
         try:
-            report = predict.predict_folder(model, input_dir, output, overwrite,
-                                            on_image=on_image)
+            report = predict.predict_folder(model, input_dir, output, options, on_image=on_image)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    console.print(f"{len(report.written)} written, {len(report.kept)} kept (exist; "
+    if report_file:
+        predict.write_report_csv(report, report_file)
+    _print_predict_summary(report, output, input_dir)
+    if report.failed:
+        sys.exit(1)
+
+
+SUMMARY_ROWS = 20  # per-image rows printed; the CSV report has them all
+
+
+def _sigma(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
+    shown = [r for r in report.results if r.status in ("written", "copied-clean")]
+    if shown:
+        table = Table(title="estimated noise sigma (0-255, Immerkaer)")
+        for column in ("image", "size", "status", "sigma before", "sigma after"):
+            table.add_column(column, justify="left" if column == "image" else "right")
+        for result in shown[:SUMMARY_ROWS]:
+            table.add_row(str(result.input.relative_to(input_dir)),
+                          f"{result.width}x{result.height}", result.status,
+                          _sigma(result.sigma_before), _sigma(result.sigma_after))
+        console.print(table)
+        if len(shown) > SUMMARY_ROWS:
+            console.print(f"... {len(shown) - SUMMARY_ROWS} more (--report FILE lists all)")
+    console.print(f"{len(report.results)} images: {len(report.written)} denoised, "
+                  f"{len(report.copied)} copied as clean, {len(report.kept)} kept (exist; "
                   f"--overwrite to replace), {len(report.failed)} failed -> {output}")
-    console.print(f"{report.megapixels:.1f} MP in {report.seconds:.1f} s "
+    console.print(f"{report.megapixels:.1f} MP denoised in {report.seconds:.1f} s "
                   f"({report.megapixels_per_second:.2f} MP/s)")
     for path, reason in report.failed:
         _log(f"failed {path}: {reason}")
-    if report.failed:
-        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "export_format", type=click.Choice(["saved_model"]),
+              default="saved_model", show_default=True,
+              help="saved_model: TF Serving, signature image bytes -> PNG bytes.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
+    """Export MODEL (a .keras file, run directory or 'best') to OUTPUT for serving."""
+    from tfdenoise import export, models, predict
+
+    try:
+        model = predict.load(model_spec, runs_dir)
+        export.export(model, output, export_format)
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    console.print(f"saved {export_format} to {output}: signature serving_default "
+                  "(image_bytes: scalar string) -> {png: scalar string}")
+
+
+@main.command("evaluate")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_spec", default=None,
+              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@click.option("--all", "use_all", is_flag=True,
+              help="Score every image in DATA, not only its hash-split test part.")
+@click.option("--crop", type=click.IntRange(0), default=512, show_default=True,
+              help="Score the crop x crop centre of each image; 0 = the full image.")
+@click.option("--baselines", "baseline_names", default=None, metavar="NAMES",
+              help="Comma-separated: opencv-nlm, skimage-nlm, skimage-wavelet, cbm3d "
+                   "(default: all installed); 'none' for the model only.")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write the scores as JSON here.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+              show_default=True, help="Where 'best' looks for runs.")
+def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
+                     runs_dir) -> None:
+    """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
+    from tfdenoise import evaluate, models, predict, runs
+
+    names = None
+    if baseline_names is not None:
+        names = [] if baseline_names == "none" else [
+            n.strip() for n in baseline_names.split(",") if n.strip()]
+    try:
+        model = predict.load(model_spec, runs_dir)
+        with _progress() as progress:
+            task = progress.add_task("evaluating", total=None, status="")
+            result, triples = evaluate.evaluate_folder(
+                model, data, use_all, crop or None, names,
+                on_step=lambda step: progress.update(task, status=step))
+    except (ValueError, models.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    for note in result.notes:
+        _log(f"note: {note}")
+    _print_evaluation(result)
+    if json_file:
+        runs.write_json(json_file, result.to_json())
+    if grid:
+        evaluate.save_png(evaluate.grid_image(triples), grid)
+
+
+def _print_evaluation(result) -> None:
+    crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
+    table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
+    for column in ("condition", "method", "PSNR dB", "SSIM", "MP/s"):
+        table.add_column(column, justify="left" if column in ("condition", "method") else "right")
+    for condition, methods in result.scores.items():
+        for method, score in methods.items():
+            speed = score.megapixels_per_second
+            table.add_row(condition, method, f"{score.psnr:.2f}", f"{score.ssim:.4f}",
+                          "-" if speed is None else f"{speed:.3f}")
+        table.add_section()
+    Console().print(table)
+
+
+class SplitFractions(click.ParamType):
+    """`0.7,0.1,0.2` -> (0.7, 0.1, 0.2): train/val/test fractions."""
+
+    name = "TRAIN,VAL,TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            fractions = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not three comma-separated numbers", param, ctx)
+        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+            self.fail(f"{value!r}: need three non-negative fractions, not all zero", param, ctx)
+        return fractions
+
+
+@main.command("make-tfrecords")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shard-mb", type=click.FloatRange(min=0, min_open=True), default=128,
+              show_default=True, help="Approximate shard size, counted in source-file bytes.")
+@click.option("--split", "fractions", type=SplitFractions(), default="0.7,0.1,0.2",
+              show_default=True,
+              help="Train,val,test fractions (a file's split is a hash of its relative path).")
+@click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1,
+              show_default=True, help="Parallel conversions (and probes while planning).")
+@click.option("--executor", type=click.Choice(["thread", "process"]), default="thread",
+              show_default=True, help="Run conversions on threads or spawned processes.")
+@click.option("--max-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
+              help="Skip images with more pixels than this (decompression bombs).")
+@click.option("--overwrite", is_flag=True,
+              help="Convert again even if OUT holds a finished or unfinished conversion.")
+def make_tfrecords(src: Path, out: Path, shard_mb, fractions, workers, executor, max_pixels,
+                   overwrite) -> None:
+    """Convert the images under SRC into sharded TFRecords + manifest.json in OUT.
+
+    JPEGs are stored byte-identical, other images as 8-bit RGB PNG; bad files are skipped and
+    listed. An interrupted run finishes when run again; a finished OUT is left as it is.
+    Exit status: 0 when records were written (even if some files were skipped), 1 when SRC
+    holds no usable image, 2 on usage errors.
+    """
+    from tfdenoise import records
+
+    with _progress() as progress:
+        task = progress.add_task("validating", total=None, status="")
+
+        def on_progress(event: str, amount: int) -> None:
+            if event == "plan":
+                progress.update(task, description="writing", total=amount, status="")
+            elif event == "image":
+                progress.advance(task, amount)
+
+        try:
+            report = records.convert_folder(src, out, fractions, shard_mb, max_pixels, workers,
+                                            executor, overwrite, progress=on_progress)
+        except records.NothingToConvert as error:
+            progress.stop()
+            _print_skipped([(s.path, s.reason) for s in error.skipped])
+            console.print(f"[red]{error}[/red]", highlight=False)
+            sys.exit(1)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    if report.already_done:
+        console.print(f"{out} is already finished ({records.MANIFEST} present): nothing to do; "
+                      "--overwrite converts again.", highlight=False)
+    _print_records_summary(report)
+
+
+def _print_records_summary(report) -> None:
+    manifest = report.manifest
+    table = Table(title=f"TFRecords in {report.out}")
+    for column in ("split", "images", "shards", "MB"):
+        table.add_column(column, justify="right")
+    for split, count in manifest["counts"].items():
+        shards = [s for s in manifest["shards"] if s["split"] == split]
+        table.add_row(split, str(count), str(len(shards)),
+                      f"{sum(s['bytes'] for s in shards) / 2**20:.1f}")
+    console.print(table)
+    if not report.already_done:
+        console.print(f"{report.images_written} images ({report.source_bytes_written / 2**20:.1f} "
+                      f"MB of source files) converted in {report.seconds:.1f} s: "
+                      f"{report.images_per_second:.1f} images/s, "
+                      f"{report.megabytes_per_second:.1f} MB/s", highlight=False)
+    _print_skipped([(s["path"], s["reason"]) for s in manifest["skipped"]])
+
+
+def _print_skipped(skipped: list[tuple[str, str]], limit: int = 30) -> None:
+    """(path, reason) rows; the full list is in manifest.json."""
+    if not skipped:
+        return
+    table = Table(title=f"{len(skipped)} files skipped")
+    table.add_column("file")
+    table.add_column("reason")
+    for path, reason in skipped[:limit]:
+        table.add_row(path, reason)
+    if len(skipped) > limit:
+        table.add_row(f"... {len(skipped) - limit} more", "listed in manifest.json")
+    console.print(table)
 
 
 def predict_main() -> None:

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tfdenoise.images import Decoder, ImageError, ImageFile, load_rgb8
 from tfdenoise.padding import mirror_pad_to
+from tfdenoise.records import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -48,9 +49,9 @@ def _pil_decode(data: np.ndarray | bytes) -> np.ndarray:
 def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> tf.Tensor:
     """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise.
 
-    `allow_pil=False` leaves out the PIL branch (a numpy_function), so the graph can be
-    serialised and run elsewhere (tf.data service workers); PIL-only files then fail to decode
-    and are dropped by the pipeline's ignore_errors, which is why callers refuse them first.
+    allow_pil=False leaves the PIL branch (a tf.numpy_function) out of the graph, for sources
+    that hold only JPEG/PNG (TFRecords): such a graph can be serialized and shipped to
+    tf.data service workers. A PIL decoder id then goes to tf.io.decode_image.
     """
 
     def jpeg():
@@ -63,8 +64,8 @@ def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> 
         image = tf.numpy_function(_pil_decode, [data], tf.uint8, stateful=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    branches = [jpeg, tf_image, pil if allow_pil else tf_image]
-    image = tf.switch_case(tf.cast(decoder, tf.int32), branches)
+    branches = [jpeg, tf_image, pil] if allow_pil else [jpeg, tf_image]
+    image = tf.switch_case(tf.cast(decoder, tf.int32), branches)  # out of range: last branch
     return tf.ensure_shape(image, [None, None, 3])
 
 
@@ -128,7 +129,8 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.ensure_shape(image[top : top + size, left : left + size, :], [size, size, 3])
 
 
-def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Tensor:
+def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int,
+                       allow_pil: bool = True) -> tf.Tensor:
     """Centre crop for evaluation; large JPEGs decode only the window."""
 
     def jpeg_window():
@@ -137,7 +139,7 @@ def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Ten
         return tf.io.decode_and_crop_jpeg(data, window, channels=3)
 
     def full():
-        return center_crop(decode_full(data, decoder), size)
+        return center_crop(decode_full(data, decoder, allow_pil), size)
 
     large = _is_jpeg_at_least(data, decoder, size)
     return tf.ensure_shape(tf.cond(large, jpeg_window, full), [size, size, 3])
@@ -179,6 +181,34 @@ def encoded_files(files: Sequence[ImageFile], shuffle: bool, repeat: bool) -> tf
     )
 
 
+def encoded_records(shard_paths: Sequence[str], shuffle: bool, repeat: bool,
+                    cycle_length: int = 4, shuffle_records: int = 32) -> tf.data.Dataset:
+    """(bytes, decoder) from TFRecord shards, read in parallel.
+
+    Training: shard order shuffled every epoch, `cycle_length` shards read at once in whatever
+    order they arrive, then a small record shuffle (a few shards hold many neighbouring images;
+    the buffer holds encoded images, so keep it small). Evaluation: one shard after the other in
+    name order, so images come in relative-path order, as from a folder: same index, same
+    fixed noise.
+    """
+    if not shard_paths:
+        raise ValueError("no TFRecord shards to read")
+    dataset = tf.data.Dataset.from_tensor_slices(list(shard_paths))
+    if shuffle:
+        dataset = dataset.shuffle(len(shard_paths), reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.interleave(  # parallel reads: one TFRecordDataset per shard in the cycle
+        tf.data.TFRecordDataset,
+        cycle_length=min(cycle_length, len(shard_paths)) if shuffle else 1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=not shuffle,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_records)
+    return dataset.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+
+
 # --- pipelines --------------------------------------------------------------------------------
 
 def _options(training: bool) -> tf.data.Options:
@@ -193,11 +223,10 @@ def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
                       allow_pil: bool = True) -> tf.data.Dataset:
     """Infinite stream of {"clean": uint8 [batch, P, P, 3]} from a repeated (bytes, decoder) stream.
 
-    `allow_pil=False` builds a graph without Python functions (for tf.data service workers).
-
     Order: decode in parallel (AUTOTUNE, any order) -> drop unreadable images -> unbatch the
     patches of each image -> shuffle patches so a batch mixes images -> flip -> batch -> prefetch
-    so the next batch is decoded while the accelerator trains on this one.
+    so the next batch is decoded while the accelerator trains on this one. allow_pil: see
+    decode_full.
     """
     if spec.resize:
         size = spec.resize
@@ -223,7 +252,8 @@ def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
     return dataset.with_options(_options(training=True))
 
 
-def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1) -> tf.data.Dataset:
+def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1,
+                  allow_pil: bool = True) -> tf.data.Dataset:
     """Finite, deterministic {"clean", "index"} batches of centre crops (or resized images).
 
     `repeats` > 1 scores each image several times under different fixed noise, which steadies
@@ -231,10 +261,11 @@ def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1
     """
     if spec.resize:
         size = spec.resize
-        decode = lambda data, decoder: decode_resized(data, decoder, size)  # noqa: E731
+        decode = lambda data, decoder: decode_resized(data, decoder, size, allow_pil)  # noqa: E731
     else:
         size = spec.eval_size
-        decode = lambda data, decoder: decode_center_crop(data, decoder, size)  # noqa: E731
+        decode = lambda data, decoder: decode_center_crop(  # noqa: E731
+            data, decoder, size, allow_pil)
     dataset = (
         encoded.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
         .ignore_errors(log_warning=True)

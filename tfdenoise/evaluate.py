@@ -6,16 +6,19 @@ every model and every run is scored on exactly the same noisy images.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tfdenoise.baselines import Baseline
 from tfdenoise.models import EVAL_SEED_SALT, to_unit_float
-from tfdenoise.noise import EVAL_CONDITIONS, NoiseModel
+from tfdenoise.noise import EVAL_CONDITIONS, Gaussian, NoiseModel
 
 
 @dataclasses.dataclass
@@ -105,3 +108,195 @@ def save_png(image: np.ndarray, path: str | Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     Image.fromarray(image).save(temporary, format="PNG")
     temporary.replace(path)
+
+
+# --- `tfdenoise evaluate`: whole images (or large centre crops) against classical baselines ---
+
+CLEAN = "clean"  # the extra condition: no noise added; the output should equal the input
+MODEL = "model"
+NOISY = "noisy"
+GRID_CONDITION = "gaussian-25"
+GRID_IMAGES = 4
+GRID_CROP = 192
+
+
+@dataclasses.dataclass
+class MethodScore:
+    """Sums over images for one (condition, method); means and speed as properties."""
+
+    images: int = 0
+    psnr_sum: float = 0.0
+    ssim_sum: float = 0.0
+    seconds: float = 0.0
+    megapixels: float = 0.0
+
+    def add(self, psnr: float, ssim: float, seconds: float, megapixels: float) -> None:
+        self.images += 1
+        self.psnr_sum += psnr
+        self.ssim_sum += ssim
+        self.seconds += seconds
+        self.megapixels += megapixels
+
+    @property
+    def psnr(self) -> float:
+        return self.psnr_sum / self.images
+
+    @property
+    def ssim(self) -> float:
+        return self.ssim_sum / self.images
+
+    @property
+    def megapixels_per_second(self) -> float | None:
+        return self.megapixels / self.seconds if self.seconds > 0 else None
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """condition -> method -> score, plus what was evaluated and notes on skipped baselines."""
+
+    images: list[str]
+    crop: int | None
+    scores: dict[str, dict[str, MethodScore]]
+    notes: list[str]
+
+    def to_json(self) -> dict:
+        return {
+            "images": self.images,
+            "crop": self.crop,
+            "notes": self.notes,
+            "scores": {
+                condition: {
+                    method: {"psnr": s.psnr, "ssim": s.ssim, "images": s.images,
+                             "megapixels_per_second": s.megapixels_per_second}
+                    for method, s in methods.items()
+                }
+                for condition, methods in self.scores.items()
+            },
+        }
+
+
+def centre_crop_uint8(image: np.ndarray, crop: int | None) -> np.ndarray:
+    """A crop x crop centre window (or the whole side when the image is smaller); None: all."""
+    if not crop:
+        return image
+    height, width = image.shape[:2]
+    top, left = max(0, (height - crop) // 2), max(0, (width - crop) // 2)
+    return np.ascontiguousarray(image[top : top + crop, left : left + crop])
+
+
+def oracle_sigma(condition: NoiseModel, clean: np.ndarray, noisy: np.ndarray) -> float:
+    """The sigma (0-255) a baseline is told: the nominal one for fixed-sigma Gaussian noise,
+    else the per-image std of the noise actually added (the prototype's noise has a random
+    amplitude per image)."""
+    if isinstance(condition, Gaussian) and condition.sigma_min == condition.sigma_max:
+        return float(condition.sigma_min)
+    return float(np.std(noisy.astype(np.float32) - clean.astype(np.float32)))
+
+
+def add_noise_uint8(clean: np.ndarray, condition: NoiseModel, index: int,
+                    condition_number: int) -> np.ndarray:
+    """Fixed, seeded noise, quantised to uint8 like a real noisy file (every method sees it)."""
+    noisy = condition(to_unit_float(tf.convert_to_tensor(clean[None])),
+                      condition_seed(index, condition_number))
+    return tf.cast(tf.round(noisy[0] * 255.0), tf.uint8).numpy()
+
+
+def image_scores(clean: np.ndarray, result: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of a uint8 result against the uint8 clean image."""
+    clean_f, result_f = to_unit_float(tf.constant(clean)), to_unit_float(tf.constant(result))
+    psnr, ssim = _scores(clean_f, result_f)
+    return float(psnr), float(ssim)
+
+
+def _timed(denoise, noisy: np.ndarray, *args) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    result = denoise(noisy, *args)
+    return result, time.perf_counter() - started
+
+
+def evaluate_images(
+    denoise_model: Callable[[np.ndarray], np.ndarray],
+    load_clean: Sequence[Callable[[], np.ndarray]],
+    baselines: Sequence[Baseline] = (),
+    conditions: Mapping[str, NoiseModel] = EVAL_CONDITIONS,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]]]:
+    """Score the model, the noisy input and baselines on every image under every condition.
+
+    Images are loaded one at a time (full-size photos would not all fit in memory). Returns
+    the scores and up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION.
+    """
+    scores: dict[str, dict[str, MethodScore]] = {
+        name: collections.defaultdict(MethodScore) for name in (*conditions, CLEAN)}
+    grid = []
+    for index, load in enumerate(load_clean):
+        clean = load()
+        megapixels = clean.shape[0] * clean.shape[1] / 1e6
+        output, seconds = _timed(denoise_model, clean)
+        scores[CLEAN][MODEL].add(*image_scores(clean, output), seconds, megapixels)
+        for number, (name, condition) in enumerate(conditions.items()):
+            noisy = add_noise_uint8(clean, condition, index, number)
+            sigma = oracle_sigma(condition, clean, noisy)
+            scores[name][NOISY].add(*image_scores(clean, noisy), 0.0, megapixels)
+            output, seconds = _timed(denoise_model, noisy)
+            scores[name][MODEL].add(*image_scores(clean, output), seconds, megapixels)
+            if name == GRID_CONDITION and len(grid) < GRID_IMAGES:
+                grid.append((clean, noisy, output))
+            for baseline in baselines:
+                if on_step:
+                    on_step(f"image {index + 1}: {name} {baseline.name}")
+                result, seconds = _timed(baseline.denoise, noisy, sigma)
+                scores[name][baseline.name].add(*image_scores(clean, result), seconds,
+                                                megapixels)
+        if on_step:
+            on_step(f"image {index + 1} done")
+    return {name: dict(methods) for name, methods in scores.items()}, grid
+
+
+def grid_image(triples: Sequence[tuple[np.ndarray, ...]], size: int = GRID_CROP) -> np.ndarray:
+    """Original / noisy / denoised rows of size x size centre crops (small images mirror-padded)."""
+    from tfdenoise.data import center_crop
+
+    rows = [
+        np.stack([to_unit_float(center_crop(tf.constant(t[k]), size)).numpy() for t in triples])
+        for k in range(3)
+    ]
+    return comparison_grid(*rows)
+
+
+def evaluation_files(root: str | Path, use_all: bool = False) -> list[Path]:
+    """DATA's test split by the hash split (the images fit never trained on), or all of them."""
+    from tfdenoise import images
+
+    scan = images.scan(root)
+    files = scan.files if use_all else scan.split("test")
+    if not files:
+        which = "usable images" if use_all else "test-split images (--all uses every image)"
+        raise ValueError(f"no {which} in {root}")
+    return [Path(f.path) for f in files]
+
+
+def evaluate_folder(
+    model,
+    root: str | Path,
+    use_all: bool = False,
+    crop: int | None = 512,
+    baseline_names: list[str] | None = None,
+    tile: int = 512,
+    overlap: int = 32,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
+    """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines."""
+    from tfdenoise import baselines, images, predict
+
+    chosen, notes = baselines.select(baseline_names)
+    files = evaluation_files(root, use_all)
+
+    def loader(path: Path) -> Callable[[], np.ndarray]:
+        return lambda: centre_crop_uint8(images.load_rgb8(path), crop)
+
+    scores, grid = evaluate_images(
+        lambda image: predict.denoise_rgb8(model, image, tile, overlap),
+        [loader(path) for path in files], chosen, on_step=on_step)
+    names = [path.relative_to(root).as_posix() for path in files]
+    return Evaluation(names, crop, scores, notes), grid

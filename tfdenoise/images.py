@@ -7,13 +7,14 @@ which files are images, which split each belongs to, and why a bad file was skip
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import enum
 import hashlib
 import io
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -132,15 +133,23 @@ def split_of(relpath: str, fractions: Sequence[float] = DEFAULT_SPLIT) -> str:
 
 
 def _open(source: str | os.PathLike | bytes) -> Image.Image:
+    """Open lazily (header only); problems reading the file itself are "unreadable"."""
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file")
         return Image.open(io.BytesIO(source))
     path = Path(source)
-    if path.is_dir():
-        raise ImageError("is a directory")
-    if path.stat().st_size == 0:
-        raise ImageError("empty file")
+    try:
+        if path.is_dir():
+            raise ImageError("is a directory")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file")
+        with open(path, "rb"):  # filesystem problems surface here, before any parsing
+            pass
+    except PermissionError:
+        raise ImageError("unreadable: permission denied") from None
+    except OSError as error:  # broken symlinks, symlink loops, vanished files
+        raise ImageError(f"unreadable: {error.strerror or _short(error)}") from None
     return Image.open(path)
 
 
@@ -155,34 +164,53 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
         )
 
 
-def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Validate a file as an image without keeping its pixels; raise ImageError with a reason.
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text and text[0] else type(error).__name__
 
-    The declared size is checked before any pixel is decoded (decompression bombs). The data
-    is then decoded once, to catch truncation and corruption: JPEGs at 1/8 scale (the entropy
-    stream is still read to the end, at a fraction of the cost), other formats in full.
+
+@contextlib.contextmanager
+def _reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """Open an image whose declared size is within the limit; every failure -> ImageError.
+
+    The pixel limit is checked on the header, before a single pixel is decoded, so
+    decompression bombs cost nothing.
     """
     try:
         with _open(source) as image:
             _check_pixels(image, max_pixels)
-            info = ImageInfo(image.format or "", image.mode, image.width, image.height)
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
+            yield image
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
         raise ImageError("not an image (unrecognised data)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(f"corrupt or truncated: {_short(error)}") from None
+
+
+def _verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageInfo:
+    """Header facts; for PNGs also every chunk's CRC, which PIL's decoder does not check but
+    TF's does (so a file is judged the same by every command)."""
+    with _reading(source, max_pixels) as image:
+        info = ImageInfo(image.format or "", image.mode, image.width, image.height)
+        if image.format == "PNG":
+            image.verify()  # leaves the image unusable: callers reopen to decode
     return info
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text and text[0] else type(error).__name__
+def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Validate a file as an image without keeping its pixels; raise ImageError with a reason.
+
+    The data is decoded once, to catch truncation and corruption: JPEGs at 1/8 scale (the
+    entropy stream is still read to the end, at a fraction of the cost), other formats in
+    full, after the PNG checksums (see _verified_info).
+    """
+    info = _verified_info(source, max_pixels)
+    with _reading(source, max_pixels) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    return info
 
 
 def to_rgb8(image: Image.Image) -> np.ndarray:
@@ -215,21 +243,46 @@ def load_rgb8(
     apply_orientation: bool = True,
 ) -> np.ndarray:
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
-    try:
-        with _open(source) as image:
-            _check_pixels(image, max_pixels)
-            image.load()
-            if apply_orientation:
-                image = ImageOps.exif_transpose(image)
-            return to_rgb8(image)
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised data)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
-        raise ImageError(f"corrupt or truncated: {_short(error)}") from None
+    _verified_info(source, max_pixels)
+    with _reading(source, max_pixels) as image:
+        image.load()
+        if apply_orientation:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb8(image)
+
+
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+@dataclasses.dataclass
+class Picture:
+    """A decoded image as predict needs it: RGB pixels plus what must survive into the output.
+
+    Grayscale sources are still denoised as RGB (the channels replicated), then averaged back;
+    alpha is not denoised, only carried over.
+    """
+
+    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied
+    grayscale: bool  # the source had one colour channel: write mode L (or LA)
+    alpha: np.ndarray | None  # H x W uint8, or None when the source had no transparency
+    mode: str  # the source's PIL mode, for reports
+
+
+def _alpha_of(image: Image.Image) -> np.ndarray | None:
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint8).copy()
+    return None
+
+
+def load_picture(source: str | os.PathLike | bytes,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode for predict: RGB uint8 (EXIF orientation applied), grayscale flag and alpha."""
+    _verified_info(source, max_pixels)
+    with _reading(source, max_pixels) as image:
+        image.load()
+        mode = image.mode
+        image = ImageOps.exif_transpose(image)
+        return Picture(to_rgb8(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode)
 
 
 def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:
@@ -237,8 +290,6 @@ def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:
         return probe(path, max_pixels)
     except ImageError as error:
         return Skipped(str(path), str(error))
-    except OSError as error:  # broken symlinks, loops, vanished files
-        return Skipped(str(path), f"unreadable: {_short(error)}")
 
 
 def scan(

@@ -1,7 +1,9 @@
-"""What `tfdenoise fit DATA` reads: an image folder, or the sample photos when DATA is omitted.
+"""What `tfdenoise fit DATA` reads: an image folder, a TFRecord folder (with manifest.json), or
+the sample photos when DATA is omitted.
 
-A source knows its files per split and turns them into the first pipeline stage
-(encoded bytes + decoder); everything after that is shared in tfdenoise.data.
+A source knows its images per split and turns them into the first pipeline stage
+(encoded bytes + decoder); everything after that is shared in tfdenoise.data. `allow_pil` says
+whether the decode stage needs the PIL fallback (folders: any format; records: never).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfdenoise import data, images, samples
+from tfdenoise import data, images, records, samples
 
 
 class FolderSource:
     """Images in a folder (recursively), split by a hash of each relative path."""
 
     kind = "folder"
+    allow_pil = True  # folders may hold CMYK JPEG, BMP, WebP: TF cannot decode those exactly
 
     def __init__(self, root: str | Path, paths: Sequence[Path] | None = None,
                  fractions: Sequence[float] = images.DEFAULT_SPLIT,
@@ -45,6 +48,50 @@ class FolderSource:
         return [f for f in self.scan.split(split) if f.info.decoder == images.Decoder.PIL]
 
 
+class RecordSource:
+    """Sharded TFRecords written by `tfdenoise make-tfrecords`; splits fixed at conversion."""
+
+    kind = "records"
+    allow_pil = False  # records hold JPEG and PNG only
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest = records.read_manifest(self.root)
+        fractions = "/".join(f"{f:g}" for f in self.manifest["split_fractions"])
+        self.description = f"TFRecords {self.root} (split {fractions} fixed at conversion)"
+        missing = [s["name"] for s in self.manifest["shards"]
+                   if not (self.root / s["name"]).is_file()]
+        if missing:
+            raise ValueError(f"{self.root}: shards listed in the manifest are missing: "
+                             f"{', '.join(missing[:3])}")
+
+    @property
+    def skipped(self) -> list[images.Skipped]:
+        return [images.Skipped(s["path"], s["reason"]) for s in self.manifest["skipped"]]
+
+    def count(self, split: str) -> int:
+        return int(self.manifest["counts"].get(split, 0))
+
+    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
+                ) -> tf.data.Dataset:
+        """(bytes, decoder) of one split; `shard` = (count, index) for one of several workers.
+
+        Shard files are dealt out (FILE sharding: each worker reads only its files); with
+        fewer files than workers every worker reads all records and keeps every count-th
+        (DATA sharding: records are read twice, but each is decoded by one worker only).
+        """
+        count, index = shard
+        paths = records.shard_paths(self.root, self.manifest, split)
+        if count > 1 and len(paths) >= count:
+            return data.encoded_records(paths[index::count], shuffle=training, repeat=training)
+        encoded = data.encoded_records(paths, shuffle=training, repeat=training)
+        return encoded.shard(count, index) if count > 1 else encoded
+
+    def pil_only(self, split: str) -> list[images.ImageFile]:
+        """Always empty: records hold JPEG and PNG only."""
+        return []
+
+
 def sample_source(fractions: Sequence[float] = images.DEFAULT_SPLIT) -> FolderSource:
     source = FolderSource(samples.sample_photo_dir(), samples.sample_photo_paths(), fractions)
     source.kind = "samples"
@@ -53,11 +100,14 @@ def sample_source(fractions: Sequence[float] = images.DEFAULT_SPLIT) -> FolderSo
 
 
 def open_source(path: str | Path | None, fractions: Sequence[float] = images.DEFAULT_SPLIT,
-                max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FolderSource:
-    """The source behind a DATA argument."""
+                max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FolderSource | RecordSource:
+    """The source behind a DATA argument; a folder with manifest.json is read as TFRecords
+    (fractions and max_pixels then come from the conversion)."""
     if path is None:
         return sample_source(fractions)
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"DATA must be a folder of images or TFRecords: {path} is not a directory")
+    if records.is_records_folder(path):
+        return RecordSource(path)
     return FolderSource(path, None, fractions, max_pixels)

@@ -157,7 +157,8 @@ def _train_input(config: FitConfig, source, spec: data.PipelineSpec, job_name: s
             return service.distribute(remote, config.data_service, job_name).prefetch(
                 data.AUTOTUNE)
         shard = distribute.shard(source.count("train"), context)
-        return data.training_pipeline(source.encoded("train", True, shard), local)
+        return data.training_pipeline(source.encoded("train", True, shard), local,
+                                      allow_pil=source.allow_pil)
 
     return build
 
@@ -169,7 +170,8 @@ def _eval_input(source, split: str, spec: data.PipelineSpec, repeats: int):
         per_replica = distribute.replica_batch_size(spec.batch_size, context.num_replicas_in_sync)
         local = dataclasses.replace(spec, batch_size=per_replica)
         shard = distribute.shard(source.count(split), context)
-        dataset = data.eval_pipeline(source.encoded(split, False, shard), local, repeats)
+        dataset = data.eval_pipeline(source.encoded(split, False, shard), local, repeats,
+                                     allow_pil=source.allow_pil)
         # Uneven shards would end at different steps and stall the collectives: repeat, and
         # let validation_steps end every worker at the same step.
         return dataset.repeat() if context.num_input_pipelines > 1 else dataset
@@ -188,7 +190,8 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
     repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
     val_data = distribute.distributed_dataset(
         strategy, _eval_input(source, val_split, spec, repeats))
-    test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec)
+    test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec,
+                                   allow_pil=source.allow_pil)
 
     with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
         model = models.built(models.build_model(config.model, config.widths), config.patch_size)

@@ -1,0 +1,74 @@
+"""Disk full and read-only outputs, on real tiny file systems (tmpfs mounts).
+
+Mounting needs root (CI and development machines run as root); elsewhere these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import photo_like, save
+from tfdenoise import cli
+
+QUICK_FIT = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--patch-size", "32",
+             "--eval-size", "32", "--precision", "float32"]
+
+
+def _mount(path: Path, size: str, read_only: bool = False):
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
+
+
+@pytest.fixture
+def mounts():
+    mounted = []
+
+    def mount(path: Path, size: str = "1m", read_only: bool = False) -> Path:
+        _mount(path, size, read_only)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "photos"
+    for index in range(12):
+        save(root / f"{index}.png", photo_like(48, 48, seed=index))
+    return root
+
+
+@pytest.mark.slow
+def test_fit_into_a_read_only_runs_dir_is_a_clear_error(folder, tmp_path, mounts):
+    runs_dir = mounts(tmp_path / "ro", read_only=True)
+    result = CliRunner().invoke(cli.main, ["fit", str(folder), *QUICK_FIT,
+                                           "--runs-dir", str(runs_dir)])
+    assert result.exit_code == 1
+    assert "Read-only file system" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_fit_on_a_full_disk_fails_clearly_and_leaves_valid_files(folder, tmp_path, mounts):
+    runs_dir = mounts(tmp_path / "full", size="300k")  # fits config + history, not best.keras
+    result = CliRunner().invoke(cli.main, ["fit", str(folder), *QUICK_FIT,
+                                           "--runs-dir", str(runs_dir)])
+    assert result.exit_code == 1, result.output
+    assert "No space left on device" in result.output
+    (run_dir,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    json.loads((run_dir / "config.json").read_text())
+    if (run_dir / "history.json").exists():
+        json.loads((run_dir / "history.json").read_text())  # atomic: never half-written
+    assert not (run_dir / "best.keras").exists()  # atomic: absent rather than truncated

@@ -1,0 +1,311 @@
+"""predict (tiling, layout, exit codes, odd modes, --skip-clean, --report), export, evaluate.
+
+Models are tiny U-Nets built here (never the bundled model); images are generated here.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tfdenoise import cli, evaluate, export, images, models, noise_level, predict  # noqa: E402
+
+
+def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
+    """Smooth colour gradients and a disc (a clean 'photo'), plus optional Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    image = np.stack([127 + 100 * np.sin(x / width * 3 + y / height * 2 + p) for p in phase], -1)
+    disc = (y - height / 2) ** 2 + (x - width / 3) ** 2 < (min(height, width) / 4) ** 2
+    image[disc] = rng.uniform(30, 220, 3)
+    image += rng.normal(0, noise, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    image = image.convert(mode) if mode else image
+    image.save(path, **kwargs)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A 2-level U-Net (stride 2) with random weights: fully convolutional, fast, deterministic."""
+    tf.keras.utils.set_random_seed(3)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    models.built(models.UNet(widths=(4, 8), name="tiny")).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_path):
+    return models.load_model(tiny_model_path)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """Nested folder with mixed formats, plus one file that is not an image."""
+    root = tmp_path / "in"
+    save(root / "a.jpg", photo(40, 56, 1, noise=20), quality=95)
+    save(root / "sub" / "b.png", photo(40, 56, 2, noise=20))
+    save(root / "sub" / "deeper" / "c.webp", photo(33, 47, 3, noise=20), lossless=True)
+    save(root / "d.BMP", photo(40, 56, 4, noise=20))
+    return root
+
+
+def run_predict(*args: str):
+    return CliRunner().invoke(cli.main, ["predict", *args], catch_exceptions=False)
+
+
+# --- tiling ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length,tile,overlap,align", [
+    (1000, 512, 32, 8), (150, 64, 32, 2), (977, 100, 30, 8), (64, 64, 0, 1), (65, 64, 0, 1)])
+def test_spans_cover_once_with_half_overlap_context(length, tile, overlap, align):
+    spans = predict.spans(length, tile, overlap, align)
+    assert spans[0].keep_start == 0 and spans[-1].keep_stop == length
+    for span in spans:
+        assert span.start % align == 0
+        assert span.stop - span.start <= max(length, tile + align - 1) if len(spans) == 1 \
+            else tile <= span.stop - span.start < tile + align
+    for left, right in zip(spans, spans[1:]):
+        assert left.keep_stop == right.keep_start  # every pixel written exactly once
+        assert left.stop - left.keep_stop >= overlap // 2  # context beyond each seam
+        assert right.keep_start - right.start >= overlap // 2
+
+
+def test_bad_tiling_is_a_value_error():
+    with pytest.raises(ValueError, match="overlap"):
+        predict.check_tiling(64, 32)
+    with pytest.raises(ValueError, match="tile"):
+        predict.check_tiling(8, 0)
+
+
+def test_tiled_output_matches_whole_image(tiny_model):
+    """Tiles with 16 px of context on each side of every seam exceed this model's receptive
+    field radius (~14 px), so the only differences left are float re-association in convs
+    of other shapes, which can flip a rounding: at most 1 grey level, on very few pixels."""
+    image = photo(150, 173, seed=5, noise=15)
+    whole = predict.denoise_rgb8(tiny_model, image, tile=512)
+    tiled = predict.denoise_rgb8(tiny_model, image, tile=80, overlap=32, batch_pixels=3 * 80 * 80)
+    difference = np.abs(whole.astype(int) - tiled.astype(int))
+    assert difference.max() <= 1
+    assert (difference > 0).mean() < 0.001
+
+
+def test_tiling_without_overlap_shows_seams(tiny_model):
+    """The check above can fail: without context, tile borders change the output."""
+    image = photo(150, 173, seed=5, noise=15)
+    whole = predict.denoise_rgb8(tiny_model, image, tile=512)
+    tiled = predict.denoise_rgb8(tiny_model, image, tile=64, overlap=0)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() > 1
+
+
+# --- folder layout, exit codes, overwrite, inputs untouched --------------------------------
+
+def test_layout_mixed_formats_and_inputs_untouched(folder, tiny_model_path, tmp_path):
+    (folder / "notes.jpg").write_text("not an image")
+    before = {p: digest(p) for p in folder.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    result = run_predict(str(folder), "-o", str(out), "--model", str(tiny_model_path))
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert "notes.jpg: not an image" in output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "d.png", "sub/b.png", "sub/deeper/c.png"]
+    assert Image.open(out / "sub/deeper/c.png").size == (47, 33)
+    assert {p: digest(p) for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_exit_codes(folder, tiny_model_path, tmp_path):
+    ok = run_predict(str(folder), "--model", str(tiny_model_path))
+    assert ok.exit_code == 0, ok.output
+    assert (folder.parent / "in_denoised" / "a.png").is_file()  # default OUT beside DIR
+    assert run_predict(str(tmp_path / "missing"), "--model", str(tiny_model_path)).exit_code == 2
+    assert run_predict(str(folder), "--model", str(tmp_path / "no.keras")).exit_code == 2
+    bad_overlap = run_predict(str(folder), "--model", str(tiny_model_path), "--tile", "64",
+                              "--overlap", "40")
+    assert bad_overlap.exit_code == 2
+
+
+def test_existing_outputs_kept_unless_overwrite(folder, tiny_model_path, tmp_path):
+    out = tmp_path / "out"
+    target = out / "a.png"
+    save(target, np.zeros((5, 5, 3), np.uint8))
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    content = digest(target)
+    result = run_predict(str(folder), "-o", str(out), "--model", str(tiny_model_path))
+    assert result.exit_code == 0
+    assert digest(target) == content and target.stat().st_mtime == 1_000_000_000
+    result = run_predict(str(folder), "-o", str(out), "--model", str(tiny_model_path),
+                         "--overwrite")
+    assert result.exit_code == 0
+    assert Image.open(target).size == (56, 40)
+
+
+# --- odd modes ------------------------------------------------------------------------------
+
+def test_odd_modes(tiny_model, tmp_path):
+    root = tmp_path / "modes"
+    rgb = photo(36, 44, 7, noise=10)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    alpha = np.tile(np.arange(44, dtype=np.uint8) * 5, (36, 1))
+    save(root / "gray.png", gray)
+    save(root / "gray16.png", gray.astype(np.uint16) * 257)
+    save(root / "rgba.png", np.dstack([rgb, alpha]))
+    save(root / "la.png", np.dstack([gray, alpha]), mode="LA")
+    save(root / "palette.gif", rgb)
+    report = predict.predict_folder(tiny_model, root, tmp_path / "out")
+    assert not report.failed and len(report.written) == 5
+    out = tmp_path / "out"
+    assert Image.open(out / "gray.png").mode == "L"
+    assert Image.open(out / "gray16.png").mode == "L"  # 16-bit in, 8-bit grayscale out
+    assert Image.open(out / "palette.png").mode == "RGB"
+    rgba = Image.open(out / "rgba.png")
+    assert rgba.mode == "RGBA" and np.array_equal(np.asarray(rgba)[..., 3], alpha)
+    la = Image.open(out / "la.png")
+    assert la.mode == "LA" and np.array_equal(np.asarray(la.getchannel("A")), alpha)
+    # grayscale output = mean of the RGB denoising of the replicated channels
+    expected = predict.denoise_rgb8(tiny_model, np.repeat(gray[..., None], 3, axis=2))
+    assert np.array_equal(np.asarray(Image.open(out / "gray.png")),
+                          np.round(expected.mean(axis=2)).astype(np.uint8))
+
+
+def test_exif_orientation_applied(tiny_model, tmp_path):
+    image = Image.fromarray(photo(30, 50, 8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    save_path = tmp_path / "in" / "rotated.jpg"
+    save_path.parent.mkdir()
+    image.save(save_path, exif=exif)
+    predict.predict_folder(tiny_model, tmp_path / "in", tmp_path / "out")
+    assert Image.open(tmp_path / "out" / "rotated.png").size == (30, 50)
+
+
+# --- noise estimate, --skip-clean, --report -------------------------------------------------
+
+def test_noise_estimate_tracks_sigma():
+    clean = photo(128, 128, 9)
+    rng = np.random.default_rng(0)
+    for sigma in (10, 25):
+        noisy = np.clip(np.round(clean + rng.normal(0, sigma, clean.shape)), 0, 255)
+        assert abs(noise_level.estimate_sigma(noisy.astype(np.uint8)) - sigma) < 0.15 * sigma
+    assert noise_level.estimate_sigma(clean) < 2.0
+    assert noise_level.estimate_sigma(np.zeros((2, 9, 3), np.uint8)) == 0.0
+
+
+def test_skip_clean_copies_pixels_and_report_csv(tiny_model_path, tmp_path):
+    root = tmp_path / "in"
+    clean = save(root / "clean.png", photo(40, 48, 10))
+    save(root / "noisy.jpg", photo(40, 48, 11, noise=25), quality=98)
+    save(root / "clean16.png", photo(40, 48, 12).mean(axis=2).astype(np.uint16) * 257)
+    report_file = tmp_path / "report.csv"
+    result = run_predict(str(root), "-o", str(tmp_path / "out"), "--model", str(tiny_model_path),
+                         "--skip-clean", "5", "--report", str(report_file))
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out/clean.png")),
+                          np.asarray(Image.open(clean)))
+    copied16 = Image.open(tmp_path / "out/clean16.png")
+    assert copied16.mode.startswith("I")  # a clean copy keeps 16 bits
+    with open(report_file, newline="") as handle:
+        rows = {Path(row["input"]).name: row for row in csv.DictReader(handle)}
+    assert list(next(iter(rows.values()))) == list(predict.REPORT_COLUMNS)
+    assert rows["clean.png"]["status"] == "copied-clean"
+    assert rows["noisy.jpg"]["status"] == "written"
+    assert float(rows["noisy.jpg"]["sigma_before"]) > 15
+    assert rows["noisy.jpg"]["width"] == "48" and rows["noisy.jpg"]["sigma_after"] != ""
+
+
+def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):
+    root = tmp_path / "in"
+    for index in range(5):
+        save(root / f"{index}.png", photo(32, 32, index, noise=10))
+    save(root / "z_other.png", photo(24, 40, 9, noise=10))
+    calls = []
+    original = predict._run_model
+    monkeypatch.setattr(predict, "_run_model",
+                        lambda model, batch: calls.append(batch.shape) or original(model, batch))
+    report = predict.predict_folder(tiny_model, root, tmp_path / "out")
+    assert len(report.written) == 6
+    assert calls == [(5, 32, 32, 3), (1, 24, 40, 3)]
+
+
+# --- export ---------------------------------------------------------------------------------
+
+def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
+    out = tmp_path / "served"
+    result = CliRunner().invoke(cli.main, ["export", str(tiny_model_path), str(out)])
+    assert result.exit_code == 0, result.output
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    image = photo(30, 42, 13, noise=20)
+    for fmt in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format=fmt, quality=90)
+        encoded = buffer.getvalue()
+        png = serve(image_bytes=tf.constant(encoded))["png"].numpy()
+        served = np.asarray(Image.open(io.BytesIO(png)))
+        # TF's JPEG decoder (used by the signature) differs from PIL's by a few levels,
+        # so the in-process reference starts from TF's decoding of the same bytes.
+        decoded = tf.io.decode_image(encoded, channels=3).numpy()
+        if fmt == "PNG":
+            assert np.array_equal(decoded, images.load_rgb8(encoded))
+        expected = predict.denoise_rgb8(tiny_model, decoded)
+        assert served.shape == (30, 42, 3)
+        assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
+    again = CliRunner().invoke(cli.main, ["export", str(tiny_model_path), str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output
+    with pytest.raises(ValueError, match="format"):
+        export.export(tiny_model, tmp_path / "x", format="onnx")
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
+    root = tmp_path / "photos"
+    for index in range(2):
+        save(root / f"p{index}.png", photo(40, 52, 20 + index))
+    json_file, grid_file = tmp_path / "scores.json", tmp_path / "grid.png"
+    result = CliRunner().invoke(cli.main, [
+        "evaluate", str(root), "--all", "--model", str(tiny_model_path), "--crop", "32",
+        "--baselines", "skimage-nlm,opencv-nlm,cbm3d", "--json", str(json_file),
+        "--grid", str(grid_file)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(json_file.read_text())
+    assert scores["images"] == ["p0.png", "p1.png"] and scores["crop"] == 32
+    assert set(scores["scores"]) == {"gaussian-15", "gaussian-25", "gaussian-50", "seed", "clean"}
+    sigma25 = scores["scores"]["gaussian-25"]
+    assert 19 < sigma25["noisy"]["psnr"] < 23  # sigma 25 noise is ~20.2 dB (less: clipping)
+    assert sigma25["skimage-nlm"]["psnr"] > sigma25["noisy"]["psnr"] + 3
+    assert set(scores["scores"]["clean"]) == {"model"}
+    assert "cbm3d" in sigma25 or any("cbm3d skipped" in n for n in scores["notes"])
+    assert Image.open(grid_file).size == (2 * evaluate.GRID_CROP + 4, 3 * evaluate.GRID_CROP + 8)
+
+
+def test_evaluate_rejects_empty_test_split_and_unknown_baseline(tiny_model_path, tmp_path):
+    root = tmp_path / "photos"
+    save(root / "only.png", photo(20, 20, 1))
+    args = ["evaluate", str(root), "--model", str(tiny_model_path)]
+    if images.split_of("only.png") != "test":
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == 2 and "--all" in result.output
+    result = CliRunner().invoke(cli.main, [*args, "--all", "--baselines", "magic"])
+    assert result.exit_code == 2 and "unknown baseline" in result.output

@@ -1,0 +1,411 @@
+"""TFRecords: schema round trip, validation, resumable sharded writing, training from records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tfdenoise import data, encoding, images, records, sources  # noqa: E402
+from tfdenoise.cli import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- small generated images ---------------------------------------------------------------
+
+def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients, a disc and a little noise: compresses like a photo, a few KB."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    image = np.stack([0.5 + 0.4 * np.sin(x / width * 3 + y / height * 2 + p) for p in phase], -1)
+    disc = (y - height / 2) ** 2 + (x - width / 2) ** 2 < (min(height, width) / 4) ** 2
+    image[disc] = rng.uniform(0.1, 0.9, 3)
+    image += rng.normal(0, 0.02, image.shape)
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    (image.convert(mode) if mode else image).save(path, **kwargs)
+    return path
+
+
+def write_good_zoo(folder: Path) -> dict[str, Path]:
+    """One valid image per mode/format a real folder holds."""
+    rgb = photo_like(48, 64, seed=1)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    files = {
+        "rgb.jpg": save(folder / "rgb.jpg", rgb, quality=95),
+        "gray.JPG": save(folder / "gray.JPG", gray, quality=95),
+        "cmyk.jpeg": save(folder / "cmyk.jpeg", rgb, mode="CMYK", quality=95),
+        "rgb.png": save(folder / "rgb.png", rgb),
+        "gray.png": save(folder / "gray.png", gray),
+        "rgba.PNG": save(folder / "rgba.PNG", np.dstack([rgb, np.full((48, 64), 200, np.uint8)])),
+        "palette.png": save(folder / "palette.png", rgb, mode="P"),
+        "image.bmp": save(folder / "image.bmp", rgb),
+        "anim.gif": save(folder / "anim.gif", rgb),
+        "image.webp": save(folder / "image.webp", rgb, lossless=True),
+    }
+    Image.fromarray((gray.astype(np.uint16) * 257)).save(folder / "gray16.png")  # mode I;16
+    files["gray16.png"] = folder / "gray16.png"
+    return files
+
+
+def write_bad_files(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = save(folder / "whole.jpg", photo_like(64, 64, seed=2), quality=90)
+    content = whole.read_bytes()
+    whole.unlink()
+    (folder / "truncated.jpg").write_bytes(content[: len(content) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not an image\n")
+    return {name: folder / name for name in ("truncated.jpg", "empty.png", "notes.jpg")}
+
+
+def write_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
+    """JPEGs and RGB PNGs of a few sizes in two subfolders."""
+    paths = []
+    for index in range(start, start + count):
+        array = photo_like(40 + 8 * (index % 3), 56 + 8 * (index % 2), seed=index)
+        sub = folder / ("a" if index % 2 else "b")
+        if index % 3 == 0:
+            paths.append(save(sub / f"img{index:03d}.png", array))
+        else:
+            paths.append(save(sub / f"img{index:03d}.jpg", array, quality=90))
+    return paths
+
+
+def read_records(out: Path) -> dict[str, dict]:
+    """Every record in OUT by source path, with the shard it came from; fails on duplicates."""
+    found = {}
+    for path in sorted(out.glob("*.tfrecord")):
+        for serialized in tf.data.TFRecordDataset(str(path)):
+            features = records.parse_features(serialized)
+            source = features["source"].numpy().decode()
+            assert source not in found, f"duplicate record {source}"
+            found[source] = {key: value.numpy() for key, value in features.items()}
+            found[source]["shard"] = path.name
+    return found
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def decode(image_bytes: bytes, format_: bytes) -> np.ndarray:
+    decoder = images.Decoder.JPEG if format_ == b"jpeg" else images.Decoder.TF_IMAGE
+    return data.decode_full(tf.constant(image_bytes), tf.constant(int(decoder)),
+                            allow_pil=False).numpy()
+
+
+# --- one example ----------------------------------------------------------------------------
+
+def test_png_stored_example_round_trips_losslessly(tmp_path):
+    files = write_good_zoo(tmp_path)
+    for name in ("rgba.PNG", "gray16.png", "cmyk.jpeg", "image.webp", "palette.png"):
+        info = images.probe(files[name])
+        stored = encoding.encode_for_storage(files[name], info)
+        assert stored.format == "png", name
+        parsed = records.parse_features(records.encode_example(stored, name))
+        assert parsed["format"].numpy() == b"png"
+        assert parsed["source"].numpy().decode() == name
+        pixels = decode(parsed["image"].numpy(), b"png")
+        expected = images.load_rgb8(files[name], apply_orientation=False)
+        np.testing.assert_array_equal(pixels, expected, err_msg=name)
+        assert (parsed["height"].numpy(), parsed["width"].numpy()) == expected.shape[:2]
+
+
+def test_jpeg_example_keeps_the_file_bytes(tmp_path):
+    files = write_good_zoo(tmp_path)
+    for name in ("rgb.jpg", "gray.JPG"):
+        stored = encoding.encode_for_storage(files[name], images.probe(files[name]))
+        serialized = records.encode_example(stored, name)
+        data_bytes, decoder = records.parse_example(tf.constant(serialized))
+        assert data_bytes.numpy() == files[name].read_bytes()
+        assert int(decoder) == images.Decoder.JPEG
+        reference = tf.io.decode_jpeg(files[name].read_bytes(), channels=3).numpy()
+        np.testing.assert_array_equal(decode(data_bytes.numpy(), b"jpeg"), reference)
+
+
+def test_encode_example_rejects_other_formats():
+    with pytest.raises(ValueError, match="jpeg or png"):
+        records.encode_example(encoding.EncodedImage(b"x", "webp", 1, 1), "a.webp")
+
+
+def test_count_records_matches_tf_and_detects_truncation(tmp_path):
+    path = tmp_path / "x.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for size in (0, 5, 1000):
+            writer.write(b"z" * size)
+    assert records.count_records(path) == 3 == sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        records.count_records(path)
+
+
+# --- planning -------------------------------------------------------------------------------
+
+def test_shards_cut_by_source_bytes_in_order():
+    planned = [records.PlannedFile(f"f{i}", "JPEG", "RGB", 1, 1, size)
+               for i, size in enumerate([40, 40, 40, 150, 10, 10])]
+    shards = records.cut_into_shards("train", planned, shard_bytes=100)
+    assert [[f.relpath for f in s.files] for s in shards] == [
+        ["f0", "f1"], ["f2"], ["f3"], ["f4", "f5"]]
+    assert [s.name for s in shards][0] == "train-00000-of-00004.tfrecord"
+    assert shards[-1].name == "train-00003-of-00004.tfrecord"
+
+
+# --- a folder of good and bad files ---------------------------------------------------------
+
+def test_records_hold_exactly_the_good_images(tmp_path):
+    good = write_good_zoo(tmp_path / "src" / "zoo")
+    bad = write_bad_files(tmp_path / "src" / "bad")
+    out = tmp_path / "out"
+    report = records.convert_folder(tmp_path / "src", out, fractions=(1, 0, 0), workers=2)
+    found = read_records(out)
+    assert set(found) == {f"zoo/{name}" for name in good}
+    for name, path in good.items():
+        record = found[f"zoo/{name}"]
+        pixels = decode(record["image"], record["format"])
+        if name in ("rgb.jpg", "gray.JPG"):
+            assert record["format"] == b"jpeg" and record["image"] == path.read_bytes()
+            expected = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
+        elif name == "rgb.png":  # 8-bit RGB PNG: already what we would write
+            assert record["format"] == b"png" and record["image"] == path.read_bytes()
+            expected = images.load_rgb8(path, apply_orientation=False)
+        else:  # CMYK JPEG included: TF's JPEG decoder cannot read it
+            assert record["format"] == b"png" and record["image"] != path.read_bytes(), name
+            expected = images.load_rgb8(path, apply_orientation=False)
+        np.testing.assert_array_equal(pixels, expected, err_msg=name)
+        assert (record["height"], record["width"]) == pixels.shape[:2]
+    skipped = {entry["path"]: entry["reason"] for entry in report.manifest["skipped"]}
+    assert skipped.keys() == {f"bad/{name}" for name in bad}
+    assert "empty" in skipped["bad/empty.png"]
+    assert "not an image" in skipped["bad/notes.jpg"]
+    assert "truncated" in skipped["bad/truncated.jpg"]
+    assert report.manifest["counts"] == {"train": len(good), "val": 0, "test": 0}
+
+
+def test_manifest_counts_equal_records_read(tmp_path):
+    write_photos(tmp_path / "src", 30)
+    out = tmp_path / "out"
+    manifest = records.convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2).manifest
+    found = read_records(out)
+    assert len(found) == 30 == manifest["total_records"] == sum(manifest["counts"].values())
+    for shard in manifest["shards"]:
+        assert sum(1 for r in found.values() if r["shard"] == shard["name"]) == shard["records"]
+        assert (out / shard["name"]).stat().st_size == shard["bytes"]
+        assert shard["name"].startswith(shard["split"] + "-")
+    assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 1
+    for source, record in found.items():
+        assert record["shard"].startswith(images.split_of(source) + "-")
+    by_split = {}
+    for source, record in sorted(found.items(), key=lambda item: item[1]["shard"]):
+        by_split.setdefault(images.split_of(source), []).append(source)
+    for names in by_split.values():  # shards in name order hold files in relative-path order
+        assert names == sorted(names)
+    assert {p.name for p in out.iterdir()} == {"manifest.json"} | {
+        s["name"] for s in manifest["shards"]}
+
+
+def test_thread_and_process_workers_write_identical_records(tmp_path):
+    write_photos(tmp_path / "src", 8)
+    write_good_zoo(tmp_path / "src" / "zoo")
+    a = records.convert_folder(tmp_path / "src", tmp_path / "a", shard_mb=0.01, workers=2)
+    records.convert_folder(tmp_path / "src", tmp_path / "b", shard_mb=0.01, workers=2,
+                           executor="process")
+    assert a.manifest["total_records"] == 19
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+# --- safety: resume, no-op, overwrite --------------------------------------------------------
+
+class Crash(Exception):
+    pass
+
+
+def test_interrupted_run_finishes_with_the_same_records(tmp_path, monkeypatch):
+    write_photos(tmp_path / "src", 24)
+    reference = tmp_path / "reference"
+    records.convert_folder(tmp_path / "src", reference, shard_mb=0.01, workers=2)
+
+    out = tmp_path / "out"
+    real_encode, calls = records.encode_example, []
+
+    def crash_on_the_tenth(image, source):
+        calls.append(source)
+        if len(calls) == 10:
+            raise Crash()
+        return real_encode(image, source)
+
+    monkeypatch.setattr(records, "encode_example", crash_on_the_tenth)
+    with pytest.raises(Crash):
+        records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
+    monkeypatch.setattr(records, "encode_example", real_encode)
+    assert not (out / records.MANIFEST).exists() and (out / records.PLAN).exists()
+    finished = sorted(p.name for p in out.glob("*.tfrecord"))
+    assert finished and list(out.glob("*.tmp"))  # some shards done, one half-written
+    (out / finished[0]).write_bytes((out / finished[0]).read_bytes()[:-10])  # torn shard too
+
+    write_photos(tmp_path / "src", 3, start=100)  # added after the plan: not in this run
+    report = records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
+    assert 0 < report.images_written < 24  # finished shards were kept, not rewritten
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_killed_process_finishes_on_rerun(tmp_path):
+    write_photos(tmp_path / "src", 160)
+    reference = tmp_path / "reference"
+    records.convert_folder(tmp_path / "src", reference, shard_mb=0.005, workers=1)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tfdenoise", "make-tfrecords", str(tmp_path / "src"),
+               str(out), "--shard-mb", "0.005", "--workers", "1"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(out.glob("*.tfrecord"))) >= 3:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / records.MANIFEST).exists(), "finished before the kill: use more files"
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_rerun_on_finished_output_is_a_no_op(tmp_path):
+    write_photos(tmp_path / "src", 6)
+    out = tmp_path / "out"
+    records.convert_folder(tmp_path / "src", out, workers=1)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    write_photos(tmp_path / "src", 2, start=50)
+    report = records.convert_folder(tmp_path / "src", out, workers=1)
+    assert report.already_done and report.images_written == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    report = records.convert_folder(tmp_path / "src", out, workers=1, overwrite=True)
+    assert report.manifest["total_records"] == 8
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    write_photos(tmp_path / "src", 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    plan = records.make_plan(tmp_path / "src", shard_mb=1)
+    records.write_json_atomic(out / records.PLAN, plan.to_json())
+    with pytest.raises(ValueError, match="other options"):
+        records.convert_folder(tmp_path / "src", out, shard_mb=2)
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    write_photos(tmp_path / "src", 20)
+    records.convert_folder(tmp_path / "src", tmp_path / "before", workers=1)
+    write_photos(tmp_path / "src", 20, start=20)
+    records.convert_folder(tmp_path / "src", tmp_path / "after", workers=1)
+
+    def split_by_source(out: Path) -> dict[str, str]:
+        return {source: record["shard"].split("-")[0]
+                for source, record in read_records(out).items()}
+
+    before, after = split_by_source(tmp_path / "before"), split_by_source(tmp_path / "after")
+    assert len(before) == 20 and len(after) == 40
+    assert {source: after[source] for source in before} == before
+
+
+# --- reading records for training -----------------------------------------------------------
+
+def _uses_py_func(dataset: tf.data.Dataset) -> bool:
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    return any("PyFunc" in op for op in ops)
+
+
+def test_record_source_feeds_the_shared_pipeline(tmp_path):
+    write_photos(tmp_path / "src", 30)
+    out = tmp_path / "out"
+    records.convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2)
+    source = sources.open_source(out)
+    folder = sources.open_source(tmp_path / "src")
+    assert isinstance(source, sources.RecordSource) and not source.allow_pil
+    assert [source.count(s) for s in images.SPLITS] == [folder.count(s) for s in images.SPLITS]
+
+    spec = data.PipelineSpec(batch_size=4, patch_size=32, eval_size=32)
+    train = data.training_pipeline(source.encoded("train", training=True), spec, allow_pil=False)
+    batch = next(iter(train))["clean"]
+    assert batch.shape == (4, 32, 32, 3) and batch.dtype == tf.uint8
+    assert not _uses_py_func(train)
+    assert _uses_py_func(data.training_pipeline(folder.encoded("train", True), spec))
+
+    # Same images in the same (relative-path) order as the folder: identical evaluation data.
+    from_records = data.eval_pipeline(source.encoded("test", training=False), spec,
+                                      allow_pil=False)
+    from_folder = data.eval_pipeline(folder.encoded("test", training=False), spec)
+    records_batches = [b["clean"].numpy() for b in from_records]
+    folder_batches = [b["clean"].numpy() for b in from_folder]
+    assert len(records_batches) == len(folder_batches) > 0
+    for got, expected in zip(records_batches, folder_batches):
+        np.testing.assert_array_equal(got, expected)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def test_cli_converts_and_reports(tmp_path):
+    write_photos(tmp_path / "src", 6)
+    write_bad_files(tmp_path / "src" / "bad")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"), str(out),
+                                       "--split", "0.5,0.25,0.25", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["split_fractions"] == [0.5, 0.25, 0.25]
+    assert "images/s" in result.output and "truncated.jpg" in result.output
+    again = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"), str(out)])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def test_cli_exit_status_1_when_nothing_is_usable(tmp_path):
+    write_bad_files(tmp_path / "src")
+    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"),
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "no usable images" in result.output and "notes.jpg" in result.output
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_cli_rejects_bad_split(tmp_path):
+    write_photos(tmp_path / "src", 2)
+    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"),
+                                       str(tmp_path / "out"), "--split", "0.7,0.3"])
+    assert result.exit_code == 2 and "three" in result.output
+
+
+@pytest.mark.slow
+def test_fit_trains_from_records(tmp_path):
+    write_photos(tmp_path / "src", 24)
+    out = tmp_path / "records"
+    records.convert_folder(tmp_path / "src", out, workers=2)
+    result = CliRunner().invoke(main, [
+        "fit", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
+        "--patch-size", "32", "--eval-size", "32", "--precision", "float32",
+        "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert "TFRecords" in result.output
+    assert (run_dir / "best.keras").exists()
