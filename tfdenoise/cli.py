@@ -190,6 +190,11 @@ def _serve(address: str, role: str, timeout: float | None, status=None) -> None:
     except KeyboardInterrupt:
         stop.set()
     console.print(f"{role} {'stopped' if stop.is_set() else f'timed out after {timeout:g} s'}")
+    # A worker with a running task never finishes its C++ shutdown (it waits for the task's
+    # endless input); its in-flight elements are lost by design, so leave without cleanup.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @data_service.command("dispatcher")
