@@ -68,6 +68,23 @@ def _rich_progress_callback():
     return RichProgress()
 
 
+class SplitFractions(click.ParamType):
+    """`0.7,0.1,0.2` -> (0.7, 0.1, 0.2): train/val/test fractions."""
+
+    name = "TRAIN,VAL,TEST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            fractions = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not three comma-separated numbers", param, ctx)
+        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+            self.fail(f"{value!r}: need three non-negative fractions, not all zero", param, ctx)
+        return fractions
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tfdenoise")
 def main() -> None:
@@ -108,7 +125,7 @@ DEFAULTS = config_module.FitConfig()
               help="Numeric precision; auto picks per machine and says why.")
 @click.option("--xla", type=click.Choice(config_module.XLA_MODES), default=DEFAULTS.xla,
               show_default=True, help="XLA-compile the train step; auto = on GPUs only.")
-@click.option("--split", type=(float, float, float), default=DEFAULTS.split, show_default=True,
+@click.option("--split", type=SplitFractions(), default="0.7,0.1,0.2", show_default=True,
               help="Train/val/test fractions (a file's split is a hash of its relative path).")
 @click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
               show_default=True, help="Early stopping patience in epochs.")
@@ -155,6 +172,14 @@ def _describe(error: OSError) -> str:
     """'No space left on device: /path' rather than a traceback."""
     where = f": {error.filename}" if error.filename else ""
     return f"{error.strerror or error}{where}"
+
+
+def _inference_policy(requested: str) -> str:
+    from tfdenoise import hardware
+
+    policy, reason = hardware.inference_precision(requested)
+    _log(f"precision: {policy} ({reason})")
+    return policy
 
 
 def _log(message: str) -> None:
@@ -278,17 +303,21 @@ def list_runs(runs_dir) -> None:
               help="Copy images whose estimated noise sigma (0-255) is below SIGMA unchanged.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write a per-image CSV (status, size, sigma before/after).")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
-                    report_file, runs_dir) -> None:
+                    report_file, precision, runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
     from tfdenoise import images, models, predict
 
     try:
         predict.check_tiling(tile, overlap)
         files = images.list_image_files(input_dir)
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
@@ -307,7 +336,10 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overla
     if report_file:
         predict.write_report_csv(report, report_file)
     _print_predict_summary(report, output, input_dir)
-    if report.failed:
+    if report.stopped:
+        _log(f"stopped early, the output disk refuses writes ({report.stopped}); outputs "
+             "written so far are complete: free space and re-run to continue")
+    if report.failed or report.stopped:
         sys.exit(1)
 
 
@@ -376,10 +408,14 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
               help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the scores as JSON here.")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
-                     runs_dir) -> None:
+                     precision, runs_dir) -> None:
     """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
     from tfdenoise import evaluate, models, predict, runs
 
@@ -388,7 +424,7 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
         names = [] if baseline_names == "none" else [
             n.strip() for n in baseline_names.split(",") if n.strip()]
     try:
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
         with _progress() as progress:
             task = progress.add_task("evaluating", total=None, status="")
             result, triples = evaluate.evaluate_folder(
@@ -417,23 +453,6 @@ def _print_evaluation(result) -> None:
                           "-" if speed is None else f"{speed:.3f}")
         table.add_section()
     Console().print(table)
-
-
-class SplitFractions(click.ParamType):
-    """`0.7,0.1,0.2` -> (0.7, 0.1, 0.2): train/val/test fractions."""
-
-    name = "TRAIN,VAL,TEST"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            fractions = tuple(float(part) for part in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not three comma-separated numbers", param, ctx)
-        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-            self.fail(f"{value!r}: need three non-negative fractions, not all zero", param, ctx)
-        return fractions
 
 
 @main.command("make-tfrecords")

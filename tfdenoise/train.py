@@ -109,6 +109,10 @@ def fit(
     train_count = source.count("train")
     log(f"data: {source.description}: train {train_count}, val {source.count('val')}, "
         f"test {source.count('test')} images; {len(source.skipped)} skipped")
+    if source.kind == "records" and tuple(config.split) != tuple(
+            source.manifest["split_fractions"]):
+        log(f"note: --split {','.join(f'{f:g}' for f in config.split)} is ignored: records "
+            "keep the split chosen by make-tfrecords")
     for skipped in source.skipped:
         log(f"  skipped {skipped.path}: {skipped.reason}")
     if train_count == 0:
