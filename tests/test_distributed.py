@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from conftest import photo_like, save
-from tfdenoise import data, distribute, service
+from conftest import photo_like, save, write_mode_zoo
+from tfdenoise import data, distribute, records, service, sources, train
+from tfdenoise.config import FitConfig
 from tfdenoise.images import Decoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +83,36 @@ def test_service_addresses_are_checked():
     assert service.check_address("grpc://10.0.0.2:5050") == "grpc://10.0.0.2:5050"
     with pytest.raises(ValueError, match="HOST:PORT"):
         service.check_address("localhost")
+
+
+def _sources_of(dataset: tf.data.Dataset) -> list[bytes]:
+    return sorted(bytes(image.numpy()) for image, _ in dataset)
+
+
+@pytest.mark.parametrize("shard_mb", [0.01, 100.0])  # many shard files / a single one
+def test_record_shards_give_each_worker_different_images(image_folder, tmp_path, shard_mb):
+    """FILE sharding when there are enough shard files, DATA sharding otherwise: either way the
+    two workers' images are disjoint and together are the whole split."""
+    out = tmp_path / "records"
+    records.convert_folder(image_folder, out, shard_mb=shard_mb, workers=1)
+    source = sources.open_source(out)
+    files = len(records.shard_paths(out, source.manifest, "train"))
+    assert files >= 2 if shard_mb < 1 else files == 1
+    everything = _sources_of(source.encoded("train", training=False))
+    halves = [_sources_of(source.encoded("train", False, (2, i))) for i in range(2)]
+    assert halves[0] and halves[1]
+    assert not set(halves[0]) & set(halves[1])
+    assert sorted(halves[0] + halves[1]) == everything
+
+
+def test_data_service_refuses_images_only_pil_decodes(tmp_path):
+    folder = tmp_path / "zoo"
+    write_mode_zoo(folder)
+    config = FitConfig(data=str(folder), runs_dir=str(tmp_path / "runs"),
+                       data_service="grpc://127.0.0.1:1", split=(1.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="need PIL"):
+        train.fit(config, log=lambda message: None)
+    assert not (tmp_path / "runs").exists()
 
 
 def _graph_ops(dataset: tf.data.Dataset) -> str:
