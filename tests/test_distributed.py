@@ -26,9 +26,9 @@ from tfdenoise.images import Decoder
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for any child process; the tests take ~1 min on 2 busy cores
-FIT = ["--epochs", "4", "--steps-per-epoch", "6", "--lr", "3e-3", "--batch-size", "8", "--patch-size", "32",
-       "--eval-size", "32", "--val-steps", "2", "--noise", "gaussian", "--sigma-range", "25",
-       "25", "--precision", "float32", "--patience", "10", "--seed", "0"]
+FIT = ["--epochs", "4", "--steps-per-epoch", "6", "--lr", "3e-3", "--batch-size", "8",
+       "--patch-size", "32", "--eval-size", "32", "--val-steps", "2", "--noise", "gaussian",
+       "--sigma-range", "25", "25", "--precision", "float32", "--patience", "10", "--seed", "0"]
 
 
 # --- choices, in process ----------------------------------------------------------------
@@ -191,7 +191,8 @@ def test_two_workers_follow_the_single_worker_loss_trend(image_folder, tmp_path)
         processes.append(start([*common, "--strategy", "default", "--run-id", "single"], logs[0]))
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            processes.append(start([*common, "--strategy", "auto", "--run-id", "pair"], logs[1 + index],
+            processes.append(start([*common, "--strategy", "auto", "--run-id", "pair"],
+                                   logs[1 + index],
                                    env={"TF_CONFIG": tf_config, "TMPDIR": str(scratch)}))
         wait_all(processes, logs, time.monotonic() + TIMEOUT)
     finally:

@@ -21,7 +21,7 @@ ADDRESS = re.compile(r"^(grpc://)?[^:/\s]+:\d+$")
 
 
 @dataclasses.dataclass(frozen=True)
-class Servers:
+class RunningServer:
     """A started server and the address clients use to reach it."""
 
     server: object  # DispatchServer or WorkerServer; kept alive by this reference
@@ -36,16 +36,16 @@ def check_address(address: str) -> str:
     return address if address.startswith("grpc://") else f"grpc://{address}"
 
 
-def start_dispatcher(port: int, work_dir: str | None = None) -> Servers:
+def start_dispatcher(port: int, work_dir: str | None = None) -> RunningServer:
     """Start a dispatcher; with `work_dir` it journals its state and survives restarts."""
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None)
     server = tf.data.experimental.service.DispatchServer(config)
-    return Servers(server, server.target)
+    return RunningServer(server, server.target)
 
 
 def start_worker(dispatcher: str, port: int, host: str = "localhost",
-                 heartbeat_ms: int = HEARTBEAT_MS) -> Servers:
+                 heartbeat_ms: int = HEARTBEAT_MS) -> RunningServer:
     """Start a worker that registers with `dispatcher`; `host` is how trainers reach it."""
     dispatcher = check_address(dispatcher).removeprefix("grpc://")
     config = tf.data.experimental.service.WorkerConfig(
@@ -53,10 +53,10 @@ def start_worker(dispatcher: str, port: int, host: str = "localhost",
         heartbeat_interval_ms=heartbeat_ms)
     server = tf.data.experimental.service.WorkerServer(config)
     bound_port = server._address.rsplit(":", 1)[-1]  # differs from `port` when port is 0
-    return Servers(server, f"{host}:{bound_port}")
+    return RunningServer(server, f"{host}:{bound_port}")
 
 
-def active_tasks(worker: Servers) -> int:
+def active_tasks(worker: RunningServer) -> int:
     """Tasks (one per job it serves) a worker is running now; for operators' logs.
 
     WorkerServer exposes no public accessor for this, so the private `_num_tasks` is used.
