@@ -61,6 +61,24 @@ class HistoryFile(keras.callbacks.Callback):
         return len(losses) - 1 - int(np.argmin(losses))
 
 
+class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that restores from the chief's backup and saves to `backup_dir`.
+
+    On the chief both are the same directory. A non-chief worker saves into its own throw-away
+    directory (the save is a collective every worker joins) but restores from the chief's,
+    so a restarted cluster resumes every worker at the same epoch with the same weights
+    (multi-host: the run directory must be on a filesystem every worker can read).
+    """
+
+    def __init__(self, backup_dir: str, restore_dir: str, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.restore = keras.callbacks.BackupAndRestore(restore_dir, **kwargs)
+
+    def on_train_begin(self, logs=None):
+        self.restore.set_model(self.model)
+        self.restore.on_train_begin(logs)
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model as best.keras whenever val_loss improves, atomically.
 

@@ -134,6 +134,15 @@ DEFAULTS = config_module.FitConfig()
 @click.option("--name", default=None, help="Suffix for the run directory name.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where run directories are created.")
+@click.option("--strategy", type=click.Choice(config_module.STRATEGIES),
+              default=DEFAULTS.strategy, show_default=True,
+              help="tf.distribute strategy; auto: mirrored on several GPUs, multi-worker when "
+                   "TF_CONFIG names a cluster, else default.")
+@click.option("--run-id", default=None, envvar="TFDENOISE_RUN_ID",
+              help="Run directory name shared by all workers (runs/RUN_ID); required for "
+                   "multi-worker runs; the same id again resumes. [env: TFDENOISE_RUN_ID]")
+@click.option("--data-service", default=None, metavar="grpc://HOST:PORT",
+              help="tf.data service dispatcher that decodes and crops the training images.")
 @click.option("--resume", "resume", is_flag=False, flag_value="last", default=None,
               metavar="[RUN]",
               help="Continue an interrupted run (a run directory; alone: the latest run).")
@@ -176,6 +185,77 @@ def _inference_policy(requested: str) -> str:
 def _log(message: str) -> None:
     """One log line, never hard-wrapped (paths and reasons must stay greppable)."""
     console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+@main.group("data-service")
+def data_service() -> None:
+    """Run tf.data service servers that decode and crop images for `fit --data-service`."""
+
+
+def _serve(address: str, role: str, timeout: float | None, status=None) -> None:
+    """Print where the server listens, then block until Ctrl-C, SIGTERM or `timeout`.
+
+    `status()` (optional) is polled each second and printed whenever it changes.
+    """
+    import signal
+    import threading
+    import time
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"tf.data service {role} listening on {address}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if status is not None and status() != last:
+                last = status()
+                click.echo(f"{role}: {last}")
+            stop.wait(1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        stop.set()
+    console.print(f"{role} {'stopped' if stop.is_set() else f'timed out after {timeout:g} s'}")
+    # A worker with a running task never finishes its C++ shutdown (it waits for the task's
+    # endless input); its in-flight elements are lost by design, so leave without cleanup.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+@data_service.command("dispatcher")
+@click.option("--port", type=click.IntRange(0, 65535), required=True,
+              help="Port to listen on (0: any free port, printed at start).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Journal directory: a restarted dispatcher recovers its jobs from it.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
+def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -> None:
+    """Start a tf.data service dispatcher (trainers and workers connect to it)."""
+    from tfdenoise import service
+
+    server = service.start_dispatcher(port, work_dir)
+    _serve(server.address, "dispatcher", timeout)
+
+
+@data_service.command("worker")
+@click.option("--dispatcher", "dispatcher", required=True, metavar="HOST:PORT",
+              help="Address of the dispatcher.")
+@click.option("--port", type=click.IntRange(0, 65535), required=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--host", default="localhost", show_default=True,
+              help="Name or IP under which trainers reach this worker (set it on multi-host).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
+def worker_command(dispatcher: str, port: int, host: str, timeout: float | None) -> None:
+    """Start a tf.data service worker: it runs the decode/crop work the dispatcher hands out."""
+    from tfdenoise import service
+
+    try:
+        server = service.start_worker(dispatcher, port, host)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    _serve(server.address, "worker", timeout,
+           status=lambda: f"{service.active_tasks(server)} active task(s)")
 
 
 def _print_metrics(metrics: dict) -> None:

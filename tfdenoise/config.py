@@ -12,6 +12,7 @@ NOISES = ("mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper")
 LOSSES = ("l1", "mse", "charbonnier")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.distribute
 
 
 @dataclasses.dataclass
@@ -63,6 +64,15 @@ class FitConfig:
     name: str | None = None
     # Parent directory of the run directories.
     runs_dir: str = "runs"
+    # tf.distribute strategy: "auto" = mirrored on several GPUs, multi-worker when TF_CONFIG
+    # names a cluster, else default (one device).
+    strategy: str = "auto"
+    # Run directory name shared by all workers of a multi-worker run (runs/<run_id>); None =
+    # $TFDENOISE_RUN_ID, else a timestamped name. Re-running with the same id resumes.
+    run_id: str | None = None
+    # tf.data service dispatcher (grpc://HOST:PORT) that decodes and crops training images;
+    # None = decode on this host.
+    data_service: str | None = None
 
     def validate(self) -> None:
         """Reject impossible settings with a message a user can act on."""
@@ -72,6 +82,7 @@ class FitConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.xla in XLA_MODES, f"xla must be one of {XLA_MODES}"),
+            (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),

@@ -53,6 +53,20 @@ def to_unit_float(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
+def _reducible(logs: dict) -> dict:
+    """Step logs that Keras can reduce across workers.
+
+    Under MultiWorkerMirroredStrategy Keras 3 MEAN-reduces step logs over axis 0, which fails
+    for scalars (tensorflow/tensorflow#72388); a length-1 axis makes that reduction the mean
+    over replicas and gives scalars back. Elsewhere the logs stay scalars.
+    """
+    strategy = tf.distribute.get_strategy()
+    multi_worker = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                    and strategy.extended._in_multi_worker_mode())
+    return tf.nest.map_structure(lambda value: tf.reshape(value, [1]), logs) if multi_worker \
+        else logs
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Denoiser(keras.Model):
     """Base class: pads to the stride, runs `forward`, crops back; noise-adding train steps."""
@@ -75,6 +89,20 @@ class Denoiser(keras.Model):
 
     def forward(self, images: tf.Tensor, training=None) -> tf.Tensor:
         raise NotImplementedError
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Create metric and optimizer state before a distributed fit (Keras TF-backend hook).
+
+        Under a tf.distribute strategy Keras builds that state from one batch it MEAN-reduces
+        across replicas; our batches are dicts of uint8 images, which cannot be reduced (and
+        are not (x, y) pairs). Images in, images out is all the build needs, so it is given a
+        (noisy, clean) float spec instead. Without a strategy Keras builds lazily, as before.
+        """
+        if getattr(self, "_distribute_strategy", None) is None:
+            return
+        spec = tf.TensorSpec([1, 32, 32, 3], tf.float32)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=(spec, spec))
 
     def call(self, inputs, training=None):
         images = to_unit_float(inputs)
@@ -103,7 +131,7 @@ class Denoiser(keras.Model):
                 metric.update_state(loss * replicas)
             else:
                 metric.update_state(clean, denoised)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return _reducible({metric.name: metric.result() for metric in self.metrics})
 
     def train_step(self, data):
         if self.train_noise is None:

@@ -63,6 +63,19 @@ def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     raise RuntimeError(f"cannot create a run directory under {runs_dir}")
 
 
+def named_run_dir(runs_dir: str | Path, name: str, create: bool = True) -> Path:
+    """runs_dir/<name>: the directory every worker of a multi-worker run agrees on.
+
+    Only the chief creates it (other workers write elsewhere and may start first).
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"run id must be a plain name, got {name!r}")
+    path = Path(runs_dir) / name
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 

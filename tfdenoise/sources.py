@@ -36,8 +36,16 @@ class FolderSource:
     def count(self, split: str) -> int:
         return len(self.scan.split(split))
 
-    def encoded(self, split: str, training: bool) -> tf.data.Dataset:
-        return data.encoded_files(self.scan.split(split), shuffle=training, repeat=training)
+    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
+                ) -> tf.data.Dataset:
+        """(bytes, decoder) of one split; `shard` = (count, index) deals files out to workers."""
+        count, index = shard
+        files = self.scan.split(split)[index::count]
+        return data.encoded_files(files, shuffle=training, repeat=training)
+
+    def pil_only(self, split: str) -> list[images.ImageFile]:
+        """Files only PIL decodes (CMYK JPEG, BMP, WebP): they cannot go to tf.data service."""
+        return [f for f in self.scan.split(split) if f.info.decoder == images.Decoder.PIL]
 
 
 class RecordSource:
@@ -64,9 +72,24 @@ class RecordSource:
     def count(self, split: str) -> int:
         return int(self.manifest["counts"].get(split, 0))
 
-    def encoded(self, split: str, training: bool) -> tf.data.Dataset:
+    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
+                ) -> tf.data.Dataset:
+        """(bytes, decoder) of one split; `shard` = (count, index) for one of several workers.
+
+        Shard files are dealt out (FILE sharding: each worker reads only its files); with
+        fewer files than workers every worker reads all records and keeps every count-th
+        (DATA sharding: records are read twice, but each is decoded by one worker only).
+        """
+        count, index = shard
         paths = records.shard_paths(self.root, self.manifest, split)
-        return data.encoded_records(paths, shuffle=training, repeat=training)
+        if count > 1 and len(paths) >= count:
+            return data.encoded_records(paths[index::count], shuffle=training, repeat=training)
+        encoded = data.encoded_records(paths, shuffle=training, repeat=training)
+        return encoded.shard(count, index) if count > 1 else encoded
+
+    def pil_only(self, split: str) -> list[images.ImageFile]:
+        """Always empty: records hold JPEG and PNG only."""
+        return []
 
 
 def sample_source(fractions: Sequence[float] = images.DEFAULT_SPLIT) -> FolderSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfdenoise import callbacks as cb
-from tfdenoise import data, evaluate, hardware, models, noise, runs, sources
+from tfdenoise import data, distribute, evaluate, hardware, models, noise, runs, service, sources
 from tfdenoise.config import FitConfig
 
 MIN_VAL_IMAGES = 32  # small validation sets are scored several times under different noise
@@ -74,6 +75,14 @@ def fit(
     log: Callable[[str], None] = _log_default,
 ) -> RunResult:
     """Train a denoiser; with `resume`, continue that run directory from its last backup."""
+    # First, before any TF op: MultiWorkerMirroredStrategy configures collectives at start-up.
+    choice = distribute.choose(config.strategy, hardware.gpu_count(),
+                               distribute.cluster_tasks(os.environ.get("TF_CONFIG")))
+    strategy = distribute.create(choice)
+    chief = distribute.is_chief(strategy)
+    run_id = distribute.run_dir_name(config.run_id, choice)
+    if resume is None and run_id is not None and runs.is_run_dir(Path(config.runs_dir) / run_id):
+        resume = Path(config.runs_dir) / run_id  # same id again: a restarted worker rejoins
     if resume is not None:
         run_dir = Path(resume)
         if not runs.is_run_dir(run_dir):
@@ -85,10 +94,16 @@ def fit(
             saved.epochs = config.epochs  # resuming may extend a run, never shorten it
         config = saved
     config.validate()
+    if config.data_service:
+        config.data_service = service.check_address(config.data_service)
 
     plan = hardware.plan(config.precision, config.xla)
     log(f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
         f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})")
+    distribute.replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+    log(f"strategy: {choice.name} ({choice.reason}); {strategy.num_replicas_in_sync} replica(s) "
+        f"on {distribute.num_workers(strategy)} worker(s); "
+        f"{'chief' if chief else 'non-chief: writes to a temporary directory'}")
 
     source = sources.open_source(config.data, config.split, config.max_pixels)
     train_count = source.count("train")
@@ -102,12 +117,21 @@ def fit(
         log(f"  skipped {skipped.path}: {skipped.reason}")
     if train_count == 0:
         raise ValueError(f"no usable training images in {source.description}")
+    if config.data_service and source.pil_only("train"):
+        raise ValueError(
+            f"{len(source.pil_only('train'))} training images need PIL to decode (e.g. "
+            f"{source.pil_only('train')[0].relpath}); tf.data service workers run TF ops only: "
+            f"convert them with `tfdenoise make-tfrecords` or to JPEG/PNG")
     val_split, test_split = eval_splits(source)
     if val_split != "val" or test_split != "test":
         log(f"note: too few images for every split; validating on '{val_split}', "
             f"testing on '{test_split}'")
 
-    if resume is None:
+    if resume is None and run_id is not None:
+        run_dir = runs.named_run_dir(config.runs_dir, run_id, create=chief)
+        if chief:
+            (run_dir / runs.CONFIG).write_text(config.to_json())
+    elif resume is None:
         run_dir = runs.new_run_dir(config.runs_dir, config.name)
         (run_dir / runs.CONFIG).write_text(config.to_json())
     log(f"run directory: {run_dir}")
@@ -115,42 +139,83 @@ def fit(
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(plan.precision)
     try:
-        return _train(config, plan, source, run_dir, val_split, test_split,
-                      extra_callbacks, log)
+        with distribute.worker_dir(run_dir, chief) as out_dir:
+            result = _train(config, plan, strategy, source, run_dir, out_dir, val_split,
+                            test_split, extra_callbacks, log)
+        return result
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, plan, source, run_dir: Path, val_split: str, test_split: str,
-           extra_callbacks, log) -> RunResult:
+def _train_input(config: FitConfig, source, spec: data.PipelineSpec, job_name: str):
+    """Builds one worker's training pipeline, batched per replica, for the InputContext."""
+
+    def build(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = distribute.replica_batch_size(spec.batch_size, context.num_replicas_in_sync)
+        local = dataclasses.replace(spec, batch_size=per_replica)
+        if config.data_service:
+            # Whole chain up to the batch runs remotely (few large elements cross the network,
+            # see README "Scaling out"); the service deals files to its workers, so no shard.
+            remote = data.training_pipeline(source.encoded("train", training=True), local,
+                                            allow_pil=False)
+            return service.distribute(remote, config.data_service, job_name).prefetch(
+                data.AUTOTUNE)
+        shard = distribute.shard(source.count("train"), context)
+        return data.training_pipeline(source.encoded("train", True, shard), local,
+                                      allow_pil=source.allow_pil)
+
+    return build
+
+
+def _eval_input(source, split: str, spec: data.PipelineSpec, repeats: int):
+    """Builds one worker's validation pipeline; repeated when several workers share it."""
+
+    def build(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = distribute.replica_batch_size(spec.batch_size, context.num_replicas_in_sync)
+        local = dataclasses.replace(spec, batch_size=per_replica)
+        shard = distribute.shard(source.count(split), context)
+        dataset = data.eval_pipeline(source.encoded(split, False, shard), local, repeats,
+                                     allow_pil=source.allow_pil)
+        # Uneven shards would end at different steps and stall the collectives: repeat, and
+        # let validation_steps end every worker at the same step.
+        return dataset.repeat() if context.num_input_pipelines > 1 else dataset
+
+    return build
+
+
+def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_split: str,
+           test_split: str, extra_callbacks, log) -> RunResult:
+    """`out_dir` is the run directory on the chief and a throw-away one on other workers."""
     keras.utils.set_random_seed(config.seed)
     spec = pipeline_spec(config)
-    train_data = data.training_pipeline(source.encoded("train", training=True), spec,
-                                        allow_pil=source.allow_pil)
+    train_data = distribute.distributed_dataset(
+        strategy, _train_input(config, source, spec, f"tfdenoise-{run_dir.name}"))
     val_count = source.count(val_split)
     repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
-    val_data = data.eval_pipeline(source.encoded(val_split, training=False), spec, repeats,
-                                  allow_pil=source.allow_pil)
+    val_data = distribute.distributed_dataset(
+        strategy, _eval_input(source, val_split, spec, repeats))
     test_data = data.eval_pipeline(source.encoded(test_split, training=False), spec,
                                    allow_pil=source.allow_pil)
 
-    model = models.built(models.build_model(config.model, config.widths), config.patch_size)
-    _compile(model, config, plan, config.epochs * config.steps_per_epoch)
+    with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
+        model = models.built(models.build_model(config.model, config.widths), config.patch_size)
+        _compile(model, config, plan, config.epochs * config.steps_per_epoch)
 
-    history_file = cb.HistoryFile(run_dir / runs.HISTORY)
+    history_file = cb.HistoryFile(out_dir / runs.HISTORY)
     grid_clean = next(iter(test_data.unbatch().batch(GRID_IMAGES)))["clean"]
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP), double_checkpoint=True),
+        cb.SharedBackupAndRestore(str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP),
+                                  double_checkpoint=True),
         history_file,
-        cb.BestModelCheckpoint(run_dir / runs.BEST_MODEL, history_file.best_val_loss()),
+        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file.best_val_loss()),
         cb.ResumableEarlyStopping(
             initial_best=history_file.best_val_loss(),
             initial_wait=history_file.epochs_since_best(),
             monitor="val_loss", patience=config.patience, restore_best_weights=True,
         ),
-        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD), write_graph=False,
+        keras.callbacks.TensorBoard(str(out_dir / runs.TENSORBOARD), write_graph=False,
                                     profile_batch=0),
-        cb.ImageGridLogger(run_dir / runs.TENSORBOARD, grid_clean,
+        cb.ImageGridLogger(out_dir / runs.TENSORBOARD, grid_clean,
                            noise.EVAL_CONDITIONS[GRID_CONDITION]),
         *extra_callbacks,
     ]
@@ -167,13 +232,13 @@ def _train(config, plan, source, run_dir: Path, val_split: str, test_split: str,
     )
     train_seconds = time.perf_counter() - started
 
-    best_path = run_dir / runs.BEST_MODEL
+    best_path = out_dir / runs.BEST_MODEL
     best = models.load_model(best_path) if best_path.is_file() else model
     log("scoring the test split ...")
     scores = evaluate.evaluate_conditions(best, test_data)
     grid = evaluate.comparison_grid(*evaluate.denoise_examples(
         best, grid_clean, noise.EVAL_CONDITIONS[GRID_CONDITION]))
-    evaluate.save_png(grid, run_dir / runs.GRID)
+    evaluate.save_png(grid, out_dir / runs.GRID)
 
     rows = history_file.rows
     rates = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
@@ -189,5 +254,5 @@ def _train(config, plan, source, run_dir: Path, val_split: str, test_split: str,
         "skipped_files": [dataclasses.asdict(s) for s in source.skipped],
         "parameters": int(best.count_params()),
     }
-    runs.write_json(run_dir / runs.METRICS, metrics)
+    runs.write_json(out_dir / runs.METRICS, metrics)
     return RunResult(run_dir, plan, rows, metrics)
