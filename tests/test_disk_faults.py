@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from conftest import photo_like, save
 from tfdenoise import cli
@@ -72,3 +73,36 @@ def test_fit_on_a_full_disk_fails_clearly_and_leaves_valid_files(folder, tmp_pat
     if (run_dir / "history.json").exists():
         json.loads((run_dir / "history.json").read_text())  # atomic: never half-written
     assert not (run_dir / "best.keras").exists()  # atomic: absent rather than truncated
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    from tfdenoise import models
+
+    path = tmp_path / "tiny.keras"
+    models.built(models.UNet(widths=(4, 8))).save(path)
+    return path
+
+
+def test_predict_onto_a_full_disk_stops_and_keeps_complete_outputs(folder, tmp_path, mounts,
+                                                                   tiny_model):
+    out = mounts(tmp_path / "full", size="40k")  # room for a few 48x48 PNGs, not twelve
+    args = [str(folder), "-o", str(out), "--model", str(tiny_model), "--precision", "float32"]
+    result = CliRunner().invoke(cli.predict_command, args)
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output and "stopped early" in result.output
+    assert "Traceback" not in result.output
+    written = sorted(out.rglob("*.png"))
+    assert 0 < len(written) < 12
+    for path in written:
+        Image.open(path).load()  # every output present is a complete PNG
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no temp debris
+
+
+def test_predict_onto_a_read_only_disk_is_a_clear_error(folder, tmp_path, mounts, tiny_model):
+    out = mounts(tmp_path / "ro", read_only=True)
+    result = CliRunner().invoke(cli.predict_command, [str(folder), "-o", str(out),
+                                                      "--model", str(tiny_model)])
+    assert result.exit_code == 1
+    assert "Read-only file system" in result.output and "Traceback" not in result.output
+    assert result.output.count("failed ") <= 1  # stopped at the first refusal, not 12 times

@@ -131,3 +131,24 @@ def test_non_model_files_are_refused(tmp_path):
         models.load_model(text)
     with pytest.raises(models.ModelLoadError, match="not found"):
         models.load_model(tmp_path / "missing.keras")
+
+
+def test_unknown_classes_are_refused_with_a_clear_message(tmp_path):
+    import json
+    import zipfile
+
+    good = tmp_path / "good.keras"
+    models.built(models.UNet(widths=SMALL)).save(good)
+    evil = tmp_path / "evil.keras"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(evil, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["class_name"] = "RunsShellCommands"
+                config["module"] = "somewhere.untrusted"
+                config["registered_name"] = "untrusted>RunsShellCommands"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with pytest.raises(models.ModelLoadError, match="cannot load model"):
+        models.load_model(evil)

@@ -69,3 +69,18 @@ def test_usage_errors_exit_2(tmp_path, model_path):
     bad_model = runner.invoke(cli.predict_command, [str(tmp_path / "in"), "--model",
                                                     str(tmp_path / "nope.keras")])
     assert bad_model.exit_code == 2 and "not found" in bad_model.output
+
+
+def test_reduced_precision_inference_stays_within_a_few_grey_levels(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "a.png", photo_like(64, 96))
+    outputs = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        out = tmp_path / precision
+        result = CliRunner().invoke(cli.predict_command, [
+            str(inputs), "-o", str(out), "--model", str(model_path), "--precision", precision])
+        assert result.exit_code == 0, result.output
+        assert f"precision: {precision}" in result.output
+        outputs[precision] = np.asarray(Image.open(out / "a.png"), dtype=int)
+    difference = np.abs(outputs["float32"] - outputs["mixed_bfloat16"])
+    assert difference.max() <= 4 and difference.mean() < 1.0

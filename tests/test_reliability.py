@@ -119,3 +119,27 @@ def test_fit_survives_kill_9_and_resumes_without_losing_history(corpus, tmp_path
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert (run_dir / "metrics.json").is_file()
     models.load_model(run_dir / "best.keras")  # never left truncated
+
+
+def test_make_tfrecords_over_the_fault_corpus(corpus, tmp_path):
+    import tensorflow as tf
+
+    from tfdenoise import records
+
+    root, faults = corpus
+    out = tmp_path / "records"
+    result = CliRunner().invoke(cli.main, ["make-tfrecords", str(root), str(out),
+                                           "--shard-mb", "0.01", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    manifest = records.read_manifest(out)
+    stored = set()
+    for shard in manifest["shards"]:
+        for serialized in tf.data.TFRecordDataset(str(out / shard["name"])):
+            stored.add(records.parse_features(serialized)["source"].numpy().decode())
+    assert stored == {f.relpath for f in faults if f.usable}
+    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}  # relative to SRC
+    for fault in faults:
+        if not fault.usable:
+            assert fault.reason in skipped[fault.relpath], fault.name
+            assert fault.relpath in result.output

@@ -165,6 +165,14 @@ def _describe(error: OSError) -> str:
     return f"{error.strerror or error}{where}"
 
 
+def _inference_policy(requested: str) -> str:
+    from tfdenoise import hardware
+
+    policy, reason = hardware.inference_precision(requested)
+    _log(f"precision: {policy} ({reason})")
+    return policy
+
+
 def _log(message: str) -> None:
     """One log line, never hard-wrapped (paths and reasons must stay greppable)."""
     console.print(message, highlight=False, soft_wrap=True, markup=False)
@@ -225,10 +233,14 @@ def list_runs(runs_dir) -> None:
               help="Bits per channel of PNG outputs; same = 16 for 16-bit inputs, else 8.")
 @click.option("--strip-metadata", is_flag=True,
               help="Drop the ICC profile and EXIF (kept by default; DPI is always kept).")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
-                    report_file, output_format, quality, bit_depth, strip_metadata,
+                    report_file, output_format, quality, bit_depth, strip_metadata, precision,
                     runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>, as
     PNG unless --format says otherwise, keeping ICC profiles, EXIF and DPI."""
@@ -241,7 +253,7 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overla
             output_format=output_format, quality=quality, bit_depth=bit_depth,
             strip_metadata=strip_metadata)
         files = images.list_image_files(input_dir)
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
@@ -258,7 +270,10 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overla
     if report_file:
         predict.write_report_csv(report, report_file)
     _print_predict_summary(report, output, input_dir)
-    if report.failed:
+    if report.stopped:
+        _log(f"stopped early, the output disk refuses writes ({report.stopped}); outputs "
+             "written so far are complete: free space and re-run to continue")
+    if report.failed or report.stopped:
         sys.exit(1)
 
 
@@ -327,10 +342,14 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
               help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the scores as JSON here.")
+@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+              show_default=True,
+              help="Inference precision; auto = bfloat16 on CPUs with native support, "
+                   "float16 on GPUs (outputs within a few grey levels of float32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
-                     runs_dir) -> None:
+                     precision, runs_dir) -> None:
     """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
     baselines."""
     from tfdenoise import evaluate, models, predict, runs
@@ -340,7 +359,7 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
         names = [] if baseline_names == "none" else [
             n.strip() for n in baseline_names.split(",") if n.strip()]
     try:
-        model = predict.load(model_spec, runs_dir)
+        model = predict.load(model_spec, runs_dir, _inference_policy(precision))
         with _progress() as progress:
             task = progress.add_task("evaluating", total=None, status="")
             result, triples = evaluate.evaluate_folder(

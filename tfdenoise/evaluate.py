@@ -45,6 +45,21 @@ def _scores(clean, image):
     return (tf.image.psnr(clean, image, max_val=1.0), tf.image.ssim(clean, image, max_val=1.0))
 
 
+def _scoring_step(model, condition: NoiseModel, number: int):
+    """A compiled step scoring one batch under one condition (a factory: one trace each)."""
+
+    @tf.function(reduce_retracing=True)
+    def step(clean, index):
+        clean = to_unit_float(clean)
+        noisy = condition(clean, condition_seed(index[0], number))
+        denoised = tf.clip_by_value(model(noisy, training=False), 0.0, 1.0)
+        (psnr_noisy, ssim_noisy), (psnr_denoised, ssim_denoised) = (
+            _scores(clean, noisy), _scores(clean, denoised))
+        return psnr_noisy, psnr_denoised, ssim_noisy, ssim_denoised
+
+    return step
+
+
 def evaluate_conditions(
     model,
     dataset: tf.data.Dataset,
@@ -56,16 +71,7 @@ def evaluate_conditions(
     """
     results = {}
     for number, (name, condition) in enumerate(conditions.items()):
-
-        @tf.function(reduce_retracing=True)
-        def step(clean, index, condition=condition, number=number):
-            clean = to_unit_float(clean)
-            noisy = condition(clean, condition_seed(index[0], number))
-            denoised = tf.clip_by_value(model(noisy, training=False), 0.0, 1.0)
-            (psnr_noisy, ssim_noisy), (psnr_denoised, ssim_denoised) = (
-                _scores(clean, noisy), _scores(clean, denoised))
-            return psnr_noisy, psnr_denoised, ssim_noisy, ssim_denoised
-
+        step = _scoring_step(model, condition, number)
         sums = np.zeros(4)
         count = 0
         for batch in dataset:

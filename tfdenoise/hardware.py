@@ -70,3 +70,9 @@ def plan(precision: str = "auto", xla: str = "auto") -> Plan:
     chosen_precision, precision_reason = choose_precision(precision, gpus, cpu_flags())
     chosen_xla, xla_reason = choose_xla(xla, gpus)
     return Plan("gpu" if gpus else "cpu", chosen_precision, precision_reason, chosen_xla, xla_reason)
+
+
+def inference_precision(requested: str = "auto") -> tuple[str, str]:
+    """Precision for denoising: the same rule as training (bf16 was 2.1x float32 for predict
+    on this CPU, max 3 grey levels apart); "float32" when exactness matters more than speed."""
+    return choose_precision(requested, gpu_count(), cpu_flags())

@@ -235,20 +235,27 @@ class ModelLoadError(ValueError):
     """A model file that cannot be loaded safely; the message says why."""
 
 
-def load_model(path: str | Path) -> keras.Model:
+def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
     """Load a `.keras` file in Keras safe mode: no code from the file is ever executed.
 
     Lambda layers and classes that are not registered (ours or Keras's) are refused.
+    `policy` (e.g. "mixed_bfloat16") sets the compute precision of the sublayers, which take
+    the global policy when they are rebuilt; weights stay float32 and the output stays float32.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     if path.suffix != ".keras":
         raise ModelLoadError(f"not a Keras 3 model file (expected .keras): {path}")
+    previous = keras.mixed_precision.global_policy()
     try:
+        if policy:
+            keras.mixed_precision.set_global_policy(policy)
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError, OSError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "lambda" in message.lower() or "safe_mode" in message:
             message = f"refused in safe mode (it would run code from the file): {message}"
         raise ModelLoadError(f"cannot load model {path}: {message}") from error
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

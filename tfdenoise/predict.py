@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,8 +62,9 @@ def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
     return path
 
 
-def load(spec: str | None, runs_dir: str | Path = "runs"):
-    return models.load_model(resolve_model_path(spec, runs_dir))
+def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "float32"):
+    """The model behind a `--model` value, computing in `precision` (a Keras policy name)."""
+    return models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
 
 
 def _run_model(model, batch: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
@@ -216,6 +218,7 @@ class Report:
     results: list[ImageResult] = dataclasses.field(default_factory=list)
     megapixels: float = 0.0  # of images denoised by the model
     seconds: float = 0.0
+    stopped: str | None = None  # why the job stopped early (output disk full or read-only)
 
     def with_status(self, status: str) -> list[ImageResult]:
         return [r for r in self.results if r.status == status]
@@ -310,7 +313,7 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
                                options.quality)
             result.status, result.sigma_after = "copied-clean", result.sigma_before
         except OSError as error:
-            result.error = f"cannot write {target}: {error.strerror or error}"
+            _write_failure(result, error)
         result.seconds = time.perf_counter() - started
         return result
     bits = writing.output_bits(picture, output_format, options.bit_depth)
@@ -328,6 +331,20 @@ def _write(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> 
                            pending.output_format, metadata, options.quality)
 
 
+class OutputDiskError(OSError):
+    """The output disk is full or read-only: every further write would fail the same way."""
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+
+
+def _write_failure(result: ImageResult, error: OSError) -> None:
+    """Record a failed write; a full or read-only disk stops the whole job (OutputDiskError)."""
+    result.error = f"cannot write {result.output}: {error.strerror or error}"
+    if error.errno in _DISK_ERRNOS:
+        raise OutputDiskError(error.errno, error.strerror, str(result.output))
+
+
 def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> ImageResult:
     result = pending.result
     try:
@@ -335,7 +352,7 @@ def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) ->
         result.status = "written"
         result.sigma_after = estimate_sigma_255(denoised)
     except OSError as error:
-        result.error = f"cannot write {result.output}: {error.strerror or error}"
+        _write_failure(result, error)
     except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
         result.error = f"cannot encode {result.output}: {error}"
     result.seconds = time.perf_counter() - pending.started
@@ -374,7 +391,11 @@ def predict_folder(
     options: PredictOptions = PredictOptions(),
     on_image: Callable[[ImageResult], None] | None = None,
 ) -> Report:
-    """Denoise every image under input_dir; failures are reported, never fatal."""
+    """Denoise every image under input_dir; failures are reported, never fatal.
+
+    A full or read-only output disk stops the job at once (`Report.stopped`): every output
+    written so far is complete (temp file + rename) and a re-run continues where it stopped.
+    """
     check_tiling(options.tile, options.overlap)
     input_dir = Path(input_dir)
     output_dir = Path(output_dir) if output_dir else default_output_dir(input_dir)
@@ -399,26 +420,29 @@ def predict_folder(
                 record(result)
         group, group_pixels = [], 0
 
-    for path in images.list_image_files(input_dir):
-        target = output_path(path, input_dir, output_dir, options.output_format)
-        if target.exists() and not options.overwrite:
-            flush()  # keep the report in input order
-            record(ImageResult(path, target, "kept"))
-            continue
-        decoded = _decode(path, target, options)
-        if isinstance(decoded, ImageResult):
-            flush()
-            record(decoded)
-            continue
-        pixels = decoded.picture.rgb.shape[0] * decoded.picture.rgb.shape[1]
-        if group and (_group_key(group[0], options.tile) != _group_key(decoded, options.tile)
-                      or group_pixels + pixels > options.batch_pixels):
-            flush()
-        group.append(decoded)
-        group_pixels += pixels
-        if not _is_small(decoded.picture, options.tile):
-            flush()  # never hold a large decoded image while decoding the next one
-    flush()
+    try:
+        for path in images.list_image_files(input_dir):
+            target = output_path(path, input_dir, output_dir, options.output_format)
+            if target.exists() and not options.overwrite:
+                flush()  # keep the report in input order
+                record(ImageResult(path, target, "kept"))
+                continue
+            decoded = _decode(path, target, options)
+            if isinstance(decoded, ImageResult):
+                flush()
+                record(decoded)
+                continue
+            pixels = decoded.picture.rgb.shape[0] * decoded.picture.rgb.shape[1]
+            if group and (_group_key(group[0], options.tile) != _group_key(decoded, options.tile)
+                          or group_pixels + pixels > options.batch_pixels):
+                flush()
+            group.append(decoded)
+            group_pixels += pixels
+            if not _is_small(decoded.picture, options.tile):
+                flush()  # never hold a large decoded image while decoding the next one
+        flush()
+    except OutputDiskError as error:
+        report.stopped = f"{error.strerror}: {error.filename}"
     report.seconds = time.perf_counter() - started
     return report
 
