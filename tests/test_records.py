@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tfdenoise import data, encoding, images, records, sources  # noqa: E402
+from tfdenoise import atomic, data, encoding, images, records, sources  # noqa: E402
 from tfdenoise.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,9 +258,10 @@ def test_interrupted_run_finishes_with_the_same_records(tmp_path, monkeypatch):
         records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
     monkeypatch.setattr(records, "encode_example", real_encode)
     assert not (out / records.MANIFEST).exists() and (out / records.PLAN).exists()
-    finished = sorted(p.name for p in out.glob("*.tfrecord"))
-    assert finished and list(out.glob("*.tmp"))  # some shards done, one half-written
+    finished = sorted(p.name for p in out.glob("[!.]*.tfrecord"))
+    assert finished and not list(out.glob(".*.tmp*"))  # some shards done; the crash cleaned up
     (out / finished[0]).write_bytes((out / finished[0]).read_bytes()[:-10])  # torn shard too
+    (out / f".{finished[-1][:-9]}.tmp.tfrecord").write_bytes(b"left by kill -9")
 
     write_photos(tmp_path / "src", 3, start=100)  # added after the plan: not in this run
     report = records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
@@ -308,7 +309,7 @@ def test_resume_with_other_options_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     plan = records.make_plan(tmp_path / "src", shard_mb=1)
-    records.write_json_atomic(out / records.PLAN, plan.to_json())
+    atomic.write_json(out / records.PLAN, plan.to_json())
     with pytest.raises(ValueError, match="other options"):
         records.convert_folder(tmp_path / "src", out, shard_mb=2)
 

@@ -7,7 +7,6 @@ they pick up the state of the earlier part of the run from the files it left.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdenoise import evaluate, runs
+from tfdenoise import atomic, evaluate, runs
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -80,9 +79,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if loss is None or not loss < self.best:
             return
         self.best = float(loss)
-        temporary = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        self.model.save(temporary)
-        os.replace(temporary, self.path)
+        with atomic.replacing(self.path) as temporary:
+            self.model.save(temporary)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -474,6 +474,120 @@ def _print_skipped(skipped: list[tuple[str, str]], limit: int = 30) -> None:
     console.print(table)
 
 
+@main.command("bench")
+@click.option("--quick", is_flag=True, help="Short timings and a smaller corpus (~4 minutes).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the results as JSON to this file.")
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Image folder to measure on (default: generated from the sample photos).")
+@click.option("--images", type=click.IntRange(2), default=None,
+              help="Corpus images used (its first N files; their train split is read).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Timed seconds per pipeline figure (after warm-up).")
+@click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Timed seconds per training figure (after warm-up).")
+@click.option("--train-steps", type=click.IntRange(1), default=None,
+              help="Minimum timed steps per training figure.")
+@click.option("--widths", type=str, default=None,
+              help="U-Net widths, comma-separated (default: the fit default).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size.")
+@click.option("--patch-size", type=click.IntRange(8), default=None, help="Training patch size.")
+@click.option("--resize", type=click.IntRange(8), default=None,
+              help="Output side of the prototype comparison (default 224).")
+@click.option("--predict-images", type=click.IntRange(1), default=None,
+              help="Full-size images denoised for the predict figure.")
+def bench_command(quick, json_path, corpus, images, seconds, train_seconds, train_steps, widths,
+                  batch_size, patch_size, resize, predict_images) -> None:
+    """Measure input pipelines, training and prediction side by side; print the ratios."""
+    import json
+
+    from tfdenoise import bench
+
+    overrides = {key: value for key, value in dict(
+        corpus=corpus, images=images, pipeline_seconds=seconds, train_seconds=train_seconds,
+        train_min_steps=train_steps, batch_size=batch_size, patch_size=patch_size,
+        resize=resize, predict_images=predict_images,
+        widths=_parse_widths(widths) if widths else None,
+    ).items() if value is not None}
+    try:
+        config = bench.BenchConfig.quick(**overrides) if quick else bench.BenchConfig(**overrides)
+        results = bench.run(config, log=lambda message: console.print(message, highlight=False))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    results["command"] = " ".join(["tfdenoise", "bench", *sys.argv[2:]]) \
+        if len(sys.argv) > 1 and sys.argv[1] == "bench" else "tfdenoise bench"
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=110)  # files and CI logs: keep each row on one line
+    out.print(_bench_table(results))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        console.print(f"results written to {json_path}")
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise click.BadParameter("widths must be positive integers")
+    return widths
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _bench_table(results: dict) -> Table:
+    """Figures with the ratio each is judged by and its target (ratios from this run only)."""
+    from tfdenoise.bench import TARGETS
+
+    pipe, train, ratios = results["pipeline"], results["train"], results["ratios"]
+    table = Table(title=f"tfdenoise bench ({results['machine']['cpus']} CPUs, "
+                        f"{pipe['images']} images, {pipe['mean_megapixels']} MP mean)")
+    for column in ("figure", "value", "unit", "ratio", "vs", "target"):
+        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+
+    def row(figure, value, unit, ratio_key=None, versus=""):
+        ratio = ratios.get(ratio_key) if ratio_key else None
+        target = TARGETS.get(ratio_key)
+        mark = "" if target is None or ratio is None else (" ok" if ratio >= target else " MISSED")
+        table.add_row(figure, _fmt(value), unit, _fmt(ratio, 2), versus,
+                      f">= {target}{mark}" if target else "")
+
+    jpeg = pipe.get("jpeg_only") or {}
+    row(f"pipeline.seed_generator ({pipe['reader']}, 1 thread)", pipe["seed_generator_img_s"],
+        "img/s")
+    row("pipeline.files (224 resize)", pipe["files_img_s"], "img/s",
+        "files_vs_seed_generator", "seed generator")
+    row("pipeline.tfrecords (224 resize) [headline]", pipe["tfrecords_img_s"], "img/s",
+        "tfrecords_vs_seed_generator", "seed generator")
+    row("", None, "", "tfrecords_vs_mixed_decode_ceiling", "all-format ceiling")
+    row("pipeline.decode_ceiling (all formats)", pipe["decode_ceiling_mixed_img_s"], "img/s")
+    row("pipeline.files (patches)", pipe["files_patch_img_s"], "patch/s")
+    row("pipeline.tfrecords (patches)", pipe["tfrecords_patch_img_s"], "patch/s",
+        "tfrecords_patch_vs_files_patch", "files (patches)")
+    row("pipeline.decode_ceiling (JPEGs)", pipe["decode_ceiling_img_s"], "img/s")
+    row("JPEGs only: seed_generator", jpeg.get("seed_generator_img_s"), "img/s")
+    row("JPEGs only: files (224 resize)", jpeg.get("files_img_s"), "img/s",
+        "files_vs_decode_ceiling", "decode ceiling")
+    row("JPEGs only: tfrecords (224 resize)", jpeg.get("tfrecords_img_s"), "img/s",
+        "tfrecords_vs_decode_ceiling", "decode ceiling")
+    row("", None, "", "jpeg_only_tfrecords_vs_seed_generator", "seed generator")
+    row("train.synthetic", train["synthetic_img_s"], "img/s")
+    row(f"train.pipeline ({train['pipeline_source']})", train["pipeline_img_s"], "img/s",
+        "pipeline_fed_vs_synthetic_training", "synthetic")
+    row("train.float32", train["float32_img_s"], "img/s")
+    row(f"train.auto_precision ({train['precision_auto']})", train["auto_precision_img_s"],
+        "img/s", "auto_vs_float32_precision", "float32")
+    row("train.xla_off", train["xla_off_img_s"], "img/s")
+    row("train.xla_on", train["xla_on_img_s"], "img/s", "xla_on_vs_off", "XLA off")
+    row("predict (full-size images)", results["predict"]["megapixels_per_s"], "MP/s")
+    return table
+
+
 def predict_main() -> None:
     """Entry point of `python -m tfdenoise.predict`."""
     predict_command(prog_name="python -m tfdenoise.predict")

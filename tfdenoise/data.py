@@ -145,11 +145,47 @@ def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int,
     return tf.ensure_shape(tf.cond(large, jpeg_window, full), [size, size, 3])
 
 
+JPEG_SCALES = (1, 2, 4, 8)  # libjpeg can decode directly at 1/1, 1/2, 1/4 and 1/8 scale
+
+
+def decode_jpeg_at_least(data: tf.Tensor, size: int) -> tf.Tensor:
+    """A JPEG decoded at the smallest DCT scale whose both sides stay >= size (or at full size).
+
+    libjpeg scales inside the inverse DCT, so most of the decoding work is never done: on the
+    benchmark corpus (~1 MP photos going to 224x224) this roughly halves the decode cost per
+    image. Only for images that are shrunk anyway; the area resize after it does the rest.
+    """
+    shape = tf.io.extract_jpeg_shape(data, output_type=tf.int32)
+    short_side = tf.minimum(shape[0], shape[1])
+    # How many of the ratios 2, 4, 8 keep the short side >= size: the index into JPEG_SCALES.
+    index = tf.reduce_sum(tf.cast(short_side >= size * tf.constant(JPEG_SCALES[1:]), tf.int32))
+    branches = [lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
+                for ratio in JPEG_SCALES]
+    return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
+
+
 def decode_resized(data: tf.Tensor, decoder: tf.Tensor, size: int,
                    allow_pil: bool = True) -> tf.Tensor:
-    """Prototype mode: the whole image resized to size x size (aspect ratio not kept)."""
-    image = tf.image.resize(decode_full(data, decoder, allow_pil), [size, size], antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    """Prototype mode: the whole image resized to size x size (aspect ratio not kept).
+
+    JPEGs are decoded at a reduced DCT scale first (decode_jpeg_at_least); other formats in full.
+    """
+    is_jpeg = tf.equal(tf.cast(decoder, tf.int32), int(Decoder.JPEG))
+    image = tf.cond(is_jpeg, lambda: decode_jpeg_at_least(data, size),
+                    lambda: decode_full(data, decoder, allow_pil))
+    return resize_to(image, size)
+
+
+def resize_to(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 image -> size x size uint8. Shrinking uses area averaging (a box filter: aliasing-free
+    and ~3x cheaper than tf.image.resize's antialiased kernels, which cost more than the decode);
+    an image smaller than size on either side is enlarged bilinearly instead."""
+    shape = tf.shape(image)
+    shrinking = tf.logical_and(shape[0] >= size, shape[1] >= size)
+    resized = tf.cond(shrinking,
+                      lambda: tf.image.resize(image, [size, size], method="area"),
+                      lambda: tf.image.resize(image, [size, size], method="bilinear"))
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 # --- stage: augment -------------------------------------------------------------------------

@@ -29,14 +29,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import tensorflow as tf
-from tfdenoise import __version__, images
+from tfdenoise import __version__, atomic, images
 from tfdenoise.encoding import EncodedImage, encode_or_skip
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PLAN = ".plan.json"
 SHARD_SUFFIX = ".tfrecord"
-TEMP_SUFFIX = ".tmp"
 DEFAULT_SHARD_MB = 128
 EXECUTORS = ("thread", "process")
 
@@ -221,26 +220,6 @@ class NothingToConvert(ValueError):
 
 # --- files on disk ----------------------------------------------------------------------------
 
-def write_json_atomic(path: Path, value: dict) -> None:
-    """Write JSON to a temp file, fsync, rename: readers see the old file or the new one."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    with open(temp, "w", encoding="utf-8") as stream:
-        json.dump(value, stream, indent=1)
-        stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def count_records(path: str | os.PathLike) -> int:
     """Records in a TFRecord file, by walking the length headers (no data read, no CRC check).
 
@@ -285,11 +264,17 @@ def shard_paths(folder: str | os.PathLike, manifest: dict, split: str) -> list[s
 
 def _our_files(out: Path) -> list[Path]:
     """Files a conversion creates in OUT; --overwrite removes exactly these."""
-    names = [out / MANIFEST, out / PLAN]
+    names = [out / MANIFEST, out / PLAN, *_temporary_files(out)]
     for split in images.SPLITS:
         names.extend(out.glob(f"{split}-*-of-*{SHARD_SUFFIX}"))
-        names.extend(out.glob(f"{split}-*-of-*{SHARD_SUFFIX}{TEMP_SUFFIX}"))
-    names.extend([out / (MANIFEST + TEMP_SUFFIX), out / (PLAN + TEMP_SUFFIX)])
+    return [p for p in names if p.exists()]
+
+
+def _temporary_files(out: Path) -> list[Path]:
+    """Temp files of ours (atomic.temporary_path names) that a killed run may have left."""
+    names = [atomic.temporary_path(out / name) for name in (MANIFEST, PLAN)]
+    for split in images.SPLITS:
+        names.extend(out.glob(f".{split}-*-of-*.tmp{SHARD_SUFFIX}"))
     return [p for p in names if p.exists()]
 
 
@@ -360,11 +345,10 @@ def _write_shard(out: Path, plan: Plan, shard: PlannedShard, pool: concurrent.fu
                  window: int, progress: Progress) -> ShardResult:
     """Convert a shard's files on the pool, write them in plan order to a temp file, rename."""
     final = out / shard.name
-    temp = final.with_name(final.name + TEMP_SUFFIX)
     jobs = ((str(Path(plan.source) / f.relpath), f.relpath, f.info, plan.max_pixels)
             for f in shard.files)
     records, failed = 0, []
-    with tf.io.TFRecordWriter(str(temp)) as writer:
+    with atomic.replacing(final, durable=True) as temp, tf.io.TFRecordWriter(str(temp)) as writer:
         for planned, result in zip(shard.files, _bounded_map(pool, encode_or_skip, jobs, window)):
             if isinstance(result, images.Skipped):
                 failed.append(result)
@@ -372,9 +356,6 @@ def _write_shard(out: Path, plan: Plan, shard: PlannedShard, pool: concurrent.fu
                 writer.write(encode_example(result, planned.relpath))
                 records += 1
             progress("image", 1)
-    with open(temp, "rb+") as stream:
-        os.fsync(stream.fileno())
-    os.replace(temp, final)
     return ShardResult(shard.name, shard.split, records, final.stat().st_size, False, failed)
 
 
@@ -425,7 +406,7 @@ def _load_or_make_plan(source: Path, out: Path, fractions, shard_mb, max_pixels,
     plan = make_plan(source, fractions, shard_mb, max_pixels, workers)
     if plan.image_count == 0:
         raise NothingToConvert(str(source), plan.skipped)
-    write_json_atomic(plan_path, plan.to_json())
+    atomic.write_json(plan_path, plan.to_json())
     return plan
 
 
@@ -461,6 +442,8 @@ def convert_folder(
     elif is_records_folder(out):
         return Report(out, read_manifest(out), 0.0, 0, 0, already_done=True)
 
+    for stale in _temporary_files(out):  # left by a killed run; no other writer runs here
+        stale.unlink()
     progress("planning", 0)
     plan = _load_or_make_plan(source, out, fractions, shard_mb, max_pixels, workers)
     progress("plan", plan.image_count)
@@ -476,6 +459,6 @@ def convert_folder(
                 progress("image", len(shard.files))
             results.append(result)
     manifest = build_manifest(plan, results)
-    write_json_atomic(out / MANIFEST, manifest)
+    atomic.write_json(out / MANIFEST, manifest)
     (out / PLAN).unlink()
     return Report(out, manifest, time.perf_counter() - start, written, written_bytes)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tfdenoise import atomic
+
 CONFIG = "config.json"
 HISTORY = "history.json"
 BEST_MODEL = "best.keras"
@@ -24,11 +26,8 @@ BACKUP = "backup"
 
 
 def write_json(path: str | Path, value: Any) -> None:
-    """Atomic JSON write."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, default=_jsonable) + "\n")
-    os.replace(temporary, path)
+    """Atomic JSON write (dataclasses and numpy scalars allowed)."""
+    atomic.write_json(path, value, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
