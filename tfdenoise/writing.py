@@ -11,7 +11,6 @@ chunks added here.
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import zlib
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from tfdenoise import images
+from tfdenoise import atomic, images
 
 FORMATS = ("png", "jpeg", "webp")  # what --format writes; plus "same"
 SAME = "same"
@@ -156,15 +155,11 @@ def encode_png16(pixels: np.ndarray, metadata: images.Metadata) -> bytes:
 # --- writing ------------------------------------------------------------------------------
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(temporary)` on a temp file in the same folder, then rename over `path`:
-    never a half-written output, whatever fails in between."""
+    """Run `write(temporary)` on a temp file beside `path`, then rename it over `path`
+    (atomic.replacing): never a half-written output, whatever fails in between."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic.replacing(path) as temporary:
         write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_image(image: Image.Image, path: Path, output_format: str,
