@@ -297,3 +297,48 @@ def test_evaluate_reports_delta_e(identity_model_path, tmp_path):
     sigma50 = scores["gaussian-50"]
     assert sigma50["noisy"]["delta_e"] > 1.0  # identity: model output = noisy input
     assert sigma50["model"]["delta_e"] == pytest.approx(sigma50["noisy"]["delta_e"], rel=1e-6)
+
+
+def test_rgb16_png_denoised_from_all_16_bits(identity_model_path, tmp_path):
+    """PIL reads 16-bit colour PNGs as 8 bits: these are decoded by TF, every sample kept, and
+    EXIF orientation is applied to them as to every other image."""
+    root = tmp_path / "in"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    samples = rng.integers(0, 65536, (12, 20, 4), dtype=np.uint16)
+    png = tf.io.encode_png(samples).numpy()
+    exif = exif_with_orientation(6).tobytes()
+    chunks = writing.png_metadata_chunks(images.Metadata(SRGB_PROFILE, exif, (300.0, 300.0)))
+    head = writing.PNG_SIGNATURE_AND_IHDR
+    (root / "scan.png").write_bytes(png[:head] + chunks + png[head:])
+    out = tmp_path / "out"
+    result = run_predict(identity_model_path, root, out, "--bit-depth", "same")
+    assert result.exit_code == 0, result.output
+    written = (out / "scan.png").read_bytes()
+    decoded = tf.io.decode_png(written, dtype=tf.uint16).numpy()
+    assert np.array_equal(decoded, np.rot90(samples, -1))  # orientation 6: 90 deg clockwise
+    assert len(np.unique(decoded[..., :3])) > 256
+    reread = Image.open(out / "scan.png")
+    assert reread.info["icc_profile"] == SRGB_PROFILE and reread.getexif()[0x0112] == 1
+    default = run_predict(identity_model_path, root, tmp_path / "out8")  # 8 bits, from 16
+    rgba8 = np.asarray(Image.open(tmp_path / "out8" / "scan.png"))
+    assert np.abs(rgba8.astype(int) - np.round(np.rot90(samples, -1) / 257)).max() <= 1
+    assert default.exit_code == 0
+    copied = run_predict(identity_model_path, root, tmp_path / "copied", "--skip-clean", "1e9",
+                         "--strip-metadata")  # re-encoded upright, still 16 bits
+    assert copied.exit_code == 0, copied.output
+    written = (tmp_path / "copied" / "scan.png").read_bytes()
+    assert np.array_equal(tf.io.decode_png(written, dtype=tf.uint16).numpy(),
+                          np.rot90(samples, -1))
+    assert "icc_profile" not in Image.open(tmp_path / "copied" / "scan.png").info
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pil(orientation):
+    pixels = np.arange(3 * 5 * 2, dtype=np.uint8).reshape(3, 5, 2)
+    image = Image.fromarray(pixels[..., 0])
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(image))
+    assert np.array_equal(images.orient(pixels, orientation)[..., 0], expected)

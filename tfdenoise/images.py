@@ -345,16 +345,17 @@ class Picture:
     """A decoded image as predict needs it: pixels plus what must survive into the output.
 
     8-bit sources are H x W x 3 uint8 (grayscale replicated; denoised as RGB, then averaged
-    back). 16-bit grayscale sources are H x W x 1 float32 in [0, 1], so the model sees their
-    full precision (not quantised to 8 bits first) at 4 bytes a pixel; the channel is
-    replicated one batch at a time. Alpha is not denoised, only carried over.
+    back). 16-bit sources keep every sample as uint16 -- H x W x 1 for grayscale, H x W x 3
+    for colour -- and become float one batch at a time, like 8-bit ones: the model sees their
+    full precision (never quantised to 8 bits first) at 2 bytes a sample. Alpha is not
+    denoised, only carried over (uint16 when the source's is 16-bit).
     """
 
-    rgb: np.ndarray  # uint8 H x W x 3, or float32 H x W x 1 in [0, 1]; EXIF orientation applied
+    rgb: np.ndarray  # uint8 H x W x 3, or uint16 H x W x (1 or 3); EXIF orientation applied
     grayscale: bool  # the source had one colour channel: write mode L / I;16 (or LA)
-    alpha: np.ndarray | None  # H x W uint8, or None when the source had no transparency
-    mode: str  # the source's PIL mode, for reports
-    bits: int = 8  # bits per sample of the source: 16 for I;16 PNGs, else 8
+    alpha: np.ndarray | None  # H x W uint8 (uint16 for 16-bit sources), None: no transparency
+    mode: str  # the source's PIL mode (RGB;16, RGBA;16, LA;16 for 16-bit colour PNGs), reports
+    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs, else 8
     format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP
     metadata: Metadata = dataclasses.field(default_factory=Metadata)
 
@@ -366,10 +367,60 @@ def _alpha_of(image: Image.Image) -> np.ndarray | None:
 
 
 def _pixels_for_model(image: Image.Image) -> np.ndarray:
-    """uint8 RGB for 8-bit sources; float32 H x W x 1 for 16-bit ones (see Picture)."""
+    """uint8 RGB for 8-bit sources; uint16 H x W x 1 for 16-bit grayscale (see Picture)."""
     if image.mode in SIXTEEN_BIT_MODES:
-        return gray_unit_float(image)[..., None]
+        return np.asarray(image, dtype=np.uint16)[..., None].copy()
     return to_rgb8(image)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG16_COLOUR_MODES = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}  # IHDR colour type -> report mode
+
+
+def _png16_colour_type(source: str | os.PathLike | bytes) -> int | None:
+    """The IHDR colour type of a 16-bit PNG with colour or alpha, which PIL decodes to 8 bits
+    per sample (it keeps 16 only for plain grayscale, mode I;16); None for anything else."""
+    if isinstance(source, bytes):
+        head = source[:26]
+    else:
+        with open(source, "rb") as stream:
+            head = stream.read(26)
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or head[24] != 16:
+        return None
+    return head[25] if head[25] in PNG16_COLOUR_MODES else None
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to H x W (x C) pixels, as PIL's exif_transpose does."""
+    transforms = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1),
+    }
+    transform = transforms.get(orientation)
+    return np.ascontiguousarray(transform(pixels)) if transform else pixels
+
+
+def _decode_png16(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Every sample of a 16-bit PNG, H x W x C uint16, decoded by TF (imported only here:
+    records workers import this module and must start fast)."""
+    import tensorflow as tf
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:
+        raise ImageError(f"corrupt or truncated: {_short(error)}") from None
+
+
+def _png16_picture(source: str | os.PathLike | bytes, colour_type: int, orientation: int,
+                   metadata: Metadata) -> Picture:
+    samples = orient(_decode_png16(source), orientation)
+    colour_channels = 1 if colour_type == 4 else 3
+    alpha = samples[..., colour_channels].copy() if colour_type in (4, 6) else None
+    pixels = np.ascontiguousarray(samples[..., :colour_channels])
+    return Picture(pixels, colour_type == 4, alpha, PNG16_COLOUR_MODES[colour_type], 16, "PNG",
+                   metadata)
 
 
 def load_picture(source: str | os.PathLike | bytes,
@@ -380,6 +431,10 @@ def load_picture(source: str | os.PathLike | bytes,
         image.load()
         mode, image_format = image.mode, image.format or ""
         metadata = read_metadata(image)
+        colour_type = _png16_colour_type(source) if image_format == "PNG" else None
+        if colour_type is not None:
+            return _png16_picture(source, colour_type, image.getexif().get(ORIENTATION, 1),
+                                  metadata)
         image = ImageOps.exif_transpose(image)
         return Picture(_pixels_for_model(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode,
                        16 if mode in SIXTEEN_BIT_MODES else 8, image_format, metadata)

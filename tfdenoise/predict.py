@@ -3,7 +3,7 @@
     list -> decode (PIL, EXIF orientation, metadata) -> estimate noise -> [skip clean: copy]
          -> tiles (or a batch of same-size small images) -> model -> crop -> compose -> write
 
-Memory stays bounded for any image size: the decoded image (uint8 RGB; float32 gray for
+Memory stays bounded for any image size: the decoded image (uint8 RGB; uint16 samples for
 16-bit sources) and an output of the same size (uint8, or uint16 for 16-bit output) are the
 only whole-image arrays; the model sees `tile x tile` windows (a few at a time) converted to
 float32 one batch at a time. Each tile is run with `overlap` pixels of
@@ -67,10 +67,17 @@ def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "floa
     return models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
 
 
+def _unit_float(batch: np.ndarray) -> tf.Tensor:
+    """uint8 or uint16 samples -> float32 in [0, 1]; float input is taken as already scaled."""
+    if batch.dtype.kind == "u":
+        return tf.cast(batch, tf.float32) / float(np.iinfo(batch.dtype).max)
+    return tf.convert_to_tensor(batch, tf.float32)
+
+
 def _run_model(model, batch: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
-    """[N, H, W, C] uint8, or float in [0, 1] -> denoised [N, H, W, 3] out_dtype (uint8 or
-    uint16; rounded, clipped). One channel (16-bit gray) is replicated here, per batch."""
-    inputs = models.to_unit_float(tf.convert_to_tensor(batch))
+    """[N, H, W, C] uint8 or uint16 (or float in [0, 1]) -> denoised [N, H, W, 3] out_dtype
+    (uint8 or uint16; rounded, clipped). One channel (16-bit gray) is replicated here."""
+    inputs = _unit_float(batch)
     if inputs.shape[-1] == 1:
         inputs = tf.repeat(inputs, 3, axis=-1)
     denoised = model(inputs, training=False)
@@ -129,11 +136,10 @@ def denoise_rgb8(model, image: np.ndarray, tile: int = DEFAULT_TILE,
 def denoise_image(model, image: np.ndarray, tile: int = DEFAULT_TILE,
                   overlap: int = DEFAULT_OVERLAP, batch_pixels: int = DEFAULT_BATCH_PIXELS,
                   out_dtype: type = np.uint8) -> np.ndarray:
-    """Denoise one H x W x C image (uint8, or float in [0, 1]; C = 3, or 1 for gray) at full
-    size in overlapping tiles; H x W x 3 out_dtype (uint8 or uint16) out.
+    """Denoise one H x W x C image (uint8 or uint16; C = 3, or 1 for 16-bit gray) at full size
+    in overlapping tiles; H x W x 3 out_dtype (uint8 or uint16) out.
 
-    Only the input and output are whole-image arrays (an 8-bit image stays uint8: no float
-    copy); tiles of one shape are gathered a batch at a time (at most `batch_pixels` pixels,
+    Only the input and output are whole-image arrays (integer samples: no float copy); tiles of one shape are gathered a batch at a time (at most `batch_pixels` pixels,
     at least one tile) and converted to float there.
     """
     check_tiling(tile, overlap)

@@ -80,6 +80,15 @@ def check_writable(picture: images.Picture, output_format: str) -> None:
 
 # --- the image to write -------------------------------------------------------------------
 
+def _alpha_at(alpha: np.ndarray, bits: int) -> np.ndarray:
+    """An 8- or 16-bit alpha channel at `bits` bits, rescaled exactly (x257 up, /257 down)."""
+    if bits == 16:
+        return alpha if alpha.dtype == np.uint16 else alpha.astype(np.uint16) * 257
+    if alpha.dtype == np.uint8:
+        return alpha
+    return np.round(alpha / 257.0).astype(np.uint8)
+
+
 def compose_output(picture: images.Picture, denoised: np.ndarray) -> Image.Image:
     """8-bit output: grayscale sources back to L (channel mean), alpha carried over."""
     if picture.grayscale:
@@ -88,21 +97,21 @@ def compose_output(picture: images.Picture, denoised: np.ndarray) -> Image.Image
     else:
         output = Image.fromarray(denoised, mode="RGB")
     if picture.alpha is not None:
-        output.putalpha(Image.fromarray(picture.alpha, mode="L"))
+        output.putalpha(Image.fromarray(_alpha_at(picture.alpha, 8), mode="L"))
     return output
 
 
 def compose_output16(picture: images.Picture, denoised: np.ndarray) -> np.ndarray:
     """16-bit output as H x W x C uint16 (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA).
 
-    Alpha is 8-bit in every source PIL reads, so it is scaled by 257 (255 -> 65535) exactly.
+    An 8-bit alpha is scaled by 257 (255 -> 65535, exactly); a 16-bit one is kept.
     """
     if picture.grayscale:
         channels = [np.round(denoised.mean(axis=2, dtype=np.float32)).astype(np.uint16)[..., None]]
     else:
         channels = [denoised]
     if picture.alpha is not None:
-        channels.append((picture.alpha.astype(np.uint16) * 257)[..., None])
+        channels.append(_alpha_at(picture.alpha, 16)[..., None])
     return np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
 
 
@@ -192,12 +201,15 @@ def copy_clean(source: Path, target: Path, picture: images.Picture, output_forma
     When the output format is the source's and its metadata is to be kept, the file is copied
     byte for byte (no second lossy encode; the EXIF orientation then still applies, as in
     the source). Otherwise the pixels are re-encoded upright, without 8-bit conversion where
-    the format holds the mode (16-bit and palette PNGs stay as they are).
+    the format holds the mode (16-bit and palette PNGs stay 16-bit and palette).
     """
     if PIL_FORMATS[output_format] == picture.format and not strip_metadata:
         write_atomic(target, lambda temporary: shutil.copyfile(source, temporary))
         return
     metadata = picture.metadata.stripped() if strip_metadata else picture.metadata
+    if picture.bits == 16 and output_format == "png":  # PIL would cut 16-bit colour to 8
+        save_png16(compose_output16(picture, picture.rgb), target, metadata)
+        return
     with Image.open(source) as image:
         upright = _mode_for(ImageOps.exif_transpose(image), output_format)
         save_image(upright, target, output_format, metadata, quality)
