@@ -26,6 +26,15 @@ MAKE, DATE_TIME_ORIGINAL, EXIF_IFD = 0x010F, 0x9003, 0x8769
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
+def profile_for(space: bytes) -> bytes:
+    """Valid ICC bytes whose header claims another data colour space (GRAY, CMYK): enough for
+    the files' containers, which do not check the profile's content."""
+    return SRGB_PROFILE[:16] + space + SRGB_PROFILE[20:]
+
+
+GRAY_PROFILE = profile_for(b"GRAY")
+
+
 def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
     """Smooth colour gradients and a disc, plus optional Gaussian noise (uint8 RGB)."""
     rng = np.random.default_rng(seed)
@@ -142,6 +151,23 @@ def test_skip_clean_same_format_copies_bytes_else_keeps_metadata(scanned_jpeg, t
     assert written.getexif()[0x0112] == 1
 
 
+def test_profiles_that_would_misstate_colours_are_dropped(tiny_model_path, tmp_path):
+    """PIL converts CMYK to RGB without the profile, so a CMYK profile no longer describes the
+    pixels; WebP has no grayscale, so a GRAY profile cannot describe its RGB."""
+    root = tmp_path / "in"
+    root.mkdir()
+    rgb = photo(24, 32, 3, noise=10)
+    Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.jpg", icc_profile=profile_for(b"CMYK"))
+    Image.fromarray(rgb[..., 1]).save(root / "gray.png", icc_profile=GRAY_PROFILE)
+    out = tmp_path / "out"
+    assert run_predict(tiny_model_path, root, out).exit_code == 0
+    assert "icc_profile" not in Image.open(out / "cmyk.png").info
+    assert Image.open(out / "gray.png").info["icc_profile"] == GRAY_PROFILE
+    webp = tmp_path / "webp"
+    assert run_predict(tiny_model_path, root, webp, "--format", "webp").exit_code == 0
+    assert "icc_profile" not in Image.open(webp / "gray.webp").info
+
+
 # --- formats and bit depth ------------------------------------------------------------------
 
 def test_format_same_keeps_format_and_suffix(tiny_model_path, tmp_path):
@@ -203,7 +229,7 @@ def test_gray16_round_trips_at_16_bits(identity_model_path, tmp_path):
     root = tmp_path / "in"
     root.mkdir()
     source = gray16()
-    Image.fromarray(source).save(root / "g.png", icc_profile=SRGB_PROFILE, dpi=(600, 600))
+    Image.fromarray(source).save(root / "g.png", icc_profile=GRAY_PROFILE, dpi=(600, 600))
     for depth in ("16", "same"):
         out = tmp_path / f"out{depth}"
         result = run_predict(identity_model_path, root, out, "--bit-depth", depth)
@@ -213,7 +239,7 @@ def test_gray16_round_trips_at_16_bits(identity_model_path, tmp_path):
         pixels = np.asarray(written)
         assert len(np.unique(pixels)) > 256
         assert np.array_equal(pixels, source)  # denoised in float, never quantised to 8 bits
-        assert written.info["icc_profile"] == SRGB_PROFILE
+        assert written.info["icc_profile"] == GRAY_PROFILE
         assert np.allclose(written.info["dpi"], (600, 600), atol=0.03)
     out = tmp_path / "out8"
     assert run_predict(identity_model_path, root, out).exit_code == 0  # default: 8 bits

@@ -350,7 +350,7 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
 def _write(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> None:
     """Compose and write one output in its format and bit depth, metadata kept or stripped."""
     picture, target = pending.picture, pending.result.output
-    metadata = picture.metadata.stripped() if options.strip_metadata else picture.metadata
+    metadata = writing.output_metadata(picture, pending.output_format, options.strip_metadata)
     if pending.bits == 16:
         writing.save_png16(writing.compose_output16(picture, denoised), target, metadata)
     else:

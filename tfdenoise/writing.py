@@ -11,6 +11,7 @@ chunks added here.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import struct
 import zlib
@@ -76,6 +77,24 @@ def check_writable(picture: images.Picture, output_format: str) -> None:
     if output_format == "jpeg" and picture.alpha is not None:
         raise images.ImageError("has transparency, which JPEG cannot hold: use --format png, "
                                 "webp or same")
+
+
+def profile_fits(icc_profile: bytes, grayscale_output: bool) -> bool:
+    """Whether a profile describes the output's channels (ICC header bytes 16-19: the data
+    colour space), i.e. GRAY for one-channel outputs and RGB for colour ones."""
+    return icc_profile[16:20] == (b"GRAY" if grayscale_output else b"RGB ")
+
+
+def output_metadata(picture: images.Picture, output_format: str,
+                    strip: bool) -> images.Metadata:
+    """The metadata one output gets: the source's, stripped on request, and without a profile
+    that would misstate its colours -- a CMYK profile after PIL's CMYK -> RGB conversion, or a
+    GRAY one in WebP (which has no grayscale: PIL writes gray as RGB)."""
+    metadata = picture.metadata.stripped() if strip else picture.metadata
+    grayscale_output = picture.grayscale and output_format != "webp"
+    if metadata.icc_profile and not profile_fits(metadata.icc_profile, grayscale_output):
+        return dataclasses.replace(metadata, icc_profile=None)
+    return metadata
 
 
 # --- the image to write -------------------------------------------------------------------
@@ -206,7 +225,7 @@ def copy_clean(source: Path, target: Path, picture: images.Picture, output_forma
     if PIL_FORMATS[output_format] == picture.format and not strip_metadata:
         write_atomic(target, lambda temporary: shutil.copyfile(source, temporary))
         return
-    metadata = picture.metadata.stripped() if strip_metadata else picture.metadata
+    metadata = output_metadata(picture, output_format, strip_metadata)
     if picture.bits == 16 and output_format == "png":  # PIL would cut 16-bit colour to 8
         save_png16(compose_output16(picture, picture.rgb), target, metadata)
         return
