@@ -47,6 +47,12 @@ def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndar
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+       b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+       b'xmlns:dc="http://purl.org/dc/elements/1.1/" tiff:Orientation="{orientation}" '
+       b'dc:rights="Archive \xc2\xa9 2024"/></rdf:RDF></x:xmpmeta>')
+
+
 def exif_with_orientation(orientation: int) -> Image.Exif:
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -80,7 +86,7 @@ def scanned_jpeg(tmp_path) -> Path:
     path.parent.mkdir()
     Image.fromarray(photo(30, 50, 1, noise=8)).save(
         path, quality=95, icc_profile=SRGB_PROFILE, exif=exif_with_orientation(6),
-        dpi=(300, 150))
+        dpi=(300, 150), xmp=XMP.replace(b"{orientation}", b"6"))
     return path
 
 
@@ -105,6 +111,7 @@ def test_icc_and_exif_survive_orientation_reset(scanned_jpeg, tiny_model_path, t
     exif = written.getexif()
     assert exif[0x0112] == 1 and exif[MAKE] == "ScanCo"
     assert exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == "2024:05:06 07:08:09"
+    assert written.info["xmp"] == XMP.replace(b"{orientation}", b"1")
     if output_format != "webp":  # PIL writes no DPI into WebP
         # swapped with the axes; PNG stores whole pixels per metre (0.0254 dpi steps)
         assert np.allclose(written.info["dpi"], (150, 300), atol=0.03)
@@ -132,7 +139,7 @@ def test_strip_metadata_drops_profile_and_exif(scanned_jpeg, tiny_model_path, tm
     result = run_predict(tiny_model_path, scanned_jpeg.parent, out, "--strip-metadata")
     assert result.exit_code == 0, result.output
     written = Image.open(out / "scan.png")
-    assert "icc_profile" not in written.info
+    assert "icc_profile" not in written.info and "xmp" not in written.info
     assert len(written.getexif()) == 0
     assert written.size == (30, 50)
 
@@ -334,7 +341,8 @@ def test_rgb16_png_denoised_from_all_16_bits(identity_model_path, tmp_path):
     samples = rng.integers(0, 65536, (12, 20, 4), dtype=np.uint16)
     png = tf.io.encode_png(samples).numpy()
     exif = exif_with_orientation(6).tobytes()
-    chunks = writing.png_metadata_chunks(images.Metadata(SRGB_PROFILE, exif, (300.0, 300.0)))
+    xmp = XMP.replace(b"{orientation}", b"6")
+    chunks = writing.png_metadata_chunks(images.Metadata(SRGB_PROFILE, exif, (300.0, 300.0), xmp))
     head = writing.PNG_SIGNATURE_AND_IHDR
     (root / "scan.png").write_bytes(png[:head] + chunks + png[head:])
     out = tmp_path / "out"
@@ -346,6 +354,7 @@ def test_rgb16_png_denoised_from_all_16_bits(identity_model_path, tmp_path):
     assert len(np.unique(decoded[..., :3])) > 256
     reread = Image.open(out / "scan.png")
     assert reread.info["icc_profile"] == SRGB_PROFILE and reread.getexif()[0x0112] == 1
+    assert reread.info["xmp"] == XMP.replace(b"{orientation}", b"1")
     default = run_predict(identity_model_path, root, tmp_path / "out8")  # 8 bits, from 16
     rgba8 = np.asarray(Image.open(tmp_path / "out8" / "scan.png"))
     assert np.abs(rgba8.astype(int) - np.round(np.rot90(samples, -1) / 257)).max() <= 1

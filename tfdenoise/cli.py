@@ -232,7 +232,7 @@ def list_runs(runs_dir) -> None:
               show_default=True,
               help="Bits per channel of PNG outputs; same = 16 for 16-bit inputs, else 8.")
 @click.option("--strip-metadata", is_flag=True,
-              help="Drop the ICC profile and EXIF (kept by default; DPI is always kept).")
+              help="Drop the ICC profile, EXIF and XMP (kept by default; DPI is always kept).")
 @click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
               show_default=True,
               help="Inference precision; auto = bfloat16 on CPUs with native support, "
@@ -243,7 +243,7 @@ def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overla
                     report_file, output_format, quality, bit_depth, strip_metadata, precision,
                     runs_dir) -> None:
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>, as
-    PNG unless --format says otherwise, keeping ICC profiles, EXIF and DPI."""
+    PNG unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI."""
     from tfdenoise import images, models, predict
 
     try:

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import io
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -283,9 +284,10 @@ class Metadata:
     icc_profile: bytes | None = None  # the source's embedded profile, byte for byte
     exif: bytes | None = None  # EXIF_HEADER + TIFF bytes, orientation reset to 1
     dpi: tuple[float, float] | None = None  # (x, y) of the upright image
+    xmp: bytes | None = None  # UTF-8 XMP packet (captions, rights), orientation reset to 1
 
     def stripped(self) -> Metadata:
-        """--strip-metadata: no profile, no EXIF; DPI is a property of the scan, kept."""
+        """--strip-metadata: no profile, EXIF or XMP; DPI is a property of the scan, kept."""
         return Metadata(dpi=self.dpi)
 
 
@@ -330,14 +332,32 @@ def upright_exif(image: Image.Image) -> bytes | None:
     return exif.tobytes()
 
 
+XMP_ORIENTATION = (re.compile(rb'(tiff:Orientation=")[0-9](")'),
+                   re.compile(rb"(<tiff:Orientation>)[0-9](</tiff:Orientation>)"))
+
+
+def upright_xmp(image: Image.Image) -> bytes | None:
+    """The source's XMP packet with tiff:Orientation set to 1 (PIL applies it too when EXIF
+    has none), as UTF-8 bytes (PIL reads JPEG's as bytes, PNG's as text)."""
+    xmp = image.info.get("xmp")
+    if not xmp:
+        return None
+    packet = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    for pattern in XMP_ORIENTATION:
+        packet = pattern.sub(rb"\g<1>1\g<2>", packet)
+    return packet
+
+
 def read_metadata(image: Image.Image) -> Metadata:
-    """ICC profile, EXIF (orientation reset) and DPI of an opened, not yet transposed image."""
+    """ICC profile, EXIF and XMP (orientations reset) and DPI of an opened, not yet transposed
+    image."""
     dpi = image.info.get("dpi")
     if dpi and image.getexif().get(ORIENTATION, 1) in TRANSPOSING_ORIENTATIONS:
         dpi = (dpi[1], dpi[0])
     return Metadata(icc_profile=image.info.get("icc_profile") or None,
                     exif=upright_exif(image),
-                    dpi=tuple(float(d) for d in dpi) if dpi else None)
+                    dpi=tuple(float(d) for d in dpi) if dpi else None,
+                    xmp=upright_xmp(image))
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ fully convolutional model the tiled result matches the whole-image one up to the
 of far-away pixels (well under one grey level for 32 px of context on a trained denoiser).
 
 Inputs are never modified; outputs go to OUT/<relative path> with the suffix of the output
-format (.png by default; see writing.py, which also keeps ICC profiles, EXIF and DPI) via temp
+format (.png by default; see writing.py, which also keeps ICC profiles, EXIF, XMP and DPI) via temp
 file + rename, and existing outputs are kept unless overwrite is asked for.
 """
 
@@ -299,7 +299,7 @@ class PredictOptions:
     output_format: str = "png"  # png | jpeg | webp | same (the input's, by suffix)
     quality: int = writing.DEFAULT_QUALITY  # JPEG / WebP quality, 1-100
     bit_depth: str = "8"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG
-    strip_metadata: bool = False  # drop ICC profile and EXIF on purpose (DPI is kept)
+    strip_metadata: bool = False  # drop ICC profile, EXIF and XMP on purpose (DPI is kept)
 
     def __post_init__(self) -> None:
         writing.check_output_options(self.output_format, self.quality, self.bit_depth)

@@ -2,11 +2,11 @@
 the atomic write.
 
 A restored archive is only usable if it looks like the original in every colour-managed
-viewer and keeps its capture record, so the source's ICC profile, EXIF (orientation reset to
-1: the pixels are already upright) and DPI go into every output unless stripping is asked for.
-PNG, JPEG and WebP all carry the profile and EXIF; DPI goes into PNG and JPEG (PIL writes none
-into WebP). 16-bit outputs are PNGs encoded by TF (PIL has no 16-bit RGB) with the metadata
-chunks added here.
+viewer and keeps its capture record, so the source's ICC profile, EXIF and XMP (orientation
+reset to 1: the pixels are already upright) and DPI go into every output unless stripping is
+asked for. PNG, JPEG and WebP all carry the profile, EXIF and XMP; DPI goes into PNG and JPEG
+(PIL writes none into WebP). 16-bit outputs are PNGs encoded by TF (PIL has no 16-bit RGB)
+with the metadata chunks added here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 from tfdenoise import atomic, images
 
@@ -35,6 +35,7 @@ SAME_BY_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp
 BIT_DEPTHS = ("8", "16", SAME)
 DEFAULT_QUALITY = 95
 PNG_SIGNATURE_AND_IHDR = 8 + 25  # bytes before the first chunk that may follow IHDR
+PNG_XMP_KEYWORD = "XML:com.adobe.xmp"  # the iTXt keyword XMP lives under in PNG
 PIL_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"})
 
 
@@ -149,6 +150,12 @@ def pil_save_options(output_format: str, metadata: images.Metadata, quality: int
         options["exif"] = metadata.exif
     if metadata.dpi and output_format in ("png", "jpeg"):
         options["dpi"] = metadata.dpi
+    if metadata.xmp and output_format == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(PNG_XMP_KEYWORD, metadata.xmp.decode("utf-8", "replace"))
+        options["pnginfo"] = info
+    elif metadata.xmp:
+        options["xmp"] = metadata.xmp
     if output_format == "jpeg":
         options.update(quality=quality, subsampling=0)
     elif output_format == "webp":
@@ -161,7 +168,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def png_metadata_chunks(metadata: images.Metadata) -> bytes:
-    """iCCP, eXIf and pHYs chunks, as PIL writes them, to follow IHDR."""
+    """iCCP, eXIf, pHYs and XMP (iTXt) chunks, as PIL writes them, to follow IHDR."""
     chunks = b""
     if metadata.icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(metadata.icc_profile))
@@ -170,6 +177,8 @@ def png_metadata_chunks(metadata: images.Metadata) -> bytes:
     if metadata.dpi:
         per_metre = [round(value / 0.0254) for value in metadata.dpi]
         chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
+    if metadata.xmp:  # keyword, uncompressed, no language or translated keyword, text
+        chunks += _png_chunk(b"iTXt", PNG_XMP_KEYWORD.encode() + b"\0\0\0\0\0" + metadata.xmp)
     return chunks
 
 
