@@ -243,7 +243,7 @@ def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):
     calls = []
     original = predict._run_model
     monkeypatch.setattr(predict, "_run_model",
-                        lambda model, batch: calls.append(batch.shape) or original(model, batch))
+                        lambda model, batch, *rest: calls.append(batch.shape) or original(model, batch, *rest))
     report = predict.predict_folder(tiny_model, root, tmp_path / "out")
     assert len(report.written) == 6
     assert calls == [(5, 32, 32, 3), (1, 24, 40, 3)]

@@ -303,6 +303,16 @@ def list_runs(runs_dir) -> None:
               help="Copy images whose estimated noise sigma (0-255) is below SIGMA unchanged.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write a per-image CSV (status, size, sigma before/after).")
+@click.option("--format", "output_format", type=click.Choice(["png", "jpeg", "webp", "same"]),
+              default="png", show_default=True,
+              help="Output format; same = the input's (by suffix; BMP and GIF inputs -> PNG).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG / WebP quality (JPEG is written without chroma subsampling).")
+@click.option("--bit-depth", type=click.Choice(["8", "16", "same"]), default="8",
+              show_default=True,
+              help="Bits per channel of PNG outputs; same = 16 for 16-bit inputs, else 8.")
+@click.option("--strip-metadata", is_flag=True,
+              help="Drop the ICC profile, EXIF and XMP (kept by default; DPI is always kept).")
 @click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
               show_default=True,
               help="Inference precision; auto = bfloat16 on CPUs with native support, "
@@ -310,19 +320,23 @@ def list_runs(runs_dir) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where 'best' looks for runs.")
 def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
-                    report_file, precision, runs_dir) -> None:
-    """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>.png."""
+                    report_file, output_format, quality, bit_depth, strip_metadata, precision,
+                    runs_dir) -> None:
+    """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>, as
+    PNG unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI."""
     from tfdenoise import images, models, predict
 
     try:
         predict.check_tiling(tile, overlap)
+        options = predict.PredictOptions(
+            overwrite=overwrite, tile=tile, overlap=overlap, skip_clean=skip_clean,
+            output_format=output_format, quality=quality, bit_depth=bit_depth,
+            strip_metadata=strip_metadata)
         files = images.list_image_files(input_dir)
         model = predict.load(model_spec, runs_dir, _inference_policy(precision))
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or predict.default_output_dir(input_dir)
-    options = predict.PredictOptions(overwrite=overwrite, tile=tile, overlap=overlap,
-                                     skip_clean=skip_clean)
     with _progress() as progress:
         task = progress.add_task("denoising", total=len(files), status="")
 
@@ -416,7 +430,8 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
               show_default=True, help="Where 'best' looks for runs.")
 def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
                      precision, runs_dir) -> None:
-    """PSNR/SSIM per noise condition on DATA's test split: model vs noisy vs baselines."""
+    """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
+    baselines."""
     from tfdenoise import evaluate, models, predict, runs
 
     names = None
@@ -444,13 +459,13 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
 def _print_evaluation(result) -> None:
     crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
     table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
-    for column in ("condition", "method", "PSNR dB", "SSIM", "MP/s"):
+    for column in ("condition", "method", "PSNR dB", "SSIM", "ΔE00 (low-pass)", "MP/s"):
         table.add_column(column, justify="left" if column in ("condition", "method") else "right")
     for condition, methods in result.scores.items():
         for method, score in methods.items():
             speed = score.megapixels_per_second
             table.add_row(condition, method, f"{score.psnr:.2f}", f"{score.ssim:.4f}",
-                          "-" if speed is None else f"{speed:.3f}")
+                          f"{score.delta_e:.2f}", "-" if speed is None else f"{speed:.3f}")
         table.add_section()
     Console().print(table)
 

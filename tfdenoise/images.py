@@ -1,4 +1,4 @@
-"""Image files on disk: listing, the hash-stable split, validation, and decoding to 8-bit RGB.
+"""Image files on disk: listing, the hash-stable split, validation, decoding, and metadata.
 
 Shared by the folder pipeline, the TFRecord writer and predict, so every entry point agrees on
 which files are images, which split each belongs to, and why a bad file was skipped.
@@ -13,6 +13,8 @@ import enum
 import hashlib
 import io
 import os
+import re
+import struct
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -213,24 +215,37 @@ def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXEL
     return info
 
 
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def gray_unit_float(image: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grayscale image -> H x W float32 in [0, 1].
+
+    16-bit modes are scaled by 65535; "I" by 65535 when any value exceeds 255 (PNG 16-bit
+    read by older PIL), else 255; "F" by 1 when it already is in [0, 1], else 255. Scaled,
+    not clipped, so the full range of the source survives.
+    """
+    mode = image.mode
+    if mode not in HIGH_DEPTH_MODES:
+        raise ValueError(f"not a high bit depth grayscale mode: {mode}")
+    array = np.asarray(image, dtype=np.float32)
+    if mode == "F":
+        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    return np.clip(array / top, 0.0, 1.0)
+
+
 def to_rgb8(image: Image.Image) -> np.ndarray:
     """Convert any PIL mode to an H x W x 3 uint8 array.
 
     16-bit and 32-bit integer modes are scaled (not clipped) to 8 bits; alpha is dropped
     (predict carries it over separately); palette, CMYK and 1-bit go through PIL's conversions.
     """
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8)
+    if image.mode in HIGH_DEPTH_MODES:
+        gray = np.round(gray_unit_float(image) * 255.0).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
-    if mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
-        gray = np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
-    if mode == "P" and "transparency" in image.info:
+    if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode != "RGB":
         image = image.convert("RGB")
@@ -252,20 +267,117 @@ def load_rgb8(
 
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+EXIF_HEADER = b"Exif\x00\x00"  # the APP1 prefix; PIL's JPEG writer expects it, PNG/WebP strip it
+ORIENTATION = 0x0112  # EXIF tag: how a viewer must rotate/flip the stored pixels
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # these swap width and height
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """What a restored file must keep from its source besides pixels (archives need all of it).
+
+    The ICC profile says what the RGB numbers mean: dropping it shifts colours for every
+    colour-managed viewer (Adobe RGB read as sRGB looks dull). EXIF is the capture record.
+    """
+
+    icc_profile: bytes | None = None  # the source's embedded profile, byte for byte
+    exif: bytes | None = None  # EXIF_HEADER + TIFF bytes, orientation reset to 1
+    dpi: tuple[float, float] | None = None  # (x, y) of the upright image
+    xmp: bytes | None = None  # UTF-8 XMP packet (captions, rights), orientation reset to 1
+
+    def stripped(self) -> Metadata:
+        """--strip-metadata: no profile, EXIF or XMP; DPI is a property of the scan, kept."""
+        return Metadata(dpi=self.dpi)
+
+
+def _set_orientation_in_place(tiff: bytes) -> bytes | None:
+    """TIFF (EXIF) bytes with IFD0's orientation set to 1, every other byte unchanged, or None
+    when the tag is not where the format puts it.
+
+    Patching in place keeps maker notes and thumbnails intact, which re-serialising through
+    PIL's Exif can break (maker notes hold absolute offsets).
+    """
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for index in range(count):
+            entry = ifd + 2 + 12 * index
+            tag, kind = struct.unpack_from(order + "HH", tiff, entry)
+            if tag == ORIENTATION and kind == 3:  # SHORT: the value sits in the entry itself
+                patched = bytearray(tiff)
+                struct.pack_into(order + "H", patched, entry + 8, 1)
+                return bytes(patched)
+    except struct.error:
+        return None
+    return None
+
+
+def upright_exif(image: Image.Image) -> bytes | None:
+    """The source's EXIF for an output whose pixels are already upright (orientation 1)."""
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    tiff = raw[len(EXIF_HEADER):] if raw.startswith(EXIF_HEADER) else raw
+    if image.getexif().get(ORIENTATION, 1) == 1:
+        return EXIF_HEADER + tiff
+    patched = _set_orientation_in_place(tiff)
+    if patched is not None:
+        return EXIF_HEADER + patched
+    exif = image.getexif()  # unusual layout: let PIL rewrite it
+    exif[ORIENTATION] = 1
+    return exif.tobytes()
+
+
+XMP_ORIENTATION = (re.compile(rb'(tiff:Orientation=")[0-9](")'),
+                   re.compile(rb"(<tiff:Orientation>)[0-9](</tiff:Orientation>)"))
+
+
+def upright_xmp(image: Image.Image) -> bytes | None:
+    """The source's XMP packet with tiff:Orientation set to 1 (PIL applies it too when EXIF
+    has none), as UTF-8 bytes (PIL reads JPEG's as bytes, PNG's as text)."""
+    xmp = image.info.get("xmp")
+    if not xmp:
+        return None
+    packet = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    for pattern in XMP_ORIENTATION:
+        packet = pattern.sub(rb"\g<1>1\g<2>", packet)
+    return packet
+
+
+def read_metadata(image: Image.Image) -> Metadata:
+    """ICC profile, EXIF and XMP (orientations reset) and DPI of an opened, not yet transposed
+    image."""
+    dpi = image.info.get("dpi")
+    if dpi and image.getexif().get(ORIENTATION, 1) in TRANSPOSING_ORIENTATIONS:
+        dpi = (dpi[1], dpi[0])
+    return Metadata(icc_profile=image.info.get("icc_profile") or None,
+                    exif=upright_exif(image),
+                    dpi=tuple(float(d) for d in dpi) if dpi else None,
+                    xmp=upright_xmp(image))
 
 
 @dataclasses.dataclass
 class Picture:
-    """A decoded image as predict needs it: RGB pixels plus what must survive into the output.
+    """A decoded image as predict needs it: pixels plus what must survive into the output.
 
-    Grayscale sources are still denoised as RGB (the channels replicated), then averaged back;
-    alpha is not denoised, only carried over.
+    8-bit sources are H x W x 3 uint8 (grayscale replicated; denoised as RGB, then averaged
+    back). 16-bit sources keep every sample as uint16 -- H x W x 1 for grayscale, H x W x 3
+    for colour -- and become float one batch at a time, like 8-bit ones: the model sees their
+    full precision (never quantised to 8 bits first) at 2 bytes a sample. Alpha is not
+    denoised, only carried over (uint16 when the source's is 16-bit).
     """
 
-    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied
-    grayscale: bool  # the source had one colour channel: write mode L (or LA)
-    alpha: np.ndarray | None  # H x W uint8, or None when the source had no transparency
-    mode: str  # the source's PIL mode, for reports
+    rgb: np.ndarray  # uint8 H x W x 3, or uint16 H x W x (1 or 3); EXIF orientation applied
+    grayscale: bool  # the source had one colour channel: write mode L / I;16 (or LA)
+    alpha: np.ndarray | None  # H x W uint8 (uint16 for 16-bit sources), None: no transparency
+    mode: str  # the source's PIL mode (RGB;16, RGBA;16, LA;16 for 16-bit colour PNGs), reports
+    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs, else 8
+    format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP
+    metadata: Metadata = dataclasses.field(default_factory=Metadata)
 
 
 def _alpha_of(image: Image.Image) -> np.ndarray | None:
@@ -274,15 +386,78 @@ def _alpha_of(image: Image.Image) -> np.ndarray | None:
     return None
 
 
+def _pixels_for_model(image: Image.Image) -> np.ndarray:
+    """uint8 RGB for 8-bit sources; uint16 H x W x 1 for 16-bit grayscale (see Picture)."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        return np.asarray(image, dtype=np.uint16)[..., None].copy()
+    return to_rgb8(image)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG16_COLOUR_MODES = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}  # IHDR colour type -> report mode
+
+
+def _png16_colour_type(source: str | os.PathLike | bytes) -> int | None:
+    """The IHDR colour type of a 16-bit PNG with colour or alpha, which PIL decodes to 8 bits
+    per sample (it keeps 16 only for plain grayscale, mode I;16); None for anything else."""
+    if isinstance(source, bytes):
+        head = source[:26]
+    else:
+        with open(source, "rb") as stream:
+            head = stream.read(26)
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or head[24] != 16:
+        return None
+    return head[25] if head[25] in PNG16_COLOUR_MODES else None
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to H x W (x C) pixels, as PIL's exif_transpose does."""
+    transforms = {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1),
+    }
+    transform = transforms.get(orientation)
+    return np.ascontiguousarray(transform(pixels)) if transform else pixels
+
+
+def _decode_png16(source: str | os.PathLike | bytes) -> np.ndarray:
+    """Every sample of a 16-bit PNG, H x W x C uint16, decoded by TF (imported only here:
+    records workers import this module and must start fast)."""
+    import tensorflow as tf
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:
+        raise ImageError(f"corrupt or truncated: {_short(error)}") from None
+
+
+def _png16_picture(source: str | os.PathLike | bytes, colour_type: int, orientation: int,
+                   metadata: Metadata) -> Picture:
+    samples = orient(_decode_png16(source), orientation)
+    colour_channels = 1 if colour_type == 4 else 3
+    alpha = samples[..., colour_channels].copy() if colour_type in (4, 6) else None
+    pixels = np.ascontiguousarray(samples[..., :colour_channels])
+    return Picture(pixels, colour_type == 4, alpha, PNG16_COLOUR_MODES[colour_type], 16, "PNG",
+                   metadata)
+
+
 def load_picture(source: str | os.PathLike | bytes,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
-    """Decode for predict: RGB uint8 (EXIF orientation applied), grayscale flag and alpha."""
+    """Decode for predict: pixels (EXIF orientation applied), grayscale flag, alpha, metadata."""
     _verified_info(source, max_pixels)
     with _reading(source, max_pixels) as image:
         image.load()
-        mode = image.mode
+        mode, image_format = image.mode, image.format or ""
+        metadata = read_metadata(image)
+        colour_type = _png16_colour_type(source) if image_format == "PNG" else None
+        if colour_type is not None:
+            return _png16_picture(source, colour_type, image.getexif().get(ORIENTATION, 1),
+                                  metadata)
         image = ImageOps.exif_transpose(image)
-        return Picture(to_rgb8(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode)
+        return Picture(_pixels_for_model(image), mode in GRAYSCALE_MODES, _alpha_of(image), mode,
+                       16 if mode in SIXTEEN_BIT_MODES else 8, image_format, metadata)
 
 
 def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:

@@ -1,18 +1,20 @@
 """Denoise every image in a folder at full resolution: `python -m tfdenoise.predict DIR`.
 
-    list -> decode (PIL, EXIF orientation) -> estimate noise -> [skip clean: copy]
+    list -> decode (PIL, EXIF orientation, metadata) -> estimate noise -> [skip clean: copy]
          -> tiles (or a batch of same-size small images) -> model -> crop -> compose -> write
 
-Memory stays bounded for any image size: the decoded uint8 image and a uint8 output of the
-same size are the only whole-image arrays; the model sees `tile x tile` windows (a few at a
-time) converted to float32 one batch at a time. Each tile is run with `overlap` pixels of
+Memory stays bounded for any image size: the decoded image (uint8 RGB; uint16 samples for
+16-bit sources) and an output of the same size (uint8, or uint16 for 16-bit output) are the
+only whole-image arrays; the model sees `tile x tile` windows (a few at a time) converted to
+float32 one batch at a time. Each tile is run with `overlap` pixels of
 extra context and only its centre is kept ("crop the centre"): seams fall in the middle of
 the overlap, where both neighbours had at least overlap/2 pixels of real context, so for a
 fully convolutional model the tiled result matches the whole-image one up to the influence
 of far-away pixels (well under one grey level for 32 px of context on a trained denoiser).
 
-Inputs are never modified; outputs go to OUT/<relative path>.png via temp file + rename, and
-existing outputs are kept unless overwrite is asked for.
+Inputs are never modified; outputs go to OUT/<relative path> with the suffix of the output
+format (.png by default; see writing.py, which also keeps ICC profiles, EXIF, XMP and DPI) via temp
+file + rename, and existing outputs are kept unless overwrite is asked for.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ if __name__ == "__main__":  # `python -m tfdenoise.predict`: quiet TF's C++ star
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-
-from tfdenoise import images, models, noise_level, runs  # noqa: E402
+from tfdenoise import images, models, noise_level, runs, writing  # noqa: E402
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "denoiser.keras"
 DEFAULT_TILE = 512
@@ -68,25 +68,42 @@ def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "floa
     return models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
 
 
+# model -> {(input dtype, channels, output dtype): graph}
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _graph(model) -> tf.types.experimental.PolymorphicFunction:
-    """The model as one cached graph: ~2.5x faster than eager calls on CPU (graph-mode op
-    fusion), traced once for every tile and batch shape."""
-    if model not in _GRAPHS:
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-        def denoise(batch_uint8):
-            denoised = model(models.to_unit_float(batch_uint8), training=False)
-            return tf.cast(tf.round(tf.clip_by_value(denoised, 0.0, 1.0) * 255.0), tf.uint8)
+def _graph(model, in_dtype: np.dtype, channels: int,
+           out_dtype: type) -> tf.types.experimental.PolymorphicFunction:
+    """The model as one cached graph per sample type: ~2.5x faster than eager calls on CPU
+    (graph-mode op fusion), traced once for every tile and batch shape.
 
-        _GRAPHS[model] = denoise
-    return _GRAPHS[model]
+    uint8 or uint16 samples in (scaled to [0, 1]; one channel, 16-bit gray, is replicated
+    to three here), uint8 or uint16 out (rounded, clipped).
+    """
+    graphs = _GRAPHS.setdefault(model, {})
+    key = (np.dtype(in_dtype).str, channels, np.dtype(out_dtype).str)
+    if key not in graphs:
+        in_top, out_top = float(np.iinfo(in_dtype).max), float(np.iinfo(out_dtype).max)
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None, None, channels], tf.as_dtype(in_dtype))])
+        def denoise(batch):
+            inputs = tf.cast(batch, tf.float32) / in_top
+            if channels == 1:
+                inputs = tf.repeat(inputs, 3, axis=-1)
+            denoised = model(inputs, training=False)
+            scaled = tf.round(tf.clip_by_value(denoised, 0.0, 1.0) * out_top)
+            return tf.cast(scaled, tf.as_dtype(out_dtype))
+
+        graphs[key] = denoise
+    return graphs[key]
 
 
-def _run_model(model, batch_uint8: np.ndarray) -> np.ndarray:
-    """[N, H, W, 3] uint8 -> denoised [N, H, W, 3] uint8 (rounded, clipped)."""
-    return _graph(model)(tf.convert_to_tensor(batch_uint8)).numpy()
+def _run_model(model, batch: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
+    """[N, H, W, C] uint8 or uint16 (C = 3, or 1 for 16-bit gray) -> denoised [N, H, W, 3]
+    out_dtype (uint8 or uint16; rounded, clipped)."""
+    graph = _graph(model, batch.dtype, batch.shape[-1], out_dtype)
+    return graph(tf.convert_to_tensor(batch)).numpy()
 
 
 # --- tiling ---------------------------------------------------------------------------------
@@ -133,19 +150,27 @@ def spans(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
 def denoise_rgb8(model, image: np.ndarray, tile: int = DEFAULT_TILE,
                  overlap: int = DEFAULT_OVERLAP,
                  batch_pixels: int = DEFAULT_BATCH_PIXELS) -> np.ndarray:
-    """Denoise one H x W x 3 uint8 image at full size in overlapping tiles; uint8 out.
+    """Denoise one H x W x 3 uint8 image at full size in overlapping tiles; uint8 out."""
+    return denoise_image(model, image, tile, overlap, batch_pixels, np.uint8)
 
-    Only the uint8 input and output are whole-image arrays; tiles of one shape are gathered a
-    batch at a time (at most `batch_pixels` pixels, at least one tile) and converted to float
-    there.
+
+def denoise_image(model, image: np.ndarray, tile: int = DEFAULT_TILE,
+                  overlap: int = DEFAULT_OVERLAP, batch_pixels: int = DEFAULT_BATCH_PIXELS,
+                  out_dtype: type = np.uint8) -> np.ndarray:
+    """Denoise one H x W x C image (uint8 or uint16; C = 3, or 1 for 16-bit gray) at full size
+    in overlapping tiles; H x W x 3 out_dtype (uint8 or uint16) out.
+
+    Only the input and output are whole-image arrays (integer samples: no float copy); tiles
+    of one shape are gathered a batch at a time (at most `batch_pixels` pixels, at least one
+    tile) and converted to float there.
     """
     check_tiling(tile, overlap)
     align = int(getattr(model, "stride", 1))
     rows = spans(image.shape[0], tile, overlap, align)
     cols = spans(image.shape[1], tile, overlap, align)
     if len(rows) == len(cols) == 1:
-        return _run_model(model, image[None])[0]
-    output = np.empty_like(image)
+        return _run_model(model, image[None], out_dtype)[0]
+    output = np.empty((*image.shape[:2], 3), out_dtype)
     by_shape: dict[tuple[int, int], list[tuple[Span, Span]]] = {}
     for r in rows:
         for c in cols:
@@ -155,7 +180,7 @@ def denoise_rgb8(model, image: np.ndarray, tile: int = DEFAULT_TILE,
         for first in range(0, len(boxes), per_batch):
             group = boxes[first : first + per_batch]
             batch = np.stack([image[r.start : r.stop, c.start : c.stop] for r, c in group])
-            for (r, c), denoised in zip(group, _run_model(model, batch)):
+            for (r, c), denoised in zip(group, _run_model(model, batch, out_dtype)):
                 output[r.keep_start : r.keep_stop, c.keep_start : c.keep_stop] = denoised[
                     r.keep_start - r.start : r.keep_stop - r.start,
                     c.keep_start - c.start : c.keep_stop - c.start]
@@ -163,54 +188,17 @@ def denoise_rgb8(model, image: np.ndarray, tile: int = DEFAULT_TILE,
 
 
 def denoise_same_size(model, pictures: Sequence[np.ndarray],
-                      batch_pixels: int = DEFAULT_BATCH_PIXELS) -> list[np.ndarray]:
-    """Several small images of one shape, in as few model calls as batch_pixels allows."""
+                      batch_pixels: int = DEFAULT_BATCH_PIXELS,
+                      out_dtype: type = np.uint8) -> list[np.ndarray]:
+    """Several small images of one shape and dtype, in as few model calls as batch_pixels
+    allows."""
     height, width = pictures[0].shape[:2]
     per_batch = max(1, batch_pixels // (height * width))
     results = []
     for first in range(0, len(pictures), per_batch):
-        results += list(_run_model(model, np.stack(pictures[first : first + per_batch])))
+        batch = np.stack(pictures[first : first + per_batch])
+        results += list(_run_model(model, batch, out_dtype))
     return results
-
-
-# --- write stage (issue #8 extends this with ICC profiles, EXIF and 16-bit output) -----------
-
-def compose_output(picture: images.Picture, denoised: np.ndarray) -> Image.Image:
-    """The image to write: grayscale sources back to L (channel mean), alpha carried over."""
-    if picture.grayscale:
-        mean = np.round(denoised.mean(axis=2, dtype=np.float32)).astype(np.uint8)
-        output = Image.fromarray(mean, mode="L")
-    else:
-        output = Image.fromarray(denoised, mode="RGB")
-    if picture.alpha is not None:
-        output.putalpha(Image.fromarray(picture.alpha, mode="L"))
-    return output
-
-
-def write_png_atomic(image: Image.Image | np.ndarray, path: Path) -> None:
-    """Write a PNG via a temp file in the same folder + rename: never a half-written output."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"})
-
-
-def copy_as_png(source: Path, target: Path) -> None:
-    """--skip-clean: the source's own pixels (EXIF orientation applied) as PNG, no 8-bit
-    conversion where PNG can hold the mode (16-bit and palette stay as they are)."""
-    with Image.open(source) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode not in PNG_MODES:
-            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        write_png_atomic(image, target)
 
 
 # --- the folder loop ------------------------------------------------------------------------
@@ -221,8 +209,16 @@ def default_output_dir(input_dir: str | Path) -> Path:
     return resolved.with_name(f"{resolved.name}_denoised")
 
 
-def output_path(path: Path, input_dir: Path, output_dir: Path) -> Path:
-    return (output_dir / path.relative_to(input_dir)).with_suffix(".png")
+def output_path(path: Path, input_dir: Path, output_dir: Path,
+                output_format: str = "png") -> Path:
+    """OUT/<relative path> with the suffix of the output format (see writing.output_suffix)."""
+    suffix = writing.output_suffix(path, output_format)
+    return (output_dir / path.relative_to(input_dir)).with_suffix(suffix)
+
+
+def estimate_sigma_255(image: np.ndarray) -> float:
+    """Immerkaer noise sigma on the 0-255 scale for uint8 or uint16 pixels."""
+    return noise_level.estimate_sigma(image) * 255.0 / np.iinfo(image.dtype).max
 
 
 @dataclasses.dataclass
@@ -300,6 +296,13 @@ class PredictOptions:
     batch_pixels: int = DEFAULT_BATCH_PIXELS  # pixels per model call
     skip_clean: float | None = None  # copy images whose estimated sigma is below this
     max_pixels: int = images.DEFAULT_MAX_PIXELS
+    output_format: str = "png"  # png | jpeg | webp | same (the input's, by suffix)
+    quality: int = writing.DEFAULT_QUALITY  # JPEG / WebP quality, 1-100
+    bit_depth: str = "8"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG
+    strip_metadata: bool = False  # drop ICC profile, EXIF and XMP on purpose (DPI is kept)
+
+    def __post_init__(self) -> None:
+        writing.check_output_options(self.output_format, self.quality, self.bit_depth)
 
 
 @dataclasses.dataclass
@@ -309,29 +312,50 @@ class _Pending:
     result: ImageResult
     picture: images.Picture
     started: float
+    output_format: str  # png | jpeg | webp, resolved for this image
+    bits: int  # 8 or 16 per output sample
+
+    @property
+    def out_dtype(self) -> type:
+        return np.uint16 if self.bits == 16 else np.uint8
 
 
 def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | _Pending:
     """Decode and classify one input: failed, copied as clean, or waiting for the model."""
     started = time.perf_counter()
     result = ImageResult(path, target, "failed")
+    output_format = writing.resolve_format(path, options.output_format)
     try:
         picture = images.load_picture(path, options.max_pixels)
+        writing.check_writable(picture, output_format)
     except images.ImageError as error:
         result.error = str(error)
         return result
     result.height, result.width = picture.rgb.shape[:2]
     result.mode = picture.mode
-    result.sigma_before = noise_level.estimate_sigma(picture.rgb)
+    result.sigma_before = estimate_sigma_255(picture.rgb)
     if options.skip_clean is not None and result.sigma_before < options.skip_clean:
         try:
-            copy_as_png(path, target)
+            writing.copy_clean(path, target, picture, output_format, options.strip_metadata,
+                               options.quality)
             result.status, result.sigma_after = "copied-clean", result.sigma_before
         except OSError as error:
             _write_failure(result, error)
         result.seconds = time.perf_counter() - started
         return result
-    return _Pending(result, picture, started)
+    bits = writing.output_bits(picture, output_format, options.bit_depth)
+    return _Pending(result, picture, started, output_format, bits)
+
+
+def _write(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> None:
+    """Compose and write one output in its format and bit depth, metadata kept or stripped."""
+    picture, target = pending.picture, pending.result.output
+    metadata = writing.output_metadata(picture, pending.output_format, options.strip_metadata)
+    if pending.bits == 16:
+        writing.save_png16(writing.compose_output16(picture, denoised), target, metadata)
+    else:
+        writing.save_image(writing.compose_output(picture, denoised), target,
+                           pending.output_format, metadata, options.quality)
 
 
 class OutputDiskError(OSError):
@@ -348,14 +372,16 @@ def _write_failure(result: ImageResult, error: OSError) -> None:
         raise OutputDiskError(error.errno, error.strerror, str(result.output))
 
 
-def _finish(pending: _Pending, denoised: np.ndarray) -> ImageResult:
+def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> ImageResult:
     result = pending.result
     try:
-        write_png_atomic(compose_output(pending.picture, denoised), result.output)
+        _write(pending, denoised, options)
         result.status = "written"
-        result.sigma_after = noise_level.estimate_sigma(denoised)
+        result.sigma_after = estimate_sigma_255(denoised)
     except OSError as error:
         _write_failure(result, error)
+    except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
+        result.error = f"cannot encode {result.output}: {error}"
     result.seconds = time.perf_counter() - pending.started
     return result
 
@@ -366,19 +392,22 @@ def _is_small(picture: images.Picture, tile: int) -> bool:
 
 def _denoise_group(model, group: list[_Pending], options: PredictOptions) -> Iterator[ImageResult]:
     """Model outputs for decoded images: one same-size batch, or one (tiled) large image."""
+    out_dtype = group[0].out_dtype
     if len(group) == 1 and not _is_small(group[0].picture, options.tile):
-        outputs = [denoise_rgb8(model, group[0].picture.rgb, options.tile, options.overlap,
-                                options.batch_pixels)]
+        outputs = [denoise_image(model, group[0].picture.rgb, options.tile, options.overlap,
+                                 options.batch_pixels, out_dtype)]
     else:
-        outputs = denoise_same_size(model, [p.picture.rgb for p in group], options.batch_pixels)
+        outputs = denoise_same_size(model, [p.picture.rgb for p in group], options.batch_pixels,
+                                    out_dtype)
     for pending, denoised in zip(group, outputs):
-        yield _finish(pending, denoised)
+        yield _finish(pending, denoised, options)
 
 
 def _group_key(pending: _Pending, tile: int):
-    """Consecutive small images with equal shapes share a batch; large ones go alone."""
+    """Consecutive small images with equal shapes, input dtypes and output depths share a
+    batch; large ones go alone."""
     if _is_small(pending.picture, tile):
-        return pending.picture.rgb.shape
+        return pending.picture.rgb.shape, pending.picture.rgb.dtype.str, pending.bits
     return id(pending)
 
 
@@ -420,7 +449,7 @@ def predict_folder(
 
     try:
         for path in images.list_image_files(input_dir):
-            target = output_path(path, input_dir, output_dir)
+            target = output_path(path, input_dir, output_dir, options.output_format)
             if target.exists() and not options.overwrite:
                 flush()  # keep the report in input order
                 record(ImageResult(path, target, "kept"))
