@@ -1,0 +1,36 @@
+"""The bundled model: it ships, loads in safe mode, denoises, and leaves clean photos alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from tfdenoise import noise, predict, samples
+from tfdenoise.images import load_rgb8
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    assert predict.PRETRAINED.is_file(), "the package must ship its pretrained model"
+    return predict.load(None, precision="float32")
+
+
+def test_provenance_names_the_command_and_training(bundled):
+    provenance = json.loads(predict.PRETRAINED.with_suffix(".json").read_text())
+    assert provenance["command"].startswith("python tools/make_training_tiles.py")
+    assert provenance["steps_trained"] > 0
+    assert provenance["parameters"] == bundled.count_params()
+
+
+def test_denoises_a_held_out_sample_photo_and_keeps_clean_ones(bundled):
+    # the sample photos were never used to train the bundled model (it saw Debian photos)
+    clean = load_rgb8(samples.sample_photo_dir() / "astronaut.png")[128:384, 128:384]
+    clean = tf.constant(clean[None], tf.float32) / 255.0
+    noisy = noise.Gaussian(25.0, 25.0)(clean, tf.constant([1, 2]))
+    denoised = tf.clip_by_value(bundled(noisy), 0.0, 1.0)
+    gain = float(tf.image.psnr(clean, denoised, 1.0)[0] - tf.image.psnr(clean, noisy, 1.0)[0])
+    assert gain > 5.0
+    untouched = tf.clip_by_value(bundled(clean), 0.0, 1.0)
+    assert float(tf.image.psnr(clean, untouched, 1.0)[0]) > 38.0
