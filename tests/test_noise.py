@@ -89,3 +89,11 @@ def test_noise_runs_inside_tf_function_with_fresh_seeds():
 def test_unknown_noise_is_refused():
     with pytest.raises(ValueError, match="unknown noise"):
         noise.build_noise("speckle")
+
+
+def test_identical_images_score_a_finite_capped_psnr():
+    from tfdenoise import evaluate
+
+    image = tf.fill([2, 16, 16, 3], 0.5)
+    psnr, _ = evaluate._scores(image, image)
+    assert np.all(psnr.numpy() == evaluate.PSNR_CAP)

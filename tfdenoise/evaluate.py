@@ -41,8 +41,14 @@ def condition_seed(index: tf.Tensor, condition_number: int) -> tf.Tensor:
     return tf.stack([tf.cast(index, tf.int32), tf.constant(EVAL_SEED_SALT + 1 + condition_number)])
 
 
+# Identical images have infinite PSNR (the prototype's noise can draw an amplitude of ~0);
+# one such image would make a mean infinite, so each image counts at most this much.
+PSNR_CAP = 100.0
+
+
 def _scores(clean, image):
-    return (tf.image.psnr(clean, image, max_val=1.0), tf.image.ssim(clean, image, max_val=1.0))
+    psnr = tf.minimum(tf.image.psnr(clean, image, max_val=1.0), PSNR_CAP)
+    return psnr, tf.image.ssim(clean, image, max_val=1.0)
 
 
 def _scoring_step(model, condition: NoiseModel, number: int):
