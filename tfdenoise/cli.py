@@ -163,15 +163,23 @@ def fit(data, resume, runs_dir, **options) -> None:
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     except OSError as error:  # disk full, read-only runs dir: earlier files stay valid
-        raise click.ClickException(f"cannot write the run: {_describe(error)}") from None
+        console.print(f"Error: cannot write the run: {_describe(error)}", highlight=False,
+                      soft_wrap=True, markup=False)
+        # A failed HDF5 write (Keras's backup file) leaves h5py objects that segfault when
+        # finalised at interpreter shutdown. Every file of ours is complete (atomic writes)
+        # and nothing is pending, so leave without running finalizers.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     _print_metrics(result.metrics)
     _log(f"run directory: {result.run_dir}")
 
 
 def _describe(error: OSError) -> str:
-    """'No space left on device: /path' rather than a traceback."""
+    """'No space left on device: /path' rather than a traceback (one line, even for HDF5's
+    multi-line messages)."""
     where = f": {error.filename}" if error.filename else ""
-    return f"{error.strerror or error}{where}"
+    return " ".join(f"{error.strerror or error}{where}".split())
 
 
 def _inference_policy(requested: str) -> str:
