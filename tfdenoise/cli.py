@@ -296,12 +296,25 @@ def list_runs(runs_dir) -> None:
     Console().print(table)
 
 
+# Options shared by the commands that load a model (predict, evaluate, export).
+model_option = click.option(
+    "--model", "model_spec", default=None,
+    help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+precision_option = click.option(
+    "--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
+    show_default=True,
+    help="Inference precision; auto = bfloat16 on CPUs with native support, float16 on GPUs "
+         "(outputs within a few grey levels of float32).")
+runs_dir_option = click.option(
+    "--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
+    show_default=True, help="Where 'best' looks for runs.")
+
+
 @main.command("predict")
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: DIR_denoised beside DIR).")
-@click.option("--model", "model_spec", default=None,
-              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@model_option
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--tile", type=click.IntRange(16), default=512, show_default=True,
               help="Side of the windows large images are denoised in (bounds memory).")
@@ -321,12 +334,8 @@ def list_runs(runs_dir) -> None:
               help="Bits per channel of PNG outputs; same = 16 for 16-bit inputs, else 8.")
 @click.option("--strip-metadata", is_flag=True,
               help="Drop the ICC profile, EXIF and XMP (kept by default; DPI is always kept).")
-@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
-              show_default=True,
-              help="Inference precision; auto = bfloat16 on CPUs with native support, "
-                   "float16 on GPUs (outputs within a few grey levels of float32).")
-@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
-              show_default=True, help="Where 'best' looks for runs.")
+@precision_option
+@runs_dir_option
 def predict_command(input_dir: Path, output, model_spec, overwrite, tile, overlap, skip_clean,
                     report_file, output_format, quality, bit_depth, strip_metadata, precision,
                     runs_dir) -> None:
@@ -400,8 +409,7 @@ def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
 @click.option("--format", "export_format", type=click.Choice(["saved_model"]),
               default="saved_model", show_default=True,
               help="saved_model: TF Serving, signature image bytes -> PNG bytes.")
-@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
-              show_default=True, help="Where 'best' looks for runs.")
+@runs_dir_option
 def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
     """Export MODEL (a .keras file, run directory or 'best') to OUTPUT for serving."""
     from tfdenoise import export, models, predict
@@ -417,8 +425,7 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
 
 @main.command("evaluate")
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "model_spec", default=None,
-              help="A .keras file, a run directory, 'best', or omitted for the bundled model.")
+@model_option
 @click.option("--all", "use_all", is_flag=True,
               help="Score every image in DATA, not only its hash-split test part.")
 @click.option("--crop", type=click.IntRange(0), default=512, show_default=True,
@@ -430,12 +437,8 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
               help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the scores as JSON here.")
-@click.option("--precision", type=click.Choice(config_module.PRECISIONS), default="auto",
-              show_default=True,
-              help="Inference precision; auto = bfloat16 on CPUs with native support, "
-                   "float16 on GPUs (outputs within a few grey levels of float32).")
-@click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
-              show_default=True, help="Where 'best' looks for runs.")
+@precision_option
+@runs_dir_option
 def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
                      precision, runs_dir) -> None:
     """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
