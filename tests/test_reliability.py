@@ -76,7 +76,8 @@ def test_predict_over_the_fault_corpus(corpus, tmp_path):
 def _fit_process(data: Path, runs_dir: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tfdenoise", "fit", str(data), "--epochs", "6",
                "--steps-per-epoch", "4", "--batch-size", "4", "--patch-size", "32",
-               "--eval-size", "32", "--precision", "float32", "--runs-dir", str(runs_dir), *extra]
+               "--eval-size", "32", "--precision", "float32", "--patience", "100",
+               "--runs-dir", str(runs_dir), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -31,6 +31,12 @@ class HistoryFile(keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._train_seconds = 0.0
 
+    def on_train_begin(self, logs=None):
+        # BackupAndRestore (earlier in the list) has restored the last backed-up epoch; rows
+        # logged after it (a kill between the two writes) belong to epochs that will re-run.
+        restored = getattr(self.model, "_initial_epoch", None) or 0
+        self.rows = [r for r in self.rows if r["epoch"] <= restored]
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
         self._train_seconds = 0.0
@@ -83,14 +89,18 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model as best.keras whenever val_loss improves, atomically.
 
     Like keras.callbacks.ModelCheckpoint(save_best_only=True), but writes a temp file and
-    renames it, so a kill during the save never leaves a truncated best model; `initial_best`
-    carries the best loss of a resumed run's earlier epochs.
+    renames it, so a kill during the save never leaves a truncated best model; a resumed run
+    starts from the best loss of its earlier epochs.
     """
 
-    def __init__(self, path: str | Path, initial_best: float = math.inf):
+    def __init__(self, path: str | Path, history: HistoryFile):
         super().__init__()
         self.path = Path(path)
-        self.best = initial_best
+        self.history = history
+        self.best = math.inf
+
+    def on_train_begin(self, logs=None):
+        self.best = self.history.best_val_loss()  # after the history was trimmed on resume
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
@@ -102,18 +112,22 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that remembers the best loss and patience used before a resume."""
+    """EarlyStopping that remembers the best loss and patience used before a resume.
 
-    def __init__(self, initial_best: float = math.inf, initial_wait: int = 0, **kwargs):
+    It reads them from the HistoryFile at train begin (after the history was trimmed to the
+    restored epoch), so a resumed run stops exactly where an uninterrupted one would.
+    """
+
+    def __init__(self, history: HistoryFile, **kwargs):
         super().__init__(**kwargs)
-        self.initial_best = initial_best
-        self.initial_wait = initial_wait
+        self.history = history
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if math.isfinite(self.initial_best):
-            self.best = self.initial_best
-            self.wait = self.initial_wait
+        best = self.history.best_val_loss()
+        if math.isfinite(best):
+            self.best = best
+            self.wait = self.history.epochs_since_best()
 
 
 class ImageGridLogger(keras.callbacks.Callback):

@@ -208,11 +208,9 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
         cb.SharedBackupAndRestore(str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP),
                                   double_checkpoint=True),
         history_file,
-        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file.best_val_loss()),
+        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file),
         cb.ResumableEarlyStopping(
-            initial_best=history_file.best_val_loss(),
-            initial_wait=history_file.epochs_since_best(),
-            monitor="val_loss", patience=config.patience, restore_best_weights=True,
+            history_file, monitor="val_loss", patience=config.patience, restore_best_weights=True,
         ),
         keras.callbacks.TensorBoard(str(out_dir / runs.TENSORBOARD), write_graph=False,
                                     profile_batch=0),
