@@ -1,0 +1,1 @@
+"""The bundled pretrained denoiser (denoiser.keras) and its provenance (denoiser.json)."""
