@@ -125,3 +125,19 @@ def test_a_folder_without_images_is_a_usage_error(tmp_path):
                                            "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2
     assert "no usable training images" in result.output
+
+
+def test_resume_re_runs_an_epoch_logged_after_the_last_backup(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(quick_config(image_folder, runs_dir), extra_callbacks=[CrashAtEpoch(2)],
+                  log=lambda m: None)
+    (run_dir,) = runs.all_runs(runs_dir)
+    # a kill after history.json got epoch 3's row but before the backup of epoch 3
+    history = json.loads((run_dir / "history.json").read_text())
+    history.append({**history[-1], "epoch": 3, "val_loss": 1e-9, "marker": "never backed up"})
+    (run_dir / "history.json").write_text(json.dumps(history))
+    resumed = train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert all("marker" not in row for row in resumed.history)  # re-run, not kept
+    assert resumed.metrics["best_val_loss"] > 1e-9  # the phantom loss is not the best

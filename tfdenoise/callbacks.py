@@ -31,13 +31,10 @@ class HistoryFile(keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._train_seconds = 0.0
 
-    def on_train_begin(self, logs=None):
-        # BackupAndRestore (earlier in the list) has restored the last backed-up epoch; rows
-        # logged after it (a kill between the two writes) belong to epochs that will re-run.
-        restored = getattr(self.model, "_initial_epoch", None) or 0
-        self.rows = [r for r in self.rows if r["epoch"] <= restored]
-
     def on_epoch_begin(self, epoch, logs=None):
+        # History is written before the backup (see train.py), so after a kill it may hold
+        # rows of epochs that the restored backup will re-run: drop them, never duplicate.
+        self.rows = self.rows_until(epoch)
         self._epoch_start = time.perf_counter()
         self._train_seconds = 0.0
 
@@ -56,12 +53,18 @@ class HistoryFile(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         runs.write_json(self.path, self.rows)
 
-    def best_val_loss(self) -> float:
-        losses = [r["val_loss"] for r in self.rows if r.get("val_loss") is not None]
+    def rows_until(self, epochs: int) -> list[dict]:
+        """The rows of the first `epochs` epochs."""
+        return [r for r in self.rows if r["epoch"] <= epochs]
+
+    def best_val_loss(self, epochs: int | None = None) -> float:
+        rows = self.rows if epochs is None else self.rows_until(epochs)
+        losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
         return min(losses) if losses else math.inf
 
-    def epochs_since_best(self) -> int:
-        losses = [r.get("val_loss", math.inf) for r in self.rows]
+    def epochs_since_best(self, epochs: int | None = None) -> int:
+        rows = self.rows if epochs is None else self.rows_until(epochs)
+        losses = [r.get("val_loss", math.inf) for r in rows]
         if not losses:
             return 0
         return len(losses) - 1 - int(np.argmin(losses))
@@ -100,7 +103,12 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best = math.inf
 
     def on_train_begin(self, logs=None):
-        self.best = self.history.best_val_loss()  # after the history was trimmed on resume
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:  # `epoch` is the restored one: resume from the same best loss
+            self.best = self.history.best_val_loss(epoch)
+            self._first_epoch = False
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
@@ -114,8 +122,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping that remembers the best loss and patience used before a resume.
 
-    It reads them from the HistoryFile at train begin (after the history was trimmed to the
-    restored epoch), so a resumed run stops exactly where an uninterrupted one would.
+    It reads them from the HistoryFile at the first epoch (the restored one), so a resumed run
+    stops exactly where an uninterrupted one would.
     """
 
     def __init__(self, history: HistoryFile, **kwargs):
@@ -124,10 +132,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        best = self.history.best_val_loss()
-        if math.isfinite(best):
-            self.best = best
-            self.wait = self.history.epochs_since_best()
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:  # `epoch` is the restored one, whatever the callback order
+            best = self.history.best_val_loss(epoch)
+            if math.isfinite(best):
+                self.best = best
+                self.wait = self.history.epochs_since_best(epoch)
+            self._first_epoch = False
 
 
 class ImageGridLogger(keras.callbacks.Callback):

@@ -205,10 +205,13 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
     history_file = cb.HistoryFile(out_dir / runs.HISTORY)
     grid_clean = next(iter(test_data.unbatch().batch(GRID_IMAGES)))["clean"]
     callbacks = [
-        cb.SharedBackupAndRestore(str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP),
-                                  double_checkpoint=True),
+        # Order matters at epoch end: history and best model are written before the backup,
+        # so after a kill the backup is never ahead of the history (the callbacks drop rows
+        # of epochs the restored backup re-runs).
         history_file,
         cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file),
+        cb.SharedBackupAndRestore(str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP),
+                                  double_checkpoint=True),
         cb.ResumableEarlyStopping(
             history_file, monitor="val_loss", patience=config.patience, restore_best_weights=True,
         ),
