@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from conftest import save  # noqa: E402
 from tfdenoise import cli, evaluate, export, images, models, noise_level, predict  # noqa: E402
 
 
@@ -33,14 +34,6 @@ def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndar
     image[disc] = rng.uniform(30, 220, 3)
     image += rng.normal(0, noise, image.shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
-def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array)
-    image = image.convert(mode) if mode else image
-    image.save(path, **kwargs)
-    return path
 
 
 def digest(path: Path) -> str:

@@ -18,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from conftest import save  # noqa: E402
 from tfdenoise import atomic, data, encoding, images, records, sources  # noqa: E402
 from tfdenoise.cli import main  # noqa: E402
 
@@ -36,13 +37,6 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     image[disc] = rng.uniform(0.1, 0.9, 3)
     image += rng.normal(0, 0.02, image.shape)
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
-
-
-def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(array)
-    (image.convert(mode) if mode else image).save(path, **kwargs)
-    return path
 
 
 def write_good_zoo(folder: Path) -> dict[str, Path]:
