@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -131,10 +130,10 @@ def fit(
     if resume is None and run_id is not None:
         run_dir = runs.named_run_dir(config.runs_dir, run_id, create=chief)
         if chief:
-            runs.write_json(run_dir / runs.CONFIG, json.loads(config.to_json()))
+            runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(config))
     elif resume is None:
         run_dir = runs.new_run_dir(config.runs_dir, config.name)
-        runs.write_json(run_dir / runs.CONFIG, json.loads(config.to_json()))
+        runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(config))
     log(f"run directory: {run_dir}")
 
     previous_policy = keras.mixed_precision.global_policy()
