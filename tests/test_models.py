@@ -152,3 +152,27 @@ def test_unknown_classes_are_refused_with_a_clear_message(tmp_path):
             target.writestr(item, data)
     with pytest.raises(models.ModelLoadError, match="cannot load model"):
         models.load_model(evil)
+
+
+def test_psnr_loss_is_the_negative_per_image_psnr_floored_at_50_db():
+    clean = tf.random.stateless_uniform([3, 16, 16, 3], [4, 5], 0.2, 0.8)
+    offsets = tf.reshape(tf.constant([0.1, 0.01, 0.0]), [3, 1, 1, 1])
+    loss = models.negative_psnr(clean, clean + offsets).numpy()
+    expected = [10 * np.log10(mse + models.PSNR_LOSS_FLOOR) for mse in (1e-2, 1e-4, 0.0)]
+    np.testing.assert_allclose(loss, expected, atol=0.01)
+    assert abs(loss[0] + 20.0) < 0.01  # far above the floor: exactly -PSNR
+    assert abs(loss[2] + 50.0) < 0.01  # identical: the floor, not -inf
+    assert models.build_loss("psnr") is models.negative_psnr
+
+
+def test_psnr_loss_weighs_faint_noise_images_as_much_as_heavy_ones():
+    """Halving one image's error lowers the loss by the same 6 dB whatever its size; an MSE
+    mean would barely notice the faint image's improvement."""
+    clean = tf.fill([2, 8, 8, 3], 0.5)
+    errors = tf.reshape(tf.constant([0.2, 0.05]), [2, 1, 1, 1])
+    better_faint = errors * tf.reshape(tf.constant([1.0, 0.5]), [2, 1, 1, 1])
+    better_heavy = errors * tf.reshape(tf.constant([0.5, 1.0]), [2, 1, 1, 1])
+    base = models.negative_psnr(clean, clean + errors).numpy().sum()
+    gain_faint = base - models.negative_psnr(clean, clean + better_faint).numpy().sum()
+    gain_heavy = base - models.negative_psnr(clean, clean + better_heavy).numpy().sum()
+    assert abs(gain_faint - gain_heavy) < 0.1 and gain_faint > 5.8

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import photo_like, save
-from tfdenoise import cli, runs, train
+from tfdenoise import cli, models, runs, train
 from tfdenoise.config import FitConfig
 
 pytestmark = pytest.mark.slow
@@ -141,3 +141,34 @@ def test_resume_re_runs_an_epoch_logged_after_the_last_backup(image_folder, tmp_
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert all("marker" not in row for row in resumed.history)  # re-run, not kept
     assert resumed.metrics["best_val_loss"] > 1e-9  # the phantom loss is not the best
+
+
+class FirstWeights(keras.callbacks.Callback):
+    """Records the model's weights when training starts."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+
+
+def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    first = train.fit(quick_config(image_folder, runs_dir, name="first", epochs=1),
+                      log=lambda m: None)
+    trained = models.load_model(first.run_dir / "best.keras").get_weights()
+
+    seen = FirstWeights()
+    messages = []
+    tuned = train.fit(quick_config(image_folder, runs_dir, name="tuned", epochs=1, loss="psnr",
+                                   init_from=str(first.run_dir)),
+                      extra_callbacks=[seen], log=messages.append)
+    assert len(seen.weights) == len(trained)
+    for got, want in zip(seen.weights, trained):
+        np.testing.assert_array_equal(got, want)
+    assert any("initial weights:" in m and "best.keras" in m for m in messages)
+    # the psnr loss is -PSNR in dB: negative, and it tracks the logged PSNR
+    row = tuned.history[0]
+    assert row["loss"] < 0 and abs(row["loss"] + row["psnr"]) < 3.0
+
+    with pytest.raises(ValueError, match="--init-from .*architecture"):
+        train.fit(quick_config(image_folder, runs_dir, widths=(8, 16, 32),
+                               init_from=str(first.run_dir / "best.keras")), log=lambda m: None)

@@ -117,7 +117,8 @@ DEFAULTS = config_module.FitConfig()
 @click.option("--sigma-range", type=(float, float), default=DEFAULTS.sigma_range,
               show_default=True, help="Gaussian sigma range on the 0-255 scale.")
 @click.option("--loss", type=click.Choice(config_module.LOSSES), default=DEFAULTS.loss,
-              show_default=True, help="Training loss.")
+              show_default=True,
+              help="Training loss; psnr (per-image -PSNR) weighs faint and heavy noise alike.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr,
               show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--precision", type=click.Choice(config_module.PRECISIONS),
@@ -129,6 +130,9 @@ DEFAULTS = config_module.FitConfig()
               help="Train/val/test fractions (a file's split is a hash of its relative path).")
 @click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience,
               show_default=True, help="Early stopping patience in epochs.")
+@click.option("--init-from", default=None, metavar="MODEL",
+              help="Fine-tune: start from this model's weights (a .keras file, a run directory "
+                   "or 'best'); --model and --widths must match it.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
               help="Seed for initial weights and data order.")
 @click.option("--name", default=None, help="Suffix for the run directory name.")
@@ -282,16 +286,19 @@ def _print_metrics(metrics: dict) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=DEFAULTS.runs_dir,
               show_default=True, help="Where run directories live.")
 def list_runs(runs_dir) -> None:
-    """List runs, best validation loss first."""
+    """List runs, lowest validation loss first."""
     from tfdenoise import runs
 
     table = Table()
-    for column in ("run", "best val loss", "epochs", "finished", "test PSNR σ=25"):
+    table.add_column("run", no_wrap=True)  # names are copied into --model and --resume
+    for column in ("best val loss", "best val PSNR", "epochs", "finished", "test PSNR σ=25"):
         table.add_column(column)
     for summary in runs.ranked_runs(runs_dir):
+        val_psnr = (f"{summary.best_val_psnr:.2f}" if math.isfinite(summary.best_val_psnr)
+                    else "-")
         loss = f"{summary.best_val_loss:.5f}" if math.isfinite(summary.best_val_loss) else "-"
         psnr = summary.test_psnr.get("gaussian-25")
-        table.add_row(summary.path.name, loss, str(summary.epochs),
+        table.add_row(summary.path.name, loss, val_psnr, str(summary.epochs),
                       "yes" if summary.finished else "no", f"{psnr:.2f}" if psnr else "-")
     Console().print(table)
 

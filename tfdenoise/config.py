@@ -9,7 +9,7 @@ from typing import Any
 
 MODELS = ("unet", "seed")
 NOISES = ("mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper")
-LOSSES = ("l1", "mse", "charbonnier")
+LOSSES = ("l1", "mse", "charbonnier", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.distribute
@@ -44,7 +44,8 @@ class FitConfig:
     noise: str = "mix"
     # Gaussian sigma range on the 0-255 scale, for "gaussian" and the Gaussian part of "mix".
     sigma_range: tuple[float, float] = (0.0, 55.0)
-    # Loss: L1 trains blind denoisers to higher PSNR than MSE; "mse" reproduces the prototype.
+    # Loss: L1 trains blind denoisers to higher PSNR than MSE; "mse" reproduces the prototype;
+    # "psnr" (per-image -PSNR) weighs faint and heavy noise alike, for fine-tuning a blind model.
     loss: str = "l1"
     # Peak learning rate of Adam; cosine decay to 1% over the whole run.
     lr: float = 1e-3
@@ -58,6 +59,9 @@ class FitConfig:
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     # Images above this many pixels are refused before decoding (decompression bombs).
     max_pixels: int = 100_000_000
+    # Start from this model's weights instead of random ones (fine-tuning): a .keras file, a
+    # run directory or "best"; its architecture must match model/widths. None = random.
+    init_from: str | None = None
     # Seed for the model's initial weights and the fixed evaluation noise.
     seed: int = 0
     # Optional suffix of the run directory name: runs/<timestamp>-<name>.

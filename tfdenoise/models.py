@@ -8,6 +8,7 @@ its sublayers follow the global (possibly mixed) policy, and the heads output fl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,27 @@ def psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
     return tf.image.psnr(tf.cast(clean, tf.float32), denoised, max_val=1.0)
 
 
+# MSE of a 50 dB image: below it an image adds (almost) no gradient, so clean training
+# patches, restored near-perfectly, cannot dominate the batch with a huge 1/MSE weight.
+PSNR_LOSS_FLOOR = 1e-5
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def negative_psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
+    """Per-image -PSNR in dB (floored at 50 dB): minimising it maximises the mean PSNR.
+
+    An L1 or MSE batch mean is dominated by the noisiest images; on a log scale every image's
+    error counts relative to its own size (the gradient weighs each image by 1 / its MSE), so
+    a blind denoiser does not trade faint-noise quality for heavy-noise quality.
+    """
+    diff = tf.cast(denoised, tf.float32) - tf.cast(clean, tf.float32)
+    mse = tf.reduce_mean(diff * diff, axis=[1, 2, 3])
+    return (10.0 / math.log(10.0)) * tf.math.log(mse + PSNR_LOSS_FLOOR)
+
+
 def build_loss(name: str) -> keras.losses.Loss | Callable:
+    if name == "psnr":
+        return negative_psnr
     losses = {
         "l1": keras.losses.MeanAbsoluteError,
         "mse": keras.losses.MeanSquaredError,
@@ -42,7 +63,7 @@ def build_loss(name: str) -> keras.losses.Loss | Callable:
     if name == "charbonnier":
         return charbonnier
     if name not in losses:
-        raise ValueError(f"unknown loss {name!r}; choose l1, mse or charbonnier")
+        raise ValueError(f"unknown loss {name!r}; choose l1, mse, charbonnier or psnr")
     return losses[name]()
 
 
@@ -257,6 +278,17 @@ def built(model: Denoiser, size: int = 32) -> Denoiser:
     """Create the model's variables by running it once (Keras builds subclassed models lazily)."""
     model(tf.zeros([1, size, size, 3], tf.float32))
     return model
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Give `target` the weights of `source` (fine-tuning), refusing a different architecture."""
+    ours = [tuple(w.shape) for w in target.weights]
+    theirs = [tuple(w.shape) for w in source.weights]
+    if type(source) is not type(target) or ours != theirs:
+        raise ValueError(f"its architecture ({type(source).__name__}, {len(theirs)} weights) "
+                         f"differs from this run's ({type(target).__name__}, {len(ours)} weights):"
+                         " match --model and --widths to it")
+    target.set_weights(source.get_weights())
 
 
 class ModelLoadError(ValueError):

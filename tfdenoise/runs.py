@@ -98,6 +98,7 @@ def latest_run(runs_dir: str | Path) -> Path:
 class RunSummary:
     path: Path
     best_val_loss: float
+    best_val_psnr: float
     epochs: int
     finished: bool
     test_psnr: dict[str, float]
@@ -108,11 +109,13 @@ def summarize(path: str | Path) -> RunSummary:
     path = Path(path)
     history = read_json(path / HISTORY, default=[]) or []
     losses = [row["val_loss"] for row in history if row.get("val_loss") is not None]
+    psnrs = [row["val_psnr"] for row in history if row.get("val_psnr") is not None]
     metrics = read_json(path / METRICS, default={}) or {}
     test = metrics.get("test", {})
     return RunSummary(
         path=path,
         best_val_loss=min(losses) if losses else math.inf,
+        best_val_psnr=max(psnrs) if psnrs else -math.inf,
         epochs=len(history),
         finished=bool(metrics),
         test_psnr={name: score["psnr_denoised"] for name, score in test.items()},
@@ -121,7 +124,11 @@ def summarize(path: str | Path) -> RunSummary:
 
 
 def ranked_runs(runs_dir: str | Path) -> list[RunSummary]:
-    """Runs sorted by best validation loss, lowest first (runs without one last)."""
+    """Runs sorted by best validation loss, lowest first (runs without one last).
+
+    The contract of `--model best` (DESIGN.md). Losses of runs trained with different
+    `--loss` do not compare; `tfdenoise runs` also shows the validation PSNR, which does.
+    """
     return sorted((summarize(p) for p in all_runs(runs_dir)), key=lambda r: r.best_val_loss)
 
 

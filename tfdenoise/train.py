@@ -183,6 +183,18 @@ def _eval_input(source, split: str, spec: data.PipelineSpec, repeats: int):
     return build
 
 
+def _initialise_from(model: models.Denoiser, config: FitConfig, log) -> None:
+    """Fine-tuning: start from a trained model's weights (--init-from)."""
+    from tfdenoise.predict import resolve_model_path
+
+    path = resolve_model_path(config.init_from, config.runs_dir)
+    try:
+        models.copy_weights(models.load_model(path), model)
+    except ValueError as error:
+        raise ValueError(f"--init-from {path}: {error}") from None
+    log(f"initial weights: {path}")
+
+
 def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_split: str,
            test_split: str, extra_callbacks, log) -> RunResult:
     """`out_dir` is the run directory on the chief and a throw-away one on other workers."""
@@ -199,6 +211,8 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
 
     with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
         model = models.built(models.build_model(config.model, config.widths), config.patch_size)
+        if config.init_from:  # a resumed run's backup overrides these weights afterwards
+            _initialise_from(model, config, log)
         _compile(model, config, plan, config.epochs * config.steps_per_epoch)
 
     history_file = cb.HistoryFile(out_dir / runs.HISTORY)
