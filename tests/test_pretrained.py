@@ -19,8 +19,12 @@ def bundled():
 
 def test_provenance_names_the_command_and_training(bundled):
     provenance = json.loads(predict.PRETRAINED.with_suffix(".json").read_text())
-    assert provenance["command"].startswith("python tools/make_training_tiles.py")
-    assert provenance["steps_trained"] > 0
+    stages = provenance["stages"]
+    assert stages[0]["command"].startswith("python tools/make_training_tiles.py")
+    assert all("tfdenoise fit" in stage["command"] for stage in stages)
+    assert provenance["steps_trained"] == sum(s["steps_trained"] for s in stages) > 0
+    for base, tuned in zip(stages, stages[1:]):  # each later stage starts from the one before
+        assert "--init-from" in tuned["command"] and tuned["config"]["init_from"]
     assert provenance["parameters"] == bundled.count_params()
 
 

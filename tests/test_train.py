@@ -172,3 +172,20 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
     with pytest.raises(ValueError, match="--init-from .*architecture"):
         train.fit(quick_config(image_folder, runs_dir, widths=(8, 16, 32),
                                init_from=str(first.run_dir / "best.keras")), log=lambda m: None)
+
+
+def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    first = train.fit(quick_config(image_folder, runs_dir, name="first", epochs=1),
+                      log=lambda m: None)
+    source = tmp_path / "source.keras"
+    source.write_bytes((first.run_dir / "best.keras").read_bytes())
+    config = dict(name="tuned", init_from=str(source), loss="psnr")
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(quick_config(image_folder, runs_dir, **config),
+                  extra_callbacks=[CrashAtEpoch(2)], log=lambda m: None)
+    source.unlink()  # e.g. resumed on another machine
+    (run_dir,) = [r for r in runs.all_runs(runs_dir) if r.name.endswith("-tuned")]
+    resumed = train.fit(quick_config(image_folder, runs_dir, **config), resume=run_dir,
+                        log=lambda m: None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]

@@ -211,7 +211,8 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
 
     with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
         model = models.built(models.build_model(config.model, config.widths), config.patch_size)
-        if config.init_from:  # a resumed run's backup overrides these weights afterwards
+        if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
+            # A resumed run restores its backup instead (the source model may be long gone).
             _initialise_from(model, config, log)
         _compile(model, config, plan, config.epochs * config.steps_per_epoch)
 

@@ -2,10 +2,13 @@
 """Copy a run's best model into the package as the bundled pretrained model.
 
 The model is re-saved without optimizer state (a third of the size) and a provenance file is
-written beside it: the run's config, epochs and steps trained, training time, validation loss
-and the command that produced it, so the README's claims can be traced to a run.
+written beside it: each training stage's config, epochs and steps trained, training time,
+validation scores and the command that produced it, so the README's claims can be traced to
+runs. A fine-tuned model (`fit --init-from`) lists its base run first: the base's epochs up to
+its best (the model the fine-tuning started from), then the fine-tuning run's.
 
-usage: python tools/bundle_model.py RUN_DIR --command "tfdenoise fit ..."
+usage: python tools/bundle_model.py [BASE_RUN_DIR] RUN_DIR --command "tfdenoise fit ..."
+       [--command "tfdenoise fit --init-from ..."]   (one command per run directory)
 """
 
 from __future__ import annotations
@@ -22,35 +25,54 @@ sys.path.insert(0, str(ROOT))
 from tfdenoise import atomic, models, predict, runs  # noqa: E402
 
 
+def stage(run_dir: Path, command: str, final: bool) -> dict:
+    """One run's contribution: a base run counts up to its best epoch (what was carried on)."""
+    history = runs.read_json(run_dir / runs.HISTORY, default=[])
+    config = runs.read_json(run_dir / runs.CONFIG)
+    best = min(history, key=lambda row: row.get("val_loss", float("inf")))
+    used = history if final else [row for row in history if row["epoch"] <= best["epoch"]]
+    return {
+        "run": run_dir.name,
+        "command": command,
+        "epochs_trained": len(used),
+        "steps_trained": len(used) * config["steps_per_epoch"],
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "best_val_psnr": best.get("val_psnr"),
+        "train_seconds": round(sum(row.get("train_seconds", 0.0) for row in used)),
+        "config": config,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--command", required=True, help="the fit command that made the run")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="base run(s) first, final last")
+    parser.add_argument("--command", action="append", required=True,
+                        help="the fit command of each run directory, in the same order")
     args = parser.parse_args()
+    if len(args.command) != len(args.run_dirs):
+        parser.error("give one --command per run directory")
 
-    model = models.load_model(args.run_dir / runs.BEST_MODEL)
+    final = args.run_dirs[-1]
+    model = models.load_model(final / runs.BEST_MODEL)
     target = predict.PRETRAINED
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replacing(target) as temporary:
         model.save(temporary)
-    history = runs.read_json(args.run_dir / runs.HISTORY, default=[])
-    config = runs.read_json(args.run_dir / runs.CONFIG)
-    best = min(history, key=lambda row: row.get("val_loss", float("inf")))
+    stages = [stage(run_dir, command, run_dir == final)
+              for run_dir, command in zip(args.run_dirs, args.command)]
     provenance = {
-        "run": args.run_dir.name,
-        "command": args.command,
+        "run": final.name,
         "bundled": datetime.date.today().isoformat(),
-        "epochs_trained": len(history),
-        "steps_trained": len(history) * config["steps_per_epoch"],
-        "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"],
-        "best_val_psnr": best.get("val_psnr"),
-        "train_seconds": round(sum(row.get("train_seconds", 0.0) for row in history)),
+        "steps_trained": sum(s["steps_trained"] for s in stages),
+        "train_seconds": sum(s["train_seconds"] for s in stages),
         "parameters": int(model.count_params()),
-        "config": config,
+        "stages": stages,
     }
     atomic.write_json(target.with_suffix(".json"), provenance)
-    print(json.dumps({k: v for k, v in provenance.items() if k != "config"}, indent=2))
+    summary = {k: v for k, v in provenance.items() if k != "stages"}
+    summary["stages"] = [{k: v for k, v in s.items() if k != "config"} for s in stages]
+    print(json.dumps(summary, indent=2))
     print(f"bundled {target} ({target.stat().st_size / 1e6:.1f} MB)")
     return 0
 
