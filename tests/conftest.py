@@ -13,8 +13,10 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
-def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth colourful uint8 image with edges: gradients, a disc and a little texture."""
+def photo_like(height: int, width: int, seed: int = 0, noise: float = 2.55) -> np.ndarray:
+    """A smooth colourful uint8 image with edges: gradients and a disc, plus Gaussian noise of
+    std `noise` grey levels (default: a little texture, so it compresses like a photo; 0 =
+    perfectly clean, for clean-in/clean-out checks)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     phase = rng.uniform(0, 2 * np.pi, 3)
@@ -25,7 +27,7 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     cy, cx, r = height * rng.uniform(0.3, 0.7), width * rng.uniform(0.3, 0.7), min(height, width) / 4
     disc = (y - cy) ** 2 + (x - cx) ** 2 < r**2
     image[disc] = rng.uniform(0.1, 0.9, 3)
-    image += rng.normal(0, 0.01, image.shape)
+    image += rng.normal(0, noise / 255, image.shape)
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 

@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image, ImageCms, ImageOps  # noqa: E402
 
+from conftest import photo_like  # noqa: E402
 from tfdenoise import cli, evaluate, images, models, predict, writing  # noqa: E402
 
 MAKE, DATE_TIME_ORIGINAL, EXIF_IFD = 0x010F, 0x9003, 0x8769
@@ -33,18 +34,6 @@ def profile_for(space: bytes) -> bytes:
 
 
 GRAY_PROFILE = profile_for(b"GRAY")
-
-
-def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
-    """Smooth colour gradients and a disc, plus optional Gaussian noise (uint8 RGB)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    image = np.stack([127 + 90 * np.sin(x / width * 3 + y / height * 2 + p) for p in phase], -1)
-    disc = (y - height / 2) ** 2 + (x - width / 3) ** 2 < (min(height, width) / 4) ** 2
-    image[disc] = rng.uniform(40, 210, 3)
-    image += rng.normal(0, noise, image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
@@ -84,7 +73,7 @@ def scanned_jpeg(tmp_path) -> Path:
     """A 30 x 50 JPEG stored sideways (orientation 6) with an ICC profile, EXIF and 300x150 dpi."""
     path = tmp_path / "in" / "scan.jpg"
     path.parent.mkdir()
-    Image.fromarray(photo(30, 50, 1, noise=8)).save(
+    Image.fromarray(photo_like(30, 50, 1, noise=8)).save(
         path, quality=95, icc_profile=SRGB_PROFILE, exif=exif_with_orientation(6),
         dpi=(300, 150), xmp=XMP.replace(b"{orientation}", b"6"))
     return path
@@ -163,7 +152,7 @@ def test_profiles_that_would_misstate_colours_are_dropped(tiny_model_path, tmp_p
     pixels; WebP has no grayscale, so a GRAY profile cannot describe its RGB."""
     root = tmp_path / "in"
     root.mkdir()
-    rgb = photo(24, 32, 3, noise=10)
+    rgb = photo_like(24, 32, 3, noise=10)
     Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.jpg", icc_profile=profile_for(b"CMYK"))
     Image.fromarray(rgb[..., 1]).save(root / "gray.png", icc_profile=GRAY_PROFILE)
     out = tmp_path / "out"
@@ -180,7 +169,7 @@ def test_profiles_that_would_misstate_colours_are_dropped(tiny_model_path, tmp_p
 def test_format_same_keeps_format_and_suffix(tiny_model_path, tmp_path):
     root = tmp_path / "in"
     root.mkdir()
-    image = Image.fromarray(photo(24, 32, 2, noise=10))
+    image = Image.fromarray(photo_like(24, 32, 2, noise=10))
     image.save(root / "a.jpg", quality=90)
     image.save(root / "b.JPEG", quality=90)
     image.save(root / "c.png")
@@ -198,7 +187,7 @@ def test_format_same_keeps_format_and_suffix(tiny_model_path, tmp_path):
 def test_jpeg_quality_and_alpha_refused(tiny_model_path, tmp_path):
     root = tmp_path / "in"
     root.mkdir()
-    Image.fromarray(photo(64, 64, 3, noise=10)).save(root / "a.png")
+    Image.fromarray(photo_like(64, 64, 3, noise=10)).save(root / "a.png")
     sizes = {}
     for quality in ("40", "98"):
         out = tmp_path / f"q{quality}"
@@ -207,7 +196,7 @@ def test_jpeg_quality_and_alpha_refused(tiny_model_path, tmp_path):
         assert Image.open(out / "a.jpg").format == "JPEG"
         sizes[quality] = (out / "a.jpg").stat().st_size
     assert sizes["40"] < 0.7 * sizes["98"]
-    rgba = np.dstack([photo(20, 20, 4), np.full((20, 20), 128, np.uint8)])
+    rgba = np.dstack([photo_like(20, 20, 4, noise=0), np.full((20, 20), 128, np.uint8)])
     Image.fromarray(rgba).save(root / "b.png")
     result = run_predict(tiny_model_path, root, tmp_path / "alpha", "--format", "jpeg")
     assert result.exit_code == 1 and "transparency" in " ".join(result.output.split())
@@ -217,7 +206,7 @@ def test_jpeg_quality_and_alpha_refused(tiny_model_path, tmp_path):
 def test_bad_output_option_combinations_are_usage_errors(tiny_model_path, tmp_path):
     root = tmp_path / "in"
     root.mkdir()
-    Image.fromarray(photo(16, 16)).save(root / "a.png")
+    Image.fromarray(photo_like(16, 16, noise=0)).save(root / "a.png")
     result = run_predict(tiny_model_path, root, tmp_path / "out", "--format", "jpeg",
                          "--bit-depth", "16")
     assert result.exit_code == 2 and "16-bit" in result.output
@@ -259,7 +248,7 @@ def test_rgb_with_alpha_as_16_bit_png(identity_model_path, tmp_path):
     """PIL cannot hold 16-bit RGB: TF's decoder checks every sample of the written PNG."""
     root = tmp_path / "in"
     root.mkdir()
-    rgb, alpha = photo(20, 28, 5), np.tile(np.arange(28, dtype=np.uint8) * 9, (20, 1))
+    rgb, alpha = photo_like(20, 28, 5, noise=0), np.tile(np.arange(28, dtype=np.uint8) * 9, (20, 1))
     Image.fromarray(np.dstack([rgb, alpha])).save(root / "a.png")
     out = tmp_path / "out"
     assert run_predict(identity_model_path, root, out, "--bit-depth", "16").exit_code == 0
@@ -278,7 +267,7 @@ def scanned_page(height: int = 96, width: int = 128, seed: int = 6) -> np.ndarra
     text = ((y // 6) % 3 == 0) & ((x // 4) % 5 != 0) & (x > 8) & (x < width - 8) & (y < height // 2)
     page[text] = (45, 42, 50)
     top, bottom = height // 2 + 4, height - 6
-    page[top:bottom, 8 : width - 8] = 0.6 * photo(bottom - top, width - 16, seed) + 0.4 * 127
+    page[top:bottom, 8 : width - 8] = 0.6 * photo_like(bottom - top, width - 16, seed, noise=0) + 0.4 * 127
     return np.round(page).astype(np.uint8)
 
 
@@ -308,7 +297,7 @@ def test_colour_shift_is_insensitive_to_zero_mean_noise():
 
 
 def test_colour_shift_stripes_match_whole_image(monkeypatch):
-    clean, other = photo(70, 40, 8), photo(70, 40, 9)
+    clean, other = photo_like(70, 40, 8, noise=0), photo_like(70, 40, 9, noise=0)
     whole = evaluate.colour_shift(clean, other)
     monkeypatch.setattr(evaluate, "COLOUR_STRIPE_ROWS", 16)
     assert evaluate.colour_shift(clean, other) == pytest.approx(whole, rel=1e-6)
@@ -318,7 +307,7 @@ def test_evaluate_reports_delta_e(identity_model_path, tmp_path):
     root = tmp_path / "photos"
     root.mkdir()
     for index in range(2):
-        Image.fromarray(photo(40, 48, 10 + index)).save(root / f"p{index}.png")
+        Image.fromarray(photo_like(40, 48, 10 + index, noise=0)).save(root / f"p{index}.png")
     json_file = tmp_path / "scores.json"
     result = CliRunner().invoke(cli.main, [
         "evaluate", str(root), "--all", "--model", str(identity_model_path), "--crop", "32",

@@ -20,20 +20,8 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import save  # noqa: E402
+from conftest import photo_like, save  # noqa: E402
 from tfdenoise import cli, evaluate, export, images, models, noise_level, predict  # noqa: E402
-
-
-def photo(height: int, width: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
-    """Smooth colour gradients and a disc (a clean 'photo'), plus optional Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    image = np.stack([127 + 100 * np.sin(x / width * 3 + y / height * 2 + p) for p in phase], -1)
-    disc = (y - height / 2) ** 2 + (x - width / 3) ** 2 < (min(height, width) / 4) ** 2
-    image[disc] = rng.uniform(30, 220, 3)
-    image += rng.normal(0, noise, image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def digest(path: Path) -> str:
@@ -58,10 +46,10 @@ def tiny_model(tiny_model_path):
 def folder(tmp_path) -> Path:
     """Nested folder with mixed formats, plus one file that is not an image."""
     root = tmp_path / "in"
-    save(root / "a.jpg", photo(40, 56, 1, noise=20), quality=95)
-    save(root / "sub" / "b.png", photo(40, 56, 2, noise=20))
-    save(root / "sub" / "deeper" / "c.webp", photo(33, 47, 3, noise=20), lossless=True)
-    save(root / "d.BMP", photo(40, 56, 4, noise=20))
+    save(root / "a.jpg", photo_like(40, 56, 1, noise=20), quality=95)
+    save(root / "sub" / "b.png", photo_like(40, 56, 2, noise=20))
+    save(root / "sub" / "deeper" / "c.webp", photo_like(33, 47, 3, noise=20), lossless=True)
+    save(root / "d.BMP", photo_like(40, 56, 4, noise=20))
     return root
 
 
@@ -97,7 +85,7 @@ def test_tiled_output_matches_whole_image(tiny_model):
     """Tiles with 16 px of context on each side of every seam exceed this model's receptive
     field radius (~14 px), so the only differences left are float re-association in convs
     of other shapes, which can flip a rounding: at most 1 grey level, on very few pixels."""
-    image = photo(150, 173, seed=5, noise=15)
+    image = photo_like(150, 173, seed=5, noise=15)
     whole = predict.denoise_rgb8(tiny_model, image, tile=512)
     tiled = predict.denoise_rgb8(tiny_model, image, tile=80, overlap=32, batch_pixels=3 * 80 * 80)
     difference = np.abs(whole.astype(int) - tiled.astype(int))
@@ -107,7 +95,7 @@ def test_tiled_output_matches_whole_image(tiny_model):
 
 def test_tiling_without_overlap_shows_seams(tiny_model):
     """The check above can fail: without context, tile borders change the output."""
-    image = photo(150, 173, seed=5, noise=15)
+    image = photo_like(150, 173, seed=5, noise=15)
     whole = predict.denoise_rgb8(tiny_model, image, tile=512)
     tiled = predict.denoise_rgb8(tiny_model, image, tile=64, overlap=0)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() > 1
@@ -159,7 +147,7 @@ def test_existing_outputs_kept_unless_overwrite(folder, tiny_model_path, tmp_pat
 
 def test_odd_modes(tiny_model, tmp_path):
     root = tmp_path / "modes"
-    rgb = photo(36, 44, 7, noise=10)
+    rgb = photo_like(36, 44, 7, noise=10)
     gray = rgb.mean(axis=2).astype(np.uint8)
     alpha = np.tile(np.arange(44, dtype=np.uint8) * 5, (36, 1))
     save(root / "gray.png", gray)
@@ -184,7 +172,7 @@ def test_odd_modes(tiny_model, tmp_path):
 
 
 def test_exif_orientation_applied(tiny_model, tmp_path):
-    image = Image.fromarray(photo(30, 50, 8))
+    image = Image.fromarray(photo_like(30, 50, 8, noise=0))
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     save_path = tmp_path / "in" / "rotated.jpg"
@@ -197,7 +185,7 @@ def test_exif_orientation_applied(tiny_model, tmp_path):
 # --- noise estimate, --skip-clean, --report -------------------------------------------------
 
 def test_noise_estimate_tracks_sigma():
-    clean = photo(128, 128, 9)
+    clean = photo_like(128, 128, 9, noise=0)
     rng = np.random.default_rng(0)
     for sigma in (10, 25):
         noisy = np.clip(np.round(clean + rng.normal(0, sigma, clean.shape)), 0, 255)
@@ -208,9 +196,9 @@ def test_noise_estimate_tracks_sigma():
 
 def test_skip_clean_copies_pixels_and_report_csv(tiny_model_path, tmp_path):
     root = tmp_path / "in"
-    clean = save(root / "clean.png", photo(40, 48, 10))
-    save(root / "noisy.jpg", photo(40, 48, 11, noise=25), quality=98)
-    save(root / "clean16.png", photo(40, 48, 12).mean(axis=2).astype(np.uint16) * 257)
+    clean = save(root / "clean.png", photo_like(40, 48, 10, noise=0))
+    save(root / "noisy.jpg", photo_like(40, 48, 11, noise=25), quality=98)
+    save(root / "clean16.png", photo_like(40, 48, 12, noise=0).mean(axis=2).astype(np.uint16) * 257)
     report_file = tmp_path / "report.csv"
     result = run_predict(str(root), "-o", str(tmp_path / "out"), "--model", str(tiny_model_path),
                          "--skip-clean", "5", "--report", str(report_file))
@@ -231,8 +219,8 @@ def test_skip_clean_copies_pixels_and_report_csv(tiny_model_path, tmp_path):
 def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):
     root = tmp_path / "in"
     for index in range(5):
-        save(root / f"{index}.png", photo(32, 32, index, noise=10))
-    save(root / "z_other.png", photo(24, 40, 9, noise=10))
+        save(root / f"{index}.png", photo_like(32, 32, index, noise=10))
+    save(root / "z_other.png", photo_like(24, 40, 9, noise=10))
     calls = []
     original = predict._run_model
     monkeypatch.setattr(predict, "_run_model",
@@ -249,7 +237,7 @@ def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
     result = CliRunner().invoke(cli.main, ["export", str(tiny_model_path), str(out)])
     assert result.exit_code == 0, result.output
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
-    image = photo(30, 42, 13, noise=20)
+    image = photo_like(30, 42, 13, noise=20)
     for fmt in ("PNG", "JPEG"):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format=fmt, quality=90)
@@ -275,7 +263,7 @@ def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
 def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
     root = tmp_path / "photos"
     for index in range(2):
-        save(root / f"p{index}.png", photo(40, 52, 20 + index))
+        save(root / f"p{index}.png", photo_like(40, 52, 20 + index, noise=0))
     json_file, grid_file = tmp_path / "scores.json", tmp_path / "grid.png"
     result = CliRunner().invoke(cli.main, [
         "evaluate", str(root), "--all", "--model", str(tiny_model_path), "--crop", "32",
@@ -295,7 +283,7 @@ def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
 
 def test_evaluate_rejects_empty_test_split_and_unknown_baseline(tiny_model_path, tmp_path):
     root = tmp_path / "photos"
-    save(root / "only.png", photo(20, 20, 1))
+    save(root / "only.png", photo_like(20, 20, 1, noise=0))
     args = ["evaluate", str(root), "--model", str(tiny_model_path)]
     if images.split_of("only.png") != "test":
         result = CliRunner().invoke(cli.main, args)

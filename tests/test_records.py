@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import save  # noqa: E402
+from conftest import photo_like, save, write_bad_files, write_mode_zoo  # noqa: E402
 from tfdenoise import atomic, data, encoding, images, records, sources  # noqa: E402
 from tfdenoise.cli import main  # noqa: E402
 
@@ -27,48 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --- small generated images ---------------------------------------------------------------
 
-def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smooth gradients, a disc and a little noise: compresses like a photo, a few KB."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    image = np.stack([0.5 + 0.4 * np.sin(x / width * 3 + y / height * 2 + p) for p in phase], -1)
-    disc = (y - height / 2) ** 2 + (x - width / 2) ** 2 < (min(height, width) / 4) ** 2
-    image[disc] = rng.uniform(0.1, 0.9, 3)
-    image += rng.normal(0, 0.02, image.shape)
-    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
-
-
 def write_good_zoo(folder: Path) -> dict[str, Path]:
-    """One valid image per mode/format a real folder holds."""
-    rgb = photo_like(48, 64, seed=1)
-    gray = rgb.mean(axis=2).astype(np.uint8)
-    files = {
-        "rgb.jpg": save(folder / "rgb.jpg", rgb, quality=95),
-        "gray.JPG": save(folder / "gray.JPG", gray, quality=95),
-        "cmyk.jpeg": save(folder / "cmyk.jpeg", rgb, mode="CMYK", quality=95),
-        "rgb.png": save(folder / "rgb.png", rgb),
-        "gray.png": save(folder / "gray.png", gray),
-        "rgba.PNG": save(folder / "rgba.PNG", np.dstack([rgb, np.full((48, 64), 200, np.uint8)])),
-        "palette.png": save(folder / "palette.png", rgb, mode="P"),
-        "image.bmp": save(folder / "image.bmp", rgb),
-        "anim.gif": save(folder / "anim.gif", rgb),
-        "image.webp": save(folder / "image.webp", rgb, lossless=True),
-    }
-    Image.fromarray((gray.astype(np.uint16) * 257)).save(folder / "gray16.png")  # mode I;16
-    files["gray16.png"] = folder / "gray16.png"
-    return files
-
-
-def write_bad_files(folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    whole = save(folder / "whole.jpg", photo_like(64, 64, seed=2), quality=90)
-    content = whole.read_bytes()
-    whole.unlink()
-    (folder / "truncated.jpg").write_bytes(content[: len(content) // 2])
-    (folder / "empty.png").write_bytes(b"")
-    (folder / "notes.jpg").write_text("this is not an image\n")
-    return {name: folder / name for name in ("truncated.jpg", "empty.png", "notes.jpg")}
+    """conftest's mode zoo keyed by file name (records are keyed by relative path)."""
+    return {path.name: path for path in write_mode_zoo(folder).values()}
 
 
 def write_photos(folder: Path, count: int, start: int = 0) -> list[Path]:
@@ -188,7 +149,7 @@ def test_records_hold_exactly_the_good_images(tmp_path):
         np.testing.assert_array_equal(pixels, expected, err_msg=name)
         assert (record["height"], record["width"]) == pixels.shape[:2]
     skipped = {entry["path"]: entry["reason"] for entry in report.manifest["skipped"]}
-    assert skipped.keys() == {f"bad/{name}" for name in bad}
+    assert skipped.keys() == {f"bad/{path.name}" for path in bad.values()}
     assert "empty" in skipped["bad/empty.png"]
     assert "not an image" in skipped["bad/notes.jpg"]
     assert "truncated" in skipped["bad/truncated.jpg"]
