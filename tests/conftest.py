@@ -95,3 +95,16 @@ def image_folder(tmp_path: Path) -> Path:
             save(sub / f"img{index:02d}.jpg", array, quality=92)
     write_bad_files(root / "bad")
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A 2-level U-Net (stride 2) with random weights: fully convolutional, fast, deterministic."""
+    import tensorflow as tf
+
+    from tfdenoise import models
+
+    tf.keras.utils.set_random_seed(3)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    models.built(models.UNet(widths=(4, 8), name="tiny")).save(path)
+    return path

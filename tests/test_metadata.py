@@ -60,14 +60,6 @@ def identity_model_path(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    tf.keras.utils.set_random_seed(3)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    models.built(models.UNet(widths=(4, 8), name="tiny")).save(path)
-    return path
-
-
 @pytest.fixture
 def scanned_jpeg(tmp_path) -> Path:
     """A 30 x 50 JPEG stored sideways (orientation 6) with an ICC profile, EXIF and 300x150 dpi."""
@@ -267,7 +259,8 @@ def scanned_page(height: int = 96, width: int = 128, seed: int = 6) -> np.ndarra
     text = ((y // 6) % 3 == 0) & ((x // 4) % 5 != 0) & (x > 8) & (x < width - 8) & (y < height // 2)
     page[text] = (45, 42, 50)
     top, bottom = height // 2 + 4, height - 6
-    page[top:bottom, 8 : width - 8] = 0.6 * photo_like(bottom - top, width - 16, seed, noise=0) + 0.4 * 127
+    picture = photo_like(bottom - top, width - 16, seed, noise=0)
+    page[top:bottom, 8 : width - 8] = 0.6 * picture + 0.4 * 127
     return np.round(page).astype(np.uint8)
 
 

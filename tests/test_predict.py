@@ -29,15 +29,6 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    """A 2-level U-Net (stride 2) with random weights: fully convolutional, fast, deterministic."""
-    tf.keras.utils.set_random_seed(3)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    models.built(models.UNet(widths=(4, 8), name="tiny")).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def tiny_model(tiny_model_path):
     return models.load_model(tiny_model_path)
 

@@ -16,7 +16,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from conftest import photo_like, save, write_bad_files, write_mode_zoo  # noqa: E402
 from tfdenoise import atomic, data, encoding, images, records, sources  # noqa: E402

@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
