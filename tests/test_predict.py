@@ -267,6 +267,9 @@ def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
     sigma25 = scores["scores"]["gaussian-25"]
     assert 19 < sigma25["noisy"]["psnr"] < 23  # sigma 25 noise is ~20.2 dB (less: clipping)
     assert sigma25["skimage-nlm"]["psnr"] > sigma25["noisy"]["psnr"] + 3
+    per_image = sigma25["skimage-nlm"]["per_image_psnr"]  # in the order of "images"
+    assert len(per_image) == 2 and np.mean(per_image) == pytest.approx(
+        sigma25["skimage-nlm"]["psnr"])
     assert set(scores["scores"]["clean"]) == {"model"}
     assert "cbm3d" in sigma25 or any("cbm3d skipped" in n for n in scores["notes"])
     assert Image.open(grid_file).size == (2 * evaluate.GRID_CROP + 4, 3 * evaluate.GRID_CROP + 8)

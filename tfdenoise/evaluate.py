@@ -142,9 +142,12 @@ class MethodScore:
     delta_e_sum: float = 0.0
     seconds: float = 0.0
     megapixels: float = 0.0
+    # Each image's PSNR in order: a mean hides which kind of photo a method fails on.
+    per_image_psnr: list[float] = dataclasses.field(default_factory=list)
 
     def add(self, psnr: float, ssim: float, delta_e: float, seconds: float,
             megapixels: float) -> None:
+        self.per_image_psnr.append(psnr)
         self.images += 1
         self.psnr_sum += psnr
         self.ssim_sum += ssim
@@ -188,7 +191,8 @@ class Evaluation:
                 condition: {
                     method: {"psnr": s.psnr, "ssim": s.ssim, "delta_e": s.delta_e,
                              "images": s.images,
-                             "megapixels_per_second": s.megapixels_per_second}
+                             "megapixels_per_second": s.megapixels_per_second,
+                             "per_image_psnr": s.per_image_psnr}
                     for method, s in methods.items()
                 }
                 for condition, methods in self.scores.items()
