@@ -34,6 +34,7 @@ if __name__ == "__main__":  # `python -m tfdenoise.predict`: quiet TF's C++ star
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tfdenoise import images, models, noise_level, runs, writing  # noqa: E402
+from tfdenoise.ensemble import with_passes  # noqa: E402
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "denoiser.keras"
 DEFAULT_TILE = 512
@@ -63,9 +64,12 @@ def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
     return path
 
 
-def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "float32"):
-    """The model behind a `--model` value, computing in `precision` (a Keras policy name)."""
-    return models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
+def load(spec: str | None, runs_dir: str | Path = "runs", precision: str = "float32",
+         ensemble: int = 1):
+    """The model behind a `--model` value, computing in `precision` (a Keras policy name),
+    averaged over `ensemble` flipped/transposed views (tfdenoise.ensemble) when > 1."""
+    model = models.load_model(resolve_model_path(spec, runs_dir), policy=precision)
+    return with_passes(model, ensemble)
 
 
 # model -> {(input dtype, channels, output dtype): graph}

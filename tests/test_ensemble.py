@@ -1,0 +1,75 @@
+"""Self-ensemble: exact inverses, and averaging really reduces a view-dependent error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from conftest import photo_like, save
+from tfdenoise import cli, ensemble, predict
+
+
+def test_every_transform_is_undone_by_its_inverse():
+    images = tf.random.stateless_uniform([2, 6, 9, 3], [1, 2])  # not square: transposes show
+    views = set()
+    for forward, inverse in ensemble.TRANSFORMS:
+        np.testing.assert_array_equal(inverse(forward(images)).numpy(), images.numpy())
+        views.add(forward(images).numpy().tobytes())
+    assert len(views) == 8  # eight different views of the same images
+
+
+class CornerBiased:
+    """A fake model whose error depends on orientation: it brightens the top-left corner."""
+
+    stride = 1
+
+    def __call__(self, images, training=False):
+        bump = np.zeros(images.shape[1:3], np.float32)
+        bump[0, 0] = 0.4
+        return images + tf.constant(bump)[None, :, :, None]
+
+
+@pytest.mark.parametrize("passes", [2, 4, 8])
+def test_averaging_views_dilutes_an_orientation_dependent_error(passes):
+    images = tf.fill([1, 8, 8, 3], 0.5)
+    output = ensemble.SelfEnsemble(CornerBiased(), passes)(images).numpy()
+    # each view's bump lands on a different corner (the transpose keeps top-left fixed)
+    assert output[0, 0, 0, 0] == pytest.approx(0.5 + 0.4 * (1 + (passes == 8)) / passes)
+    assert output.mean() == pytest.approx(0.5 + 0.4 / 64, rel=1e-5)
+
+
+def test_with_passes_keeps_the_model_for_one_pass_and_refuses_odd_counts():
+    model = CornerBiased()
+    assert ensemble.with_passes(model, 1) is model
+    assert ensemble.with_passes(model, 4).stride == 1
+    with pytest.raises(ValueError, match="one of"):
+        ensemble.SelfEnsemble(model, 3)
+
+
+def test_tiled_ensemble_output_matches_the_whole_image(tiny_model_path):
+    image = photo_like(150, 173, seed=5, noise=15)
+    model = predict.load(str(tiny_model_path), ensemble=4)
+    whole = predict.denoise_rgb8(model, image, tile=512).astype(int)
+    tiled = predict.denoise_rgb8(model, image, tile=64, overlap=16).astype(int)
+    assert np.abs(whole - tiled).mean() < 0.5
+    single = predict.denoise_rgb8(predict.load(str(tiny_model_path)), image, tile=512)
+    assert np.abs(whole - single.astype(int)).max() > 0  # the passes really ran
+
+
+def test_predict_and_evaluate_take_ensemble(tiny_model_path, tmp_path):
+    root = tmp_path / "in"
+    save(root / "a.png", photo_like(40, 48, 1, noise=20))
+    result = CliRunner().invoke(cli.predict_command, [
+        str(root), "--model", str(tiny_model_path), "--ensemble", "8"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "in_denoised" / "a.png").is_file()
+    json_file = tmp_path / "scores.json"
+    result = CliRunner().invoke(cli.main, [
+        "evaluate", str(root), "--all", "--model", str(tiny_model_path), "--baselines", "none",
+        "--ensemble", "1", "--json", str(json_file)])
+    assert result.exit_code == 0, result.output
+    assert '"ensemble": 1' in json_file.read_text()
+    result = CliRunner().invoke(cli.predict_command, [str(root), "--ensemble", "3"])
+    assert result.exit_code == 2
