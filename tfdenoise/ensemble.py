@@ -15,29 +15,62 @@ import tensorflow as tf
 Transform = Callable[[tf.Tensor], tf.Tensor]
 
 
-def _flip(axes: list[int]) -> Transform:
-    return lambda images: tf.reverse(images, axes)
+# Named functions, not lambdas: AutoGraph cannot tell same-line lambdas apart and warns.
+def identity(images: tf.Tensor) -> tf.Tensor:
+    return images
 
 
-def _transpose(images: tf.Tensor) -> tf.Tensor:
+def rotate_180(images: tf.Tensor) -> tf.Tensor:
+    return tf.reverse(images, [1, 2])
+
+
+def flip_left_right(images: tf.Tensor) -> tf.Tensor:
+    return tf.reverse(images, [2])
+
+
+def flip_up_down(images: tf.Tensor) -> tf.Tensor:
+    return tf.reverse(images, [1])
+
+
+def transpose(images: tf.Tensor) -> tf.Tensor:
     return tf.transpose(images, [0, 2, 1, 3])
 
 
-def _then(first: Transform, second: Transform) -> Transform:
-    return lambda images: second(first(images))
+def transpose_rotate_180(images: tf.Tensor) -> tf.Tensor:
+    return rotate_180(transpose(images))
+
+
+def rotate_180_transpose(images: tf.Tensor) -> tf.Tensor:
+    return transpose(rotate_180(images))
+
+
+def transpose_flip_left_right(images: tf.Tensor) -> tf.Tensor:
+    return flip_left_right(transpose(images))
+
+
+def flip_left_right_transpose(images: tf.Tensor) -> tf.Tensor:
+    return transpose(flip_left_right(images))
+
+
+def transpose_flip_up_down(images: tf.Tensor) -> tf.Tensor:
+    return flip_up_down(transpose(images))
+
+
+def flip_up_down_transpose(images: tf.Tensor) -> tf.Tensor:
+    return transpose(flip_up_down(images))
 
 
 # (forward, inverse) on NHWC batches; the first k of them make a k-pass ensemble. Pass 2 is
 # the 180° rotation: it changes both axes, the most different view a second pass can give.
 TRANSFORMS: tuple[tuple[Transform, Transform], ...] = (
-    (lambda images: images, lambda images: images),
-    (_flip([1, 2]), _flip([1, 2])),
-    (_flip([2]), _flip([2])),
-    (_flip([1]), _flip([1])),
-    (_transpose, _transpose),
-    (_then(_transpose, _flip([1, 2])), _then(_flip([1, 2]), _transpose)),
-    (_then(_transpose, _flip([2])), _then(_flip([2]), _transpose)),
-    (_then(_transpose, _flip([1])), _then(_flip([1]), _transpose)),
+    (identity, identity),
+    (rotate_180, rotate_180),
+    (flip_left_right, flip_left_right),
+    (flip_up_down, flip_up_down),
+    (transpose, transpose),
+    (transpose_rotate_180, rotate_180_transpose),
+    (transpose_flip_left_right, flip_left_right_transpose),
+    (transpose_flip_up_down, flip_up_down_transpose),
 )
 PASSES = (1, 2, 4, 8)
 
