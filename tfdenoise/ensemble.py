@@ -8,70 +8,38 @@ README, "The bundled model"). Noise has no orientation, so nothing is lost by it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 
 import tensorflow as tf
 
-Transform = Callable[[tf.Tensor], tf.Tensor]
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One orientation of an NHWC batch: optionally transposed (H <-> W), then flipped.
+
+    Methods, not lambdas: AutoGraph cannot tell same-line lambdas apart and warns.
+    """
+
+    transpose: bool = False
+    flip_axes: tuple[int, ...] = ()  # 1 = up-down, 2 = left-right, both = 180° rotation
+
+    def _transposed(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.transpose(images, [0, 2, 1, 3]) if self.transpose else images
+
+    def _flipped(self, images: tf.Tensor) -> tf.Tensor:
+        return tf.reverse(images, list(self.flip_axes)) if self.flip_axes else images
+
+    def forward(self, images: tf.Tensor) -> tf.Tensor:
+        return self._flipped(self._transposed(images))
+
+    def inverse(self, images: tf.Tensor) -> tf.Tensor:
+        return self._transposed(self._flipped(images))
 
 
-# Named functions, not lambdas: AutoGraph cannot tell same-line lambdas apart and warns.
-def identity(images: tf.Tensor) -> tf.Tensor:
-    return images
-
-
-def rotate_180(images: tf.Tensor) -> tf.Tensor:
-    return tf.reverse(images, [1, 2])
-
-
-def flip_left_right(images: tf.Tensor) -> tf.Tensor:
-    return tf.reverse(images, [2])
-
-
-def flip_up_down(images: tf.Tensor) -> tf.Tensor:
-    return tf.reverse(images, [1])
-
-
-def transpose(images: tf.Tensor) -> tf.Tensor:
-    return tf.transpose(images, [0, 2, 1, 3])
-
-
-def transpose_rotate_180(images: tf.Tensor) -> tf.Tensor:
-    return rotate_180(transpose(images))
-
-
-def rotate_180_transpose(images: tf.Tensor) -> tf.Tensor:
-    return transpose(rotate_180(images))
-
-
-def transpose_flip_left_right(images: tf.Tensor) -> tf.Tensor:
-    return flip_left_right(transpose(images))
-
-
-def flip_left_right_transpose(images: tf.Tensor) -> tf.Tensor:
-    return transpose(flip_left_right(images))
-
-
-def transpose_flip_up_down(images: tf.Tensor) -> tf.Tensor:
-    return flip_up_down(transpose(images))
-
-
-def flip_up_down_transpose(images: tf.Tensor) -> tf.Tensor:
-    return transpose(flip_up_down(images))
-
-
-# (forward, inverse) on NHWC batches; the first k of them make a k-pass ensemble. Pass 2 is
-# the 180° rotation: it changes both axes, the most different view a second pass can give.
-TRANSFORMS: tuple[tuple[Transform, Transform], ...] = (
-    (identity, identity),
-    (rotate_180, rotate_180),
-    (flip_left_right, flip_left_right),
-    (flip_up_down, flip_up_down),
-    (transpose, transpose),
-    (transpose_rotate_180, rotate_180_transpose),
-    (transpose_flip_left_right, flip_left_right_transpose),
-    (transpose_flip_up_down, flip_up_down_transpose),
-)
+# The first k views make a k-pass ensemble. The second is the 180° rotation: it changes both
+# axes, the most different view a second pass can give.
+VIEWS: tuple[View, ...] = tuple(
+    View(transpose, axes) for transpose in (False, True) for axes in ((), (1, 2), (2,), (1,)))
 PASSES = (1, 2, 4, 8)
 
 
@@ -91,9 +59,9 @@ class SelfEnsemble:
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         outputs: list[tf.Tensor] = []
-        for forward, inverse in TRANSFORMS[: self.passes]:
+        for view in VIEWS[: self.passes]:
             with tf.control_dependencies(outputs[-1:]):
-                outputs.append(inverse(self.model(forward(images), training=training)))
+                outputs.append(view.inverse(self.model(view.forward(images), training=training)))
         return tf.add_n(outputs) / float(len(outputs))
 
 
