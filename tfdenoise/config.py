@@ -104,9 +104,6 @@ class FitConfig:
             if not ok:
                 raise ValueError(message)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
         """Build from a saved config, ignoring unknown keys (older or newer versions)."""

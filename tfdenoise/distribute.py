@@ -22,6 +22,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfdenoise import runs
 from tfdenoise.config import STRATEGIES
 
 RUN_ID_ENV = "TFDENOISE_RUN_ID"
@@ -131,9 +132,7 @@ def run_dir_name(run_id: str | None, choice: Choice) -> str | None:
         raise ValueError(
             f"multi-worker training needs a run id shared by all workers: pass --run-id ID "
             f"or set {RUN_ID_ENV} to the same value on every worker")
-    if run_id is not None and ("/" in run_id or run_id.startswith(".") or not run_id.strip()):
-        raise ValueError(f"run id must be a plain name, got {run_id!r}")
-    return run_id
+    return None if run_id is None else runs.check_plain_name(run_id, "run id")
 
 
 @contextmanager

@@ -44,12 +44,18 @@ def read_json(path: str | Path, default: Any = None) -> Any:
     return json.loads(path.read_text())
 
 
+def check_plain_name(name: str, what: str) -> str:
+    """`name` if it can name one directory inside the runs dir: not blank, no separator, not
+    hidden or a parent reference; else a ValueError that says which `what` was wrong."""
+    if not name.strip() or "/" in name or name.startswith("."):
+        raise ValueError(f"{what} must be a plain name, got {name!r}")
+    return name
+
+
 def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     """Create runs_dir/<YYYYmmdd-HHMMSS>[-name], never reusing an existing directory."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{name}" if name else stamp
-    if name and ("/" in name or name.startswith(".")):
-        raise ValueError(f"run name must be a plain name, got {name!r}")
+    base = f"{stamp}-{check_plain_name(name, 'run name')}" if name else stamp
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
@@ -67,9 +73,7 @@ def named_run_dir(runs_dir: str | Path, name: str, create: bool = True) -> Path:
 
     Only the chief creates it (other workers write elsewhere and may start first).
     """
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"run id must be a plain name, got {name!r}")
-    path = Path(runs_dir) / name
+    path = Path(runs_dir) / check_plain_name(name, "run id")
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path

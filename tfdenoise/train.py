@@ -117,11 +117,12 @@ def fit(
         log(f"  skipped {skipped.path}: {skipped.reason}")
     if train_count == 0:
         raise ValueError(f"no usable training images in {source.description}")
-    if config.data_service and source.pil_only("train"):
+    pil_only = source.pil_only("train") if config.data_service else []
+    if pil_only:
         raise ValueError(
-            f"{len(source.pil_only('train'))} training images need PIL to decode (e.g. "
-            f"{source.pil_only('train')[0].relpath}); tf.data service workers run TF ops only: "
-            f"convert them with `tfdenoise make-tfrecords` or to JPEG/PNG")
+            f"{len(pil_only)} training images need PIL to decode (e.g. {pil_only[0].relpath}); "
+            f"tf.data service workers run TF ops only: convert them with "
+            f"`tfdenoise make-tfrecords` or to JPEG/PNG")
     val_split, test_split = eval_splits(source)
     if val_split != "val" or test_split != "test":
         log(f"note: too few images for every split; validating on '{val_split}', "
