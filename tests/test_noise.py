@@ -40,6 +40,21 @@ def test_gaussian_sigma_range_per_image():
     assert stds.min() < 8 and 45 < stds.max() < 56.5
 
 
+def test_low_sigma_sampling_favours_mild_noise_but_covers_the_range():
+    """Density 2(1 - x) on the range: P(sigma < half the range) = 3/4, not 1/2."""
+    sigmas = {}
+    for sampling in ("uniform", "low"):
+        model = noise.Gaussian(10.0, 50.0, sampling=sampling)
+        sigmas[sampling] = model._sigma(tf.zeros([20000, 1, 1, 1]), seed()).numpy().ravel()
+    for values in sigmas.values():
+        assert values.min() >= 10.0 and values.max() <= 50.0
+    assert abs((sigmas["uniform"] < 30).mean() - 0.5) < 0.02
+    assert abs((sigmas["low"] < 30).mean() - 0.75) < 0.02
+    assert sigmas["low"].max() > 45  # heavy noise still trained, only less often
+    with pytest.raises(ValueError, match="sampling"):
+        noise.Gaussian(0.0, 55.0, sampling="log")
+
+
 def test_poisson_gaussian_noise_grows_with_brightness():
     dark, bright = tf.fill([16, 32, 32, 3], 0.1), tf.fill([16, 32, 32, 3], 0.8)
     model = noise.PoissonGaussian(peak_min=30, peak_max=30, read_sigma_max=0.0)

@@ -30,7 +30,8 @@ def quick_config(data, runs_dir, **overrides) -> FitConfig:
 def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     result = CliRunner().invoke(
-        cli.main, ["fit", str(image_folder), *QUICK, "--name", "smoke", "--runs-dir", str(runs_dir)],
+        cli.main, ["fit", str(image_folder), *QUICK, "--name", "smoke", "--runs-dir", str(runs_dir),
+                   "--sigma-sampling", "low"],
     )
     assert result.exit_code == 0, result.output
     assert "3 skipped" in result.output
@@ -49,7 +50,8 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
     assert abs(sigma15["psnr_noisy"] - 24.6) < 1.0  # sigma 15 on 8-bit: 20 log10(255/15)
     assert sigma50["psnr_noisy"] < sigma15["psnr_noisy"]
     assert len(metrics["skipped_files"]) == 3
-    assert FitConfig.load(run_dir / "config.json").patch_size == 32
+    saved = FitConfig.load(run_dir / "config.json")
+    assert (saved.patch_size, saved.sigma_sampling) == (32, "low")
 
 
 def test_fit_reproduces_the_prototype_in_resize_mode(image_folder, tmp_path):

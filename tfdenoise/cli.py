@@ -115,6 +115,10 @@ DEFAULTS = config_module.FitConfig()
               show_default=True, help="Training noise model (mix = blind mixture).")
 @click.option("--sigma-range", type=(float, float), default=DEFAULTS.sigma_range,
               show_default=True, help="Gaussian sigma range on the 0-255 scale.")
+@click.option("--sigma-sampling", type=click.Choice(config_module.SIGMA_SAMPLINGS),
+              default=DEFAULTS.sigma_sampling, show_default=True,
+              help="How sigma is drawn in that range; low = density falling linearly to zero "
+                   "at the top, for the mild noise most scans have.")
 @click.option("--loss", type=click.Choice(config_module.LOSSES), default=DEFAULTS.loss,
               show_default=True,
               help="Training loss; psnr (per-image -PSNR) weighs faint and heavy noise alike.")

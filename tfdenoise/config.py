@@ -9,6 +9,7 @@ from typing import Any
 
 MODELS = ("unet", "seed")
 NOISES = ("mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper")
+SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian
 LOSSES = ("l1", "mse", "charbonnier", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
@@ -44,6 +45,9 @@ class FitConfig:
     noise: str = "mix"
     # Gaussian sigma range on the 0-255 scale, for "gaussian" and the Gaussian part of "mix".
     sigma_range: tuple[float, float] = (0.0, 55.0)
+    # How that sigma is drawn: "uniform", or "low" (density falling linearly to zero at the
+    # top of the range) to spend a blind model's capacity on the mild noise of most scans.
+    sigma_sampling: str = "uniform"
     # Loss: L1 trains blind denoisers to higher PSNR than MSE; "mse" reproduces the prototype;
     # "psnr" (per-image -PSNR) weighs faint and heavy noise alike, for fine-tuning a blind model.
     loss: str = "l1"
@@ -83,6 +87,8 @@ class FitConfig:
         checks = [
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
             (self.noise in NOISES, f"noise must be one of {NOISES}, got {self.noise!r}"),
+            (self.sigma_sampling in SIGMA_SAMPLINGS,
+             f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.xla in XLA_MODES, f"xla must be one of {XLA_MODES}"),

@@ -58,7 +58,7 @@ def _compile(model: models.Denoiser, config: FitConfig, plan: hardware.Plan,
     if plan.precision == "mixed_float16":
         # The outer model is float32 (exact residual), so Keras would not wrap it for us.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    train_noise = noise.build_noise(config.noise, config.sigma_range)
+    train_noise = noise.build_noise(config.noise, config.sigma_range, config.sigma_sampling)
     model.compile(
         optimizer=optimizer,
         loss=models.build_loss(config.loss),
