@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,17 +12,10 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import photo_like, save
+from conftest import load_tool, photo_like, save
 from tfdenoise import bench, cli, corpus, data, images
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("make_corpus", ROOT / "tools" / "make_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_corpus_tool_makes_n_mixed_images_deterministically(tmp_path, sources):
-    tool = load_tool()
+    tool = load_tool("make_corpus")
     args = [str(sources), "-n", "40", "--min-mp", "0.01", "--max-mp", "0.1", "--workers", "1"]
     assert tool.main([*args, str(tmp_path / "a"), "--seed", "3"]) == 0
     assert tool.main([*args, str(tmp_path / "b"), "--seed", "3"]) == 0
