@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tfdenoise import atomic  # noqa: E402
+
 SUPERSAMPLE = 2  # drawn at 2x, downscaled with a box filter: anti-aliased edges and lines
 LETTERS = string.ascii_letters + string.digits + "  .,;:!?-()"
 
@@ -128,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         path = args.output / f"synthetic-{args.seed}-{index:05d}.png"
         if path.exists():
             continue
-        partial = path.with_name(path.name + ".part")  # not an image name: never listed
-        render(index, args.seed, args.tile).save(partial, format="PNG")
-        partial.replace(path)
+        with atomic.replacing(path) as partial:  # a killed run leaves no half-written tile
+            render(index, args.seed, args.tile).save(partial)
         written += 1
     print(f"{written} tiles written, {args.count - written} already there: {args.output}")
     return 0

@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tfdenoise import images  # noqa: E402
+from tfdenoise import atomic, images  # noqa: E402
 
 
 def tiles_of(photo: Image.Image, tile: int):
@@ -55,7 +55,8 @@ def main() -> int:
             for top, left, tile in tiles_of(scaled, args.tile):
                 target = folder / f"s{scale:g}_{top:05d}_{left:05d}.png"
                 if not target.exists():
-                    tile.save(target)
+                    with atomic.replacing(target) as partial:  # never a half-written tile
+                        tile.save(partial)
                 written += 1
     print(f"{written} tiles in {args.output}; {held_out} test photos held out")
     return 0
