@@ -36,10 +36,10 @@ def _colour(rng: np.random.Generator, alpha: int | None = None) -> tuple[int, ..
 
 def background(rng: np.random.Generator, size: int) -> Image.Image:
     """A flat fill or a linear gradient between two colours at a random angle."""
-    first = np.array(_colour(rng), np.float32)
+    first = _colour(rng)
     if rng.random() < 0.3:
-        return Image.new("RGB", (size, size), tuple(int(v) for v in first))
-    second = np.array(_colour(rng), np.float32)
+        return Image.new("RGB", (size, size), first)
+    first, second = np.array(first, np.float32), np.array(_colour(rng), np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
     ramp = np.clip((xs - 0.5) * np.cos(angle) + (ys - 0.5) * np.sin(angle) + 0.5, 0, 1)
@@ -104,7 +104,8 @@ def pixel_art(rng: np.random.Generator, size: int) -> Image.Image:
 
 
 def render(index: int, seed: int, tile: int) -> Image.Image:
-    """Tile `index`: one of four kinds, each on its own random background."""
+    """Tile `index`: lines and shapes, text, both (each over a random background with
+    translucent shapes), or pixel art; the kind cycles with the index."""
     rng = np.random.default_rng([seed, index])
     kind = index % 4
     if kind == 3:
