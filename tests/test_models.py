@@ -176,3 +176,14 @@ def test_psnr_loss_weighs_faint_noise_images_as_much_as_heavy_ones():
     gain_faint = base - models.negative_psnr(clean, clean + better_faint).numpy().sum()
     gain_heavy = base - models.negative_psnr(clean, clean + better_heavy).numpy().sum()
     assert abs(gain_faint - gain_heavy) < 0.1 and gain_faint > 5.8
+
+
+def test_psnr_metric_is_capped_so_one_exact_patch_cannot_make_an_epoch_infinite():
+    clean = tf.random.stateless_uniform([2, 16, 16, 3], [6, 7], 0.2, 0.8)
+    outputs = tf.concat([clean[:1], clean[1:] + 0.1], axis=0)  # first restored exactly
+    scores = models.psnr(clean, outputs).numpy()
+    assert scores[0] == models.PSNR_CAP
+    assert abs(scores[1] - 20.0) < 0.01
+    metric = keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")
+    metric.update_state(clean, outputs)
+    assert np.isfinite(float(metric.result()))

@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfdenoise.baselines import Baseline
-from tfdenoise.models import EVAL_SEED_SALT, to_unit_float
+from tfdenoise.models import EVAL_SEED_SALT, PSNR_CAP, to_unit_float
 from tfdenoise.noise import EVAL_CONDITIONS, Gaussian, NoiseModel
 
 
@@ -39,11 +39,6 @@ class ConditionScore:
 def condition_seed(index: tf.Tensor, condition_number: int) -> tf.Tensor:
     """The fixed seed of a batch under a condition."""
     return tf.stack([tf.cast(index, tf.int32), tf.constant(EVAL_SEED_SALT + 1 + condition_number)])
-
-
-# Identical images have infinite PSNR (the prototype's noise can draw an amplitude of ~0);
-# one such image would make a mean infinite, so each image counts at most this much.
-PSNR_CAP = 100.0
 
 
 def _scores(clean, image):

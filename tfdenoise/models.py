@@ -28,11 +28,16 @@ def charbonnier(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.sqrt(diff * diff + 1e-6), axis=[1, 2, 3])
 
 
+# Identical images have infinite PSNR (a flat patch under near-zero noise, restored exactly);
+# one such image would make a batch's or an epoch's mean infinite, so each counts at most this.
+PSNR_CAP = 100.0
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 def psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
-    """Per-image PSNR in dB of the clipped output, for images in [0, 1]."""
+    """Per-image PSNR in dB of the clipped output, for images in [0, 1], capped at PSNR_CAP."""
     denoised = tf.clip_by_value(tf.cast(denoised, tf.float32), 0.0, 1.0)
-    return tf.image.psnr(tf.cast(clean, tf.float32), denoised, max_val=1.0)
+    return tf.minimum(tf.image.psnr(tf.cast(clean, tf.float32), denoised, max_val=1.0), PSNR_CAP)
 
 
 # MSE of a 50 dB image: below it an image adds (almost) no gradient, so clean training
