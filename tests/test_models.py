@@ -187,3 +187,45 @@ def test_psnr_metric_is_capped_so_one_exact_patch_cannot_make_an_epoch_infinite(
     metric = keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")
     metric.update_state(clean, outputs)
     assert np.isfinite(float(metric.result()))
+
+
+def test_residual_blocks_are_saved_loaded_and_train_under_mixed_precision(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = compiled(models.built(models.UNet(widths=SMALL, blocks=(1, 2))), "mixed_bfloat16")
+    assert [len(level) for level in model.residual_blocks] == [1, 2]
+    history = fit(model, batches(), steps_per_epoch=3, epochs=1)
+    assert np.isfinite(history["loss"][0])
+    trained = model.residual_blocks[1][1].outer.kernel.numpy()
+    assert np.abs(trained).max() > 0  # the zero-initialised conv learns
+    path = tmp_path / "blocks.keras"
+    model.save(path)
+    loaded = models.load_model(path, policy="mixed_bfloat16")
+    assert loaded.blocks == (1, 2)
+    inputs = np.random.default_rng(2).random((1, 24, 40, 3), dtype=np.float32)
+    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+
+
+def test_a_grown_unet_starts_with_exactly_the_trained_models_outputs():
+    trained = compiled(models.built(models.UNet(widths=SMALL, blocks=(0, 1))))
+    fit(trained, batches(), steps_per_epoch=3, epochs=1)  # non-trivial weights, block included
+    grown = models.built(models.UNet(widths=SMALL, blocks=(1, 2)))
+    models.copy_weights(trained, grown)
+    inputs = np.random.default_rng(3).random((2, 32, 48, 3), dtype=np.float32)
+    np.testing.assert_allclose(grown(inputs).numpy(), trained(inputs).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(grown.residual_blocks[1][0].get_weights()[0],
+                                  trained.residual_blocks[1][0].get_weights()[0])
+    assert len(grown.weights) > len(trained.weights)
+
+
+@pytest.mark.parametrize("widths,blocks", [((8, 16), (0, 0)), ((8, 32), (0, 1))])
+def test_growing_refuses_fewer_blocks_or_other_widths(widths, blocks):
+    source = models.built(models.UNet(widths=(8, 16), blocks=(0, 1)))
+    target = models.built(models.UNet(widths=widths, blocks=blocks))
+    with pytest.raises(ValueError, match="architecture"):
+        models.copy_weights(source, target)
+
+
+def test_blocks_need_one_count_per_level():
+    with pytest.raises(ValueError, match="one count"):
+        models.UNet(widths=(8, 16), blocks=(1,))
+    assert models.UNet(widths=(8, 16)).blocks == (0, 0)

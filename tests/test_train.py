@@ -175,6 +175,17 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
         train.fit(quick_config(image_folder, runs_dir, widths=(8, 16, 32),
                                init_from=str(first.run_dir / "best.keras")), log=lambda m: None)
 
+    # more residual blocks: the run grows the model, every trained weight carried over
+    seen = FirstWeights()
+    grown = train.fit(quick_config(image_folder, runs_dir, name="grown", epochs=1, blocks=(0, 1),
+                                   init_from=str(first.run_dir)),
+                      extra_callbacks=[seen], log=lambda m: None)
+    assert len(seen.weights) == len(trained) + 4
+    for got, want in zip(seen.weights, trained):
+        np.testing.assert_array_equal(got, want)
+    assert json.loads((grown.run_dir / "config.json").read_text())["blocks"] == [0, 1]
+    assert models.load_model(grown.run_dir / "best.keras").blocks == (0, 1)
+
 
 def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
@@ -191,3 +202,16 @@ def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_pa
     resumed = train.fit(quick_config(image_folder, runs_dir, **config), resume=run_dir,
                         log=lambda m: None)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--blocks", "0,-1"], "must be >= 0"),
+    (["--widths", "8,x"], "not comma-separated integers"),
+    (["--widths", "8,16", "--blocks", "0,1,1"], "one count >= 0 per width"),
+])
+def test_fit_cli_refuses_bad_widths_and_blocks(image_folder, tmp_path, args, message):
+    result = CliRunner().invoke(cli.main, ["fit", str(image_folder), *QUICK, *args,
+                                           "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

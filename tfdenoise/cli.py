@@ -84,6 +84,26 @@ class SplitFractions(click.ParamType):
         return fractions
 
 
+class Counts(click.ParamType):
+    """`32,64,128` -> (32, 64, 128): one integer per U-Net level, each at least `minimum`."""
+
+    name = "N,N,..."
+
+    def __init__(self, minimum: int):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            counts = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not comma-separated integers", param, ctx)
+        if min(counts) < self.minimum:
+            self.fail(f"{value!r}: every value must be >= {self.minimum}", param, ctx)
+        return counts
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tfdenoise")
 def main() -> None:
@@ -97,6 +117,11 @@ DEFAULTS = config_module.FitConfig()
 @click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--model", type=click.Choice(config_module.MODELS), default=DEFAULTS.model,
               show_default=True, help="unet: residual U-Net; seed: the prototype autoencoder.")
+@click.option("--widths", type=Counts(1), default=",".join(map(str, DEFAULTS.widths)),
+              show_default=True, help="U-Net channels per level (len - 1 downsamplings).")
+@click.option("--blocks", type=Counts(0), default=None,
+              help="Extra residual blocks after each level's encoder, one count per width, e.g. "
+                   "0,0,1,1 (default: none); --init-from a model with fewer grows it.")
 @click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True,
               help="Maximum epochs (early stopping may end sooner).")
 @click.option("--steps-per-epoch", type=click.IntRange(1), default=DEFAULTS.steps_per_epoch,
@@ -157,6 +182,7 @@ def fit(data, resume, runs_dir, **options) -> None:
     """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
     from tfdenoise import runs, train
 
+    options["blocks"] = options["blocks"] or ()
     config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
     resume_dir = None
     if resume is not None:
@@ -597,7 +623,7 @@ def _print_skipped(skipped: list[tuple[str, str]], limit: int = 30) -> None:
               help="Timed seconds per training figure (after warm-up).")
 @click.option("--train-steps", type=click.IntRange(1), default=None,
               help="Minimum timed steps per training figure.")
-@click.option("--widths", type=str, default=None,
+@click.option("--widths", type=Counts(1), default=None,
               help="U-Net widths, comma-separated (default: the fit default).")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size.")
 @click.option("--patch-size", type=click.IntRange(8), default=None, help="Training patch size.")
@@ -616,7 +642,7 @@ def bench_command(quick, json_path, corpus, images, seconds, train_seconds, trai
         corpus=corpus, images=images, pipeline_seconds=seconds, train_seconds=train_seconds,
         train_min_steps=train_steps, batch_size=batch_size, patch_size=patch_size,
         resize=resize, predict_images=predict_images,
-        widths=_parse_widths(widths) if widths else None,
+        widths=widths,
     ).items() if value is not None}
     try:
         config = bench.BenchConfig.quick(**overrides) if quick else bench.BenchConfig(**overrides)
@@ -633,16 +659,6 @@ def bench_command(quick, json_path, corpus, images, seconds, train_seconds, trai
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2) + "\n")
         console.print(f"results written to {json_path}")
-
-
-def _parse_widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise click.BadParameter("widths must be positive integers")
-    return widths
 
 
 def _fmt(value, digits: int = 1) -> str:

@@ -26,6 +26,9 @@ class FitConfig:
     model: str = "unet"
     # U-Net channel widths, one per level; len(widths) - 1 downsamplings.
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    # Extra residual blocks after each level's encoder (one count per level); () = none.
+    # Cheap depth at the coarse levels; --init-from a model with fewer blocks grows it.
+    blocks: tuple[int, ...] = ()
     # Training length. An epoch is a fixed number of steps because patches are sampled at random.
     epochs: int = 12
     steps_per_epoch: int = 100
@@ -64,7 +67,8 @@ class FitConfig:
     # Images above this many pixels are refused before decoding (decompression bombs).
     max_pixels: int = 100_000_000
     # Start from this model's weights instead of random ones (fine-tuning): a .keras file, a
-    # run directory or "best"; its architecture must match model/widths. None = random.
+    # run directory or "best"; its architecture must match model/widths (it may have fewer
+    # blocks: see `blocks`). None = random.
     init_from: str | None = None
     # Seed for the model's initial weights and the fixed evaluation noise.
     seed: int = 0
@@ -105,6 +109,8 @@ class FitConfig:
             (0 <= self.sigma_range[0] <= self.sigma_range[1], "sigma_range must be 0 <= min <= max"),
             (self.lr > 0, "lr must be > 0"),
             (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be positive"),
+            (not self.blocks or (len(self.blocks) == len(self.widths) and min(self.blocks) >= 0),
+             "blocks needs one count >= 0 per width"),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,7 +121,7 @@ class FitConfig:
         """Build from a saved config, ignoring unknown keys (older or newer versions)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in values.items() if k in fields}
-        for key in ("widths", "sigma_range", "split"):
+        for key in ("widths", "blocks", "sigma_range", "split"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)

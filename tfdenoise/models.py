@@ -193,12 +193,16 @@ class UNet(Denoiser):
 
     Two 3x3 convs per level, max-pool down, transposed-conv up, skip concatenation. Fully
     convolutional: any size works (padded to a multiple of the stride, cropped back).
+    `blocks[i]` ResidualBlocks follow level i's encoder: depth where pixels are few (a block
+    at the 1/8-scale bottleneck costs 1/64 of one at full scale), and room to grow a trained
+    model (`grow_weights`).
     """
 
-    def __init__(self, widths=(32, 64, 128, 256), channels: int = 3, **kwargs):
+    def __init__(self, widths=(32, 64, 128, 256), channels: int = 3, blocks=(), **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
         self.channels = int(channels)
+        self.blocks = normalise_blocks(blocks, len(self.widths))
         self.stride = 2 ** (len(self.widths) - 1)
         self.encoder_blocks = [
             keras.Sequential([_conv(w), _conv(w)], name=f"encoder_{i}")
@@ -215,12 +219,19 @@ class UNet(Denoiser):
         ]
         self.concat = keras.layers.Concatenate()
         self.head = keras.layers.Conv2D(self.channels, 1, dtype="float32", name="noise_head")
+        # Created last, so the weights before them are exactly a block-less U-Net's.
+        self.residual_blocks = [
+            [ResidualBlock(w, name=f"residual_{i}_{j}") for j in range(count)]
+            for i, (w, count) in enumerate(zip(self.widths, self.blocks))
+        ]
 
     def forward(self, images, training=None):
         hidden = images
         skips = []
         for level, block in enumerate(self.encoder_blocks):
             hidden = block(hidden, training=training)
+            for residual in self.residual_blocks[level]:
+                hidden = residual(hidden, training=training)
             if level < len(self.pools):
                 skips.append(hidden)
                 hidden = self.pools[level](hidden)
@@ -232,7 +243,39 @@ class UNet(Denoiser):
 
     def get_config(self):
         config = super().get_config()
-        config.update(widths=list(self.widths), channels=self.channels)
+        config.update(widths=list(self.widths), channels=self.channels, blocks=list(self.blocks))
+        return config
+
+
+def normalise_blocks(blocks, levels: int) -> tuple[int, ...]:
+    """Residual blocks per level: () means none; otherwise one non-negative count per level."""
+    blocks = tuple(int(b) for b in blocks) or (0,) * levels
+    if len(blocks) != levels or min(blocks) < 0:
+        raise ValueError(f"blocks needs one count >= 0 per level ({levels}), got {list(blocks)}")
+    return blocks
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlock(keras.layers.Layer):
+    """x + conv(relu(conv(x))), the second conv zero-initialised: a new block is the identity,
+    so adding blocks to a trained model starts from exactly its outputs."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+        self.inner = _conv(self.width)
+        self.outer = keras.layers.Conv2D(self.width, 3, padding="same", kernel_initializer="zeros")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.outer.build(tuple(input_shape[:-1]) + (self.width,))
+
+    def call(self, inputs, training=None):
+        return inputs + self.outer(self.inner(inputs))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(width=self.width)
         return config
 
 
@@ -270,10 +313,10 @@ class SeedAutoencoder(Denoiser):
         return config
 
 
-def build_model(name: str, widths=(32, 64, 128, 256)) -> Denoiser:
+def build_model(name: str, widths=(32, 64, 128, 256), blocks=()) -> Denoiser:
     """A fresh model by its `--model` name."""
     if name == "unet":
-        return UNet(widths=widths, name="unet")
+        return UNet(widths=widths, blocks=blocks, name="unet")
     if name == "seed":
         return SeedAutoencoder(name="seed")
     raise ValueError(f"unknown model {name!r}; choose unet or seed")
@@ -286,7 +329,14 @@ def built(model: Denoiser, size: int = 32) -> Denoiser:
 
 
 def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Give `target` the weights of `source` (fine-tuning), refusing a different architecture."""
+    """Give `target` the weights of `source` (fine-tuning), refusing a different architecture.
+
+    A U-Net with more residual blocks than `source` (same widths) is grown instead: it takes
+    every weight `source` has, and its extra blocks start as the identity.
+    """
+    if isinstance(source, UNet) and isinstance(target, UNet) and source.blocks != target.blocks:
+        grow_weights(source, target)
+        return
     ours = [tuple(w.shape) for w in target.weights]
     theirs = [tuple(w.shape) for w in source.weights]
     if type(source) is not type(target) or ours != theirs:
@@ -294,6 +344,28 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
                          f"differs from this run's ({type(target).__name__}, {len(ours)} weights):"
                          " match --model and --widths to it")
     target.set_weights(source.get_weights())
+
+
+def grow_weights(source: UNet, target: UNet) -> None:
+    """Copy a trained U-Net into one with the same widths and at least as many blocks per level.
+
+    The copied blocks keep their weights and the new ones are the identity, so `target`
+    computes exactly what `source` did and fine-tuning only has to learn what the new depth
+    adds.
+    """
+    if source.widths != target.widths or any(
+            have > want for have, want in zip(source.blocks, target.blocks)):
+        raise ValueError(f"its architecture (widths {list(source.widths)}, blocks "
+                         f"{list(source.blocks)}) cannot grow into this run's (widths "
+                         f"{list(target.widths)}, blocks {list(target.blocks)}): same widths and "
+                         "at least as many blocks per level are needed")
+    pairs = [(source.encoder_blocks + source.upsamplers + source.decoder_blocks + [source.head],
+              target.encoder_blocks + target.upsamplers + target.decoder_blocks + [target.head])]
+    for have, want in zip(source.residual_blocks, target.residual_blocks):
+        pairs.append((have, want[: len(have)]))
+    for from_layers, to_layers in pairs:
+        for from_layer, to_layer in zip(from_layers, to_layers, strict=True):
+            to_layer.set_weights(from_layer.get_weights())
 
 
 class ModelLoadError(ValueError):

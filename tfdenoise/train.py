@@ -211,7 +211,7 @@ def _train(config, plan, strategy, source, run_dir: Path, out_dir: Path, val_spl
                                    allow_pil=source.allow_pil)
 
     with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
-        model = models.built(models.build_model(config.model, config.widths), config.patch_size)
+        model = models.built(models.build_model(config.model, config.widths, config.blocks), config.patch_size)
         if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
             # A resumed run restores its backup instead (the source model may be long gone).
             _initialise_from(model, config, log)
