@@ -249,6 +249,25 @@ def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
         export.export(tiny_model, tmp_path / "x", format="onnx")
 
 
+def test_export_and_predict_a_model_with_residual_blocks(tmp_path):
+    tf.keras.utils.set_random_seed(5)
+    model = models.built(models.UNet(widths=(4, 8), blocks=(1, 1), name="blocks"))
+    for block in model.residual_layers:  # not the identity they start as
+        block.outer.kernel.assign(tf.random.normal(block.outer.kernel.shape, stddev=0.1))
+    path = tmp_path / "blocks.keras"
+    model.save(path)
+    image = photo_like(24, 20, 4, noise=20)
+    expected = predict.denoise_rgb8(models.load_model(path), image)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    result = CliRunner().invoke(cli.main, ["export", str(path), str(tmp_path / "served")])
+    assert result.exit_code == 0, result.output
+    serve = tf.saved_model.load(str(tmp_path / "served")).signatures["serving_default"]
+    png = serve(image_bytes=tf.constant(buffer.getvalue()))["png"].numpy()
+    served = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    assert np.abs(served - expected.astype(int)).max() <= 1
+
+
 # --- evaluate -------------------------------------------------------------------------------
 
 def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):

@@ -219,18 +219,26 @@ class UNet(Denoiser):
         ]
         self.concat = keras.layers.Concatenate()
         self.head = keras.layers.Conv2D(self.channels, 1, dtype="float32", name="noise_head")
-        # Created last, so the weights before them are exactly a block-less U-Net's.
-        self.residual_blocks = [
-            [ResidualBlock(w, name=f"residual_{i}_{j}") for j in range(count)]
-            for i, (w, count) in enumerate(zip(self.widths, self.blocks))
+        # Created last, so the weights before them are exactly a block-less U-Net's. One flat
+        # list: TF's SavedModel export does not track layers inside nested lists.
+        self.residual_layers = [
+            ResidualBlock(w, name=f"residual_{i}_{j}")
+            for i, (w, count) in enumerate(zip(self.widths, self.blocks)) for j in range(count)
         ]
+
+    @property
+    def residual_blocks(self) -> list[list[ResidualBlock]]:
+        """The residual blocks of each level, in order."""
+        starts = [sum(self.blocks[:level]) for level in range(len(self.blocks) + 1)]
+        return [self.residual_layers[a:b] for a, b in zip(starts, starts[1:])]
 
     def forward(self, images, training=None):
         hidden = images
         skips = []
+        residual_blocks = self.residual_blocks
         for level, block in enumerate(self.encoder_blocks):
             hidden = block(hidden, training=training)
-            for residual in self.residual_blocks[level]:
+            for residual in residual_blocks[level]:
                 hidden = residual(hidden, training=training)
             if level < len(self.pools):
                 skips.append(hidden)
