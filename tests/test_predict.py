@@ -58,11 +58,26 @@ def test_spans_cover_once_with_half_overlap_context(length, tile, overlap, align
     for span in spans:
         assert span.start % align == 0
         assert span.stop - span.start <= max(length, tile + align - 1) if len(spans) == 1 \
-            else tile <= span.stop - span.start < tile + align
+            else span.stop - span.start < tile + align
     for left, right in zip(spans, spans[1:]):
         assert left.keep_stop == right.keep_start  # every pixel written exactly once
         assert left.stop - left.keep_stop >= overlap // 2  # context beyond each seam
         assert right.keep_start - right.start >= overlap // 2
+
+
+@pytest.mark.parametrize("length,tile,overlap,align", [
+    (2560, 512, 32, 8), (1600, 512, 32, 8), (1000, 512, 32, 8), (977, 100, 30, 8),
+    (150, 64, 32, 2), (4000, 256, 64, 16)])
+def test_spans_share_the_length_evenly(length, tile, overlap, align):
+    """No more tiles than full-size ones need, and barely more pixels read than the seams
+    require: full-size 512 tiles read 1.2x a 2560-pixel row (its last tile re-covers most
+    of its neighbour), these 1.07x."""
+    spans = predict.spans(length, tile, overlap, align)
+    count = -(-(length - overlap) // ((tile - overlap) // align * align))
+    assert 1 < len(spans) <= count
+    read = sum(span.stop - span.start for span in spans)
+    assert read <= length + (len(spans) - 1) * overlap + 2 * len(spans) * align
+    assert len({span.stop - span.start for span in spans[:-1]}) <= 1  # one shape, one trace
 
 
 def test_bad_tiling_is_a_value_error():

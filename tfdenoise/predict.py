@@ -133,12 +133,34 @@ def spans(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
     """Tiles covering [0, length), each keeping the part up to the middle of its overlaps.
 
     Starts are multiples of `align` (the model's stride), so a tile's pooling grid coincides
-    with the whole image's and tiling changes nothing but the far context. The step is
-    tile - overlap rounded down to that multiple; the last tile ends at `length` and may be up
-    to align - 1 pixels longer than `tile`.
+    with the whole image's and tiling changes nothing but the far context. As many tiles as
+    `tile` needs, each shrunk to an even share of the length (see balanced_tile); the last
+    tile ends at `length` and may be up to align - 1 pixels longer than the others.
     """
     if length <= tile:
         return [Span(0, length, 0, length)]
+    return _spans(length, balanced_tile(length, tile, overlap, align), overlap, align)
+
+
+def balanced_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The smallest tile length (a multiple of `align`, at most `tile`) that covers `length`
+    with no more tiles than `tile` does.
+
+    Why: with full-size tiles the last one mostly re-covers its neighbour: 512-pixel tiles
+    read 1.54x the pixels of a 2560 x 1600 photo, the same six-by-four tiles shrunk to an
+    even share read 1.13x, and the model's cost is proportional to the pixels it reads.
+    """
+    count = len(_spans(length, tile, overlap, align))
+    share = -(-(length + (count - 1) * overlap) // count)  # ceil: the length plus the overlaps
+    size = -(-share // align) * align
+    while size < tile and len(_spans(length, size, overlap, align)) > count:
+        size += align
+    return min(size, tile)
+
+
+def _spans(length: int, tile: int, overlap: int, align: int) -> list[Span]:
+    """Tiles of `tile` pixels `tile - overlap` (rounded down to `align`) apart, the last one
+    ending at `length`."""
     step = max(align, (tile - overlap) // align * align)
     last = (length - tile) // align * align
     starts = [start for start in range(0, length - tile, step) if start < last] + [last]
