@@ -115,6 +115,17 @@ def test_plan_choices():
     assert hardware.choose_xla("on", 0)[0] is True
 
 
+def test_xla_with_several_cpu_workers_is_refused_up_front():
+    """TF cannot compile cross-worker collectives on CPUs: fit must say so before training,
+    not crash at the first step (seen: UnimplementedError, then 'double free' and SIGABRT)."""
+    xla_cpu = hardware.Plan("cpu", "float32", "test", True, "requested")
+    with pytest.raises(ValueError, match="xla off"):
+        hardware.check_xla(xla_cpu, workers=2)
+    hardware.check_xla(xla_cpu, workers=1)
+    hardware.check_xla(hardware.Plan("gpu", "mixed_float16", "test", True, "auto"), workers=2)
+    hardware.check_xla(hardware.Plan("cpu", "float32", "test", False, "auto"), workers=2)
+
+
 def test_lambda_layer_models_are_refused(tmp_path):
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
