@@ -101,9 +101,10 @@ def fit(
     log(f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
         f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})")
     distribute.replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
-    hardware.check_xla(plan, distribute.num_workers(strategy))
+    workers = distribute.num_workers(strategy)
+    hardware.check_xla(plan, workers)
     log(f"strategy: {choice.name} ({choice.reason}); {strategy.num_replicas_in_sync} replica(s) "
-        f"on {distribute.num_workers(strategy)} worker(s); "
+        f"on {workers} worker(s); "
         f"{'chief' if chief else 'non-chief: writes to a temporary directory'}")
 
     source = sources.open_source(config.data, config.split, config.max_pixels)
