@@ -309,6 +309,34 @@ def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
     assert Image.open(grid_file).size == (2 * evaluate.GRID_CROP + 4, 3 * evaluate.GRID_CROP + 8)
 
 
+def test_evaluate_some_conditions_scores_the_same_noisy_images(tiny_model_path, tmp_path):
+    """A run over one condition sees exactly the noise a full run does (seeded by the
+    condition's place in EVAL_CONDITIONS), so its scores join a full run's per image."""
+    root = tmp_path / "photos"
+    for index in range(2):
+        save(root / f"p{index}.png", photo_like(40, 52, 30 + index, noise=0))
+    common = ["evaluate", str(root), "--all", "--model", str(tiny_model_path), "--crop", "32",
+              "--baselines", "none"]
+    scores = {}
+    for name, extra in (("full", []), ("some", ["--conditions", "seed,gaussian-50"])):
+        json_file = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(cli.main, [*common, *extra, "--json", str(json_file)])
+        assert result.exit_code == 0, result.output
+        scores[name] = json.loads(json_file.read_text())["scores"]
+    assert set(scores["some"]) == {"gaussian-50", "seed", "clean"}
+    for condition in ("gaussian-50", "seed"):
+        for method in ("noisy", "model"):
+            assert scores["some"][condition][method]["per_image_psnr"] == \
+                scores["full"][condition][method]["per_image_psnr"]
+    assert scores["full"]["gaussian-15"]["noisy"]["per_image_psnr"] != \
+        scores["full"]["gaussian-50"]["noisy"]["per_image_psnr"]
+    unknown = CliRunner().invoke(cli.main, [*common, "--conditions", "gaussian-30"])
+    assert unknown.exit_code == 2 and "gaussian-15" in unknown.output
+    no_grid = CliRunner().invoke(cli.main, [*common, "--conditions", "seed", "--grid",
+                                            str(tmp_path / "grid.png")])
+    assert no_grid.exit_code == 2 and "gaussian-25" in no_grid.output
+
+
 def test_evaluate_rejects_empty_test_split_and_unknown_baseline(tiny_model_path, tmp_path):
     root = tmp_path / "photos"
     save(root / "only.png", photo_like(20, 20, 1, noise=0))

@@ -475,6 +475,9 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
 @click.option("--baselines", "baseline_names", default=None, metavar="NAMES",
               help="Comma-separated: opencv-nlm, skimage-nlm, skimage-wavelet, cbm3d "
                    "(default: all installed); 'none' for the model only.")
+@click.option("--conditions", "condition_names", default=None, metavar="NAMES",
+              help="Comma-separated noise conditions to score: gaussian-15, gaussian-25, "
+                   "gaussian-50, seed (default: all; the same noise as a full run).")
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write an original / noisy (sigma 25) / denoised PNG grid here.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -482,8 +485,8 @@ def export_command(model_spec, output: Path, export_format, runs_dir) -> None:
 @precision_option
 @ensemble_option
 @runs_dir_option
-def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid, json_file,
-                     precision, ensemble, runs_dir) -> None:
+def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, condition_names,
+                     grid, json_file, precision, ensemble, runs_dir) -> None:
     """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
     baselines."""
     from tfdenoise import evaluate, models, predict, runs
@@ -492,13 +495,18 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, grid
     if baseline_names is not None:
         names = [] if baseline_names == "none" else [
             n.strip() for n in baseline_names.split(",") if n.strip()]
+    conditions = None if condition_names is None else [
+        n.strip() for n in condition_names.split(",") if n.strip()]
+    if grid and conditions is not None and evaluate.GRID_CONDITION not in conditions:
+        raise click.UsageError(f"--grid shows {evaluate.GRID_CONDITION}: add it to --conditions")
     try:
         model = predict.load(model_spec, runs_dir, _inference_policy(precision), ensemble)
         with _progress() as progress:
             task = progress.add_task("evaluating", total=None, status="")
             result, triples = evaluate.evaluate_folder(
                 model, data, use_all, crop or None, names,
-                on_step=lambda step: progress.update(task, status=step))
+                on_step=lambda step: progress.update(task, status=step),
+                condition_names=conditions)
     except (ValueError, models.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     for note in result.notes:

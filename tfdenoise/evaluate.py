@@ -273,6 +273,16 @@ def _timed(denoise, noisy: np.ndarray, *args) -> tuple[np.ndarray, float]:
     return result, time.perf_counter() - started
 
 
+def select_conditions(names: Sequence[str] | None) -> dict[str, NoiseModel]:
+    """The EVAL_CONDITIONS named (all of them for None), in their fixed order."""
+    if names is None:
+        return dict(EVAL_CONDITIONS)
+    if not names or set(names) - set(EVAL_CONDITIONS):
+        raise ValueError(f"noise conditions must be some of {', '.join(EVAL_CONDITIONS)}; "
+                         f"got {', '.join(names) or 'none'}")
+    return {name: noise for name, noise in EVAL_CONDITIONS.items() if name in names}
+
+
 def evaluate_images(
     denoise_model: Callable[[np.ndarray], np.ndarray],
     load_clean: Sequence[Callable[[], np.ndarray]],
@@ -282,9 +292,13 @@ def evaluate_images(
 ) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]]]:
     """Score the model, the noisy input and baselines on every image under every condition.
 
+    `conditions` is EVAL_CONDITIONS or part of it (select_conditions). Each condition's noise
+    is seeded by its place in EVAL_CONDITIONS, not in `conditions`, so a run over some of them
+    scores the same noisy images as a full run: an hour of CBM3D can go to one noise level.
     Images are loaded one at a time (full-size photos would not all fit in memory). Returns
     the scores and up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION.
     """
+    numbers = {name: number for number, name in enumerate(EVAL_CONDITIONS)}
     scores: dict[str, dict[str, MethodScore]] = {
         name: collections.defaultdict(MethodScore) for name in (*conditions, CLEAN)}
     grid = []
@@ -293,8 +307,8 @@ def evaluate_images(
         megapixels = clean.shape[0] * clean.shape[1] / 1e6
         output, seconds = _timed(denoise_model, clean)
         scores[CLEAN][MODEL].add(*image_scores(clean, output), seconds, megapixels)
-        for number, (name, condition) in enumerate(conditions.items()):
-            noisy = add_noise_uint8(clean, condition, index, number)
+        for name, condition in conditions.items():
+            noisy = add_noise_uint8(clean, condition, index, numbers[name])
             sigma = oracle_sigma(condition, clean, noisy)
             scores[name][NOISY].add(*image_scores(clean, noisy), 0.0, megapixels)
             output, seconds = _timed(denoise_model, noisy)
@@ -344,11 +358,13 @@ def evaluate_folder(
     tile: int = 512,
     overlap: int = 32,
     on_step: Callable[[str], None] | None = None,
+    condition_names: Sequence[str] | None = None,
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines."""
     from tfdenoise import baselines, images, predict
 
     chosen, notes = baselines.select(baseline_names)
+    conditions = select_conditions(condition_names)
     files = evaluation_files(root, use_all)
 
     def loader(path: Path) -> Callable[[], np.ndarray]:
@@ -356,6 +372,6 @@ def evaluate_folder(
 
     scores, grid = evaluate_images(
         lambda image: predict.denoise_rgb8(model, image, tile, overlap),
-        [loader(path) for path in files], chosen, on_step=on_step)
+        [loader(path) for path in files], chosen, conditions, on_step=on_step)
     names = [path.relative_to(root).as_posix() for path in files]
     return Evaluation(names, crop, scores, notes), grid
