@@ -51,3 +51,24 @@ def test_a_column_may_not_count_an_image_twice(tiny_model_path, tmp_path):
     run = json.loads(path.read_text())
     with pytest.raises(ValueError, match="same image"):
         pooled_scores.pooled([(run, "model"), (run, "model")])
+
+
+def test_only_pools_the_named_images(tiny_model_path, tmp_path, capsys, monkeypatch):
+    first = evaluate_json(tmp_path / "a", 2, tiny_model_path, tmp_path)
+    second = evaluate_json(tmp_path / "b", 2, tiny_model_path, tmp_path)
+    runs = [json.loads(path.read_text()) for path in (first, second)]
+    images, means = pooled_scores.pooled([(run, "model") for run in runs], {"a1.png", "b0.png"})
+    assert images == ["a1.png", "b0.png"]
+    expected = [runs[0]["scores"]["seed"]["model"]["per_image_psnr"][1],
+                runs[1]["scores"]["seed"]["model"]["per_image_psnr"][0]]
+    assert means["seed"] == pytest.approx(np.mean(expected))
+
+    names = tmp_path / "names.txt"
+    names.write_text("# photographs\na1.png\nb0.png  # a comment\n\n")
+    monkeypatch.setattr("sys.argv", ["pooled_scores.py", "--only", str(names),
+                                     f"model={first}:model,{second}:model"])
+    assert pooled_scores.main() == 0
+    assert "over 2 images" in capsys.readouterr().out
+    names.write_text("a1.png\nb9.png\n")  # b9.png was never scored: refused, not dropped
+    with pytest.raises(SystemExit, match="b9.png"):
+        pooled_scores.main()
