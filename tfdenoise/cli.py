@@ -493,10 +493,8 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, cond
 
     names = None
     if baseline_names is not None:
-        names = [] if baseline_names == "none" else [
-            n.strip() for n in baseline_names.split(",") if n.strip()]
-    conditions = None if condition_names is None else [
-        n.strip() for n in condition_names.split(",") if n.strip()]
+        names = [] if baseline_names == "none" else _name_list(baseline_names)
+    conditions = None if condition_names is None else _name_list(condition_names)
     if grid and conditions is not None and evaluate.GRID_CONDITION not in conditions:
         raise click.UsageError(f"--grid shows {evaluate.GRID_CONDITION}: add it to --conditions")
     try:
@@ -517,6 +515,11 @@ def evaluate_command(data: Path, model_spec, use_all, crop, baseline_names, cond
                                     "ensemble": ensemble, "precision": precision})
     if grid:
         evaluate.save_png(evaluate.grid_image(triples), grid)
+
+
+def _name_list(text: str) -> list[str]:
+    """`a, b,,c` -> ["a", "b", "c"]: the names of a comma-separated option."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _print_evaluation(result) -> None:
