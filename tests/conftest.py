@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,7 +37,11 @@ def photo_like(height: int, width: int, seed: int = 0, noise: float = 2.55) -> n
         [0.5 + 0.4 * np.sin(x / max(width, 1) * 3 + y / max(height, 1) * 2 + p) for p in phase],
         axis=-1,
     )
-    cy, cx, r = height * rng.uniform(0.3, 0.7), width * rng.uniform(0.3, 0.7), min(height, width) / 4
+    cy, cx, r = (
+        height * rng.uniform(0.3, 0.7),
+        width * rng.uniform(0.3, 0.7),
+        min(height, width) / 4,
+    )
     disc = (y - cy) ** 2 + (x - cx) ** 2 < r**2
     image[disc] = rng.uniform(0.1, 0.9, 3)
     image += rng.normal(0, noise / 255, image.shape)

@@ -30,8 +30,12 @@ class Fault:
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
-        ">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
 
 
 def png_bomb(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
@@ -95,7 +99,7 @@ def make_fault_corpus(root: Path, patch_size: int = 32) -> list[Fault]:
     good("RGBA PNG", "modes/rgba.png")
     save(root / "modes" / "cmyk.jpg", rgb, mode="CMYK", quality=90)
     good("CMYK JPEG", "modes/cmyk.jpg")
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(root / "modes" / "gray16.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(root / "modes" / "gray16.png")
     good("16-bit PNG", "modes/gray16.png")
     save(root / "modes" / "palette.gif", rgb)
     good("palette GIF", "modes/palette.gif")

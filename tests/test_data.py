@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import photo_like, save, write_mode_zoo
-from tfdenoise import data, images, padding
+
+from tfdenoise import padding
+from tfdenoise.data import pipeline
+from tfdenoise.io import files as image_files
 
 
 def encoded(path):
-    info = images.probe(path)
+    info = image_files.probe(path)
     return tf.constant(path.read_bytes()), tf.constant(int(info.decoder))
 
 
@@ -23,12 +25,25 @@ def test_mirror_pad_handles_images_smaller_than_the_padding():
     assert padding.pad_to_multiple(batch, 8).shape == (2, 8, 8, 3)
 
 
-@pytest.mark.parametrize("kind", ["rgb_jpeg", "gray_jpeg", "cmyk_jpeg", "rgb_png", "rgba_png",
-                                  "gray16_png", "gif", "bmp", "webp", "palette_png"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "rgb_jpeg",
+        "gray_jpeg",
+        "cmyk_jpeg",
+        "rgb_png",
+        "rgba_png",
+        "gray16_png",
+        "gif",
+        "bmp",
+        "webp",
+        "palette_png",
+    ],
+)
 def test_decode_full_matches_pil_reference(tmp_path, kind):
     path = write_mode_zoo(tmp_path)[kind]
-    decoded = data.decode_full(*encoded(path)).numpy()
-    reference = images.load_rgb8(path)
+    decoded = pipeline.decode_full(*encoded(path)).numpy()
+    reference = image_files.load_rgb8(path)
     assert decoded.shape == reference.shape
     difference = np.abs(decoded.astype(int) - reference.astype(int))
     if kind.endswith("jpeg"):
@@ -41,52 +56,56 @@ def test_decode_full_matches_pil_reference(tmp_path, kind):
 def test_jpeg_window_decode_equals_crop_of_full_decode(tmp_path):
     # 4:4:4 sampling: without chroma upsampling, window and full decodes are bit-identical
     path = save(tmp_path / "big.jpg", photo_like(200, 240), quality=90, subsampling=0)
-    full = data.decode_full(*encoded(path)).numpy()
-    patches = data.decode_random_patches(*encoded(path), size=64, count=5).numpy()
+    full = pipeline.decode_full(*encoded(path)).numpy()
+    patches = pipeline.decode_random_patches(*encoded(path), size=64, count=5).numpy()
     assert patches.shape == (5, 64, 64, 3) and patches.dtype == np.uint8
     for patch in patches:  # each patch is exactly some window of the full image
         candidates = zip(*np.nonzero(np.all(full[:137, :177] == patch[0, 0], axis=-1)))
-        assert any(np.array_equal(full[t:t + 64, l:l + 64], patch) for t, l in candidates)
+        assert any(np.array_equal(full[t : t + 64, x : x + 64], patch) for t, x in candidates)
 
 
 def test_images_smaller_than_the_patch_are_mirror_padded(tmp_path):
     path = save(tmp_path / "small.png", photo_like(20, 30))
-    patches = data.decode_random_patches(*encoded(path), size=64, count=2).numpy()
+    patches = pipeline.decode_random_patches(*encoded(path), size=64, count=2).numpy()
     assert patches.shape == (2, 64, 64, 3)
     one_pixel = save(tmp_path / "pixel.jpg", np.full((1, 1, 3), 77, np.uint8))
-    patches = data.decode_random_patches(*encoded(one_pixel), size=16, count=1).numpy()
+    patches = pipeline.decode_random_patches(*encoded(one_pixel), size=16, count=1).numpy()
     assert np.abs(patches.astype(int) - 77).max() <= 2
 
 
 def test_center_crop_is_deterministic_and_centred(tmp_path):
     array = photo_like(100, 140)
     path = save(tmp_path / "c.png", array)
-    crop = data.decode_center_crop(*encoded(path), size=40).numpy()
+    crop = pipeline.decode_center_crop(*encoded(path), size=40).numpy()
     np.testing.assert_array_equal(crop, array[30:70, 50:90])
     jpeg = save(tmp_path / "c.jpg", array, quality=95)
-    first = data.decode_center_crop(*encoded(jpeg), size=40).numpy()
-    np.testing.assert_array_equal(first, data.decode_center_crop(*encoded(jpeg), size=40).numpy())
+    first = pipeline.decode_center_crop(*encoded(jpeg), size=40).numpy()
+    np.testing.assert_array_equal(
+        first, pipeline.decode_center_crop(*encoded(jpeg), size=40).numpy()
+    )
 
 
 def test_stages_work_inside_tf_data(tmp_path):
     paths = [save(tmp_path / f"{i}.jpg", photo_like(90, 70, seed=i)) for i in range(3)]
-    dataset = tf.data.Dataset.from_tensor_slices(
-        ([p.read_bytes() for p in paths], [0, 0, 0])
-    ).map(lambda d, k: data.decode_random_patches(d, k, 32, 2), num_parallel_calls=2)
+    dataset = tf.data.Dataset.from_tensor_slices(([p.read_bytes() for p in paths], [0, 0, 0])).map(
+        lambda d, k: pipeline.decode_random_patches(d, k, 32, 2), num_parallel_calls=2
+    )
     shapes = [batch.shape for batch in dataset]
     assert shapes == [(2, 32, 32, 3)] * 3
 
 
 def test_resize_mode_gives_whole_image_squares(tmp_path):
     path = save(tmp_path / "r.png", photo_like(50, 100))
-    resized = data.decode_resized(*encoded(path), size=32).numpy()
+    resized = pipeline.decode_resized(*encoded(path), size=32).numpy()
     assert resized.shape == (32, 32, 3) and resized.dtype == np.uint8
 
 
 def test_training_pipeline_batches_uint8_and_skips_bad_files(image_folder):
-    scan = images.scan(image_folder)
-    spec = data.PipelineSpec(batch_size=6, patch_size=32, patches_per_image=2)
-    batches = list(data.folder_training_pipeline(scan.files, spec).take(5))
+    scan = image_files.scan(image_folder)
+    spec = pipeline.PipelineSpec(batch_size=6, patch_size=32, patches_per_image=2)
+    batches = list(
+        pipeline.training_pipeline(pipeline.encoded_files(scan.files, True, True), spec).take(5)
+    )
     for batch in batches:
         assert batch["clean"].dtype == tf.uint8 and batch["clean"].shape == (6, 32, 32, 3)
     assert len(scan.skipped) == 3  # the bad files never reach the pipeline
@@ -94,18 +113,24 @@ def test_training_pipeline_batches_uint8_and_skips_bad_files(image_folder):
 
 def test_training_pipeline_survives_a_file_that_breaks_after_the_scan(tmp_path):
     good = [save(tmp_path / f"g{i}.png", photo_like(40, 40, seed=i)) for i in range(3)]
-    scan = images.scan(tmp_path)
+    scan = image_files.scan(tmp_path)
     good[0].write_bytes(good[0].read_bytes()[:100])  # corrupted after scanning
-    spec = data.PipelineSpec(batch_size=4, patch_size=16, patches_per_image=1)
-    batches = list(data.folder_training_pipeline(scan.files, spec).take(3))
+    spec = pipeline.PipelineSpec(batch_size=4, patch_size=16, patches_per_image=1)
+    batches = list(
+        pipeline.training_pipeline(pipeline.encoded_files(scan.files, True, True), spec).take(3)
+    )
     assert len(batches) == 3
 
 
 def test_eval_pipeline_is_deterministic_with_indices(image_folder):
-    files = images.scan(image_folder).files[:7]
-    spec = data.PipelineSpec(batch_size=4, eval_size=48)
-    first = list(data.folder_eval_pipeline(files, spec, repeats=2))
-    second = list(data.folder_eval_pipeline(files, spec, repeats=2))
+    files = image_files.scan(image_folder).files[:7]
+    spec = pipeline.PipelineSpec(batch_size=4, eval_size=48)
+    first = list(
+        pipeline.eval_pipeline(pipeline.encoded_files(files, False, False), spec, repeats=2)
+    )
+    second = list(
+        pipeline.eval_pipeline(pipeline.encoded_files(files, False, False), spec, repeats=2)
+    )
     assert [b["clean"].shape[0] for b in first] == [4, 4, 4, 2]
     indices = np.concatenate([b["index"].numpy() for b in first])
     np.testing.assert_array_equal(indices, np.arange(14))

@@ -13,21 +13,34 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import photo_like, save
 from PIL import Image
 
-from conftest import photo_like, save
 from tfdenoise import cli
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK_FIT = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--patch-size", "32",
-             "--eval-size", "32", "--precision", "float32"]
+QUICK_FIT = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "2",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "32",
+    "--eval-size",
+    "32",
+    "--precision",
+    "float32",
+]
 
 
 def _mount(path: Path, size: str, read_only: bool = False):
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
 
@@ -56,10 +69,24 @@ def folder(tmp_path):
 
 def run_fit(folder: Path, runs_dir: Path) -> subprocess.CompletedProcess:
     """`fit` as users run it: a process of its own, so its exit status is the real one."""
-    command = [sys.executable, "-m", "tfdenoise", "fit", str(folder), *QUICK_FIT,
-               "--runs-dir", str(runs_dir)]
-    return subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "tfdenoise",
+        "fit",
+        str(folder),
+        *QUICK_FIT,
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    return subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -94,8 +121,9 @@ def tiny_model(tmp_path):
     return path
 
 
-def test_predict_onto_a_full_disk_stops_and_keeps_complete_outputs(folder, tmp_path, mounts,
-                                                                   tiny_model):
+def test_predict_onto_a_full_disk_stops_and_keeps_complete_outputs(
+    folder, tmp_path, mounts, tiny_model
+):
     out = mounts(tmp_path / "full", size="40k")  # room for a few 48x48 PNGs, not twelve
     args = [str(folder), "-o", str(out), "--model", str(tiny_model), "--precision", "float32"]
     result = CliRunner().invoke(cli.predict_command, args)
@@ -111,8 +139,9 @@ def test_predict_onto_a_full_disk_stops_and_keeps_complete_outputs(folder, tmp_p
 
 def test_predict_onto_a_read_only_disk_is_a_clear_error(folder, tmp_path, mounts, tiny_model):
     out = mounts(tmp_path / "ro", read_only=True)
-    result = CliRunner().invoke(cli.predict_command, [str(folder), "-o", str(out),
-                                                      "--model", str(tiny_model)])
+    result = CliRunner().invoke(
+        cli.predict_command, [str(folder), "-o", str(out), "--model", str(tiny_model)]
+    )
     assert result.exit_code == 1
     assert "Read-only file system" in result.output and "Traceback" not in result.output
     assert result.output.count("failed ") <= 1  # stopped at the first refusal, not 12 times

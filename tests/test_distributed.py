@@ -18,30 +18,61 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-
 from conftest import photo_like, save, write_mode_zoo
-from tfdenoise import data, distribute, records, service, sources, train
+
 from tfdenoise.config import FitConfig
-from tfdenoise.images import Decoder
+from tfdenoise.data import pipeline, sources
+from tfdenoise.io import records
+from tfdenoise.io.files import Decoder
+from tfdenoise.train import distribute, service
+from tfdenoise.train.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for any child process; the tests take ~1 min on 2 busy cores
-FIT = ["--epochs", "4", "--steps-per-epoch", "6", "--lr", "3e-3", "--batch-size", "8",
-       "--patch-size", "32", "--eval-size", "32", "--val-steps", "2", "--noise", "gaussian",
-       "--sigma-range", "25", "25", "--precision", "float32", "--patience", "10", "--seed", "0"]
+FIT = [
+    "--epochs",
+    "4",
+    "--steps-per-epoch",
+    "6",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "8",
+    "--patch-size",
+    "32",
+    "--eval-size",
+    "32",
+    "--val-steps",
+    "2",
+    "--noise",
+    "gaussian",
+    "--sigma-range",
+    "25",
+    "25",
+    "--precision",
+    "float32",
+    "--patience",
+    "10",
+    "--seed",
+    "0",
+]
 
 
 # --- choices, in process ----------------------------------------------------------------
 
-@pytest.mark.parametrize("requested, gpus, tasks, expected", [
-    ("auto", 0, 0, "default"),
-    ("auto", 1, 0, "default"),
-    ("auto", 4, 0, "mirrored"),
-    ("auto", 0, 2, "multi-worker"),
-    ("auto", 4, 3, "multi-worker"),
-    ("mirrored", 0, 0, "mirrored"),
-    ("default", 4, 2, "default"),
-])
+
+@pytest.mark.parametrize(
+    "requested, gpus, tasks, expected",
+    [
+        ("auto", 0, 0, "default"),
+        ("auto", 1, 0, "default"),
+        ("auto", 4, 0, "mirrored"),
+        ("auto", 0, 2, "multi-worker"),
+        ("auto", 4, 3, "multi-worker"),
+        ("mirrored", 0, 0, "mirrored"),
+        ("default", 4, 2, "default"),
+    ],
+)
 def test_auto_strategy_follows_gpus_and_tf_config(requested, gpus, tasks, expected):
     assert distribute.choose(requested, gpus, tasks).name == expected
 
@@ -72,8 +103,9 @@ def test_multi_worker_runs_need_a_shared_run_id(monkeypatch):
 
 
 def test_files_are_dealt_out_by_worker_unless_there_are_too_few():
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
-                                         num_replicas_in_sync=2)
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2
+    )
     assert distribute.shard(10, context) == (2, 1)
     assert distribute.shard(1, context) == (1, 0)
 
@@ -108,10 +140,14 @@ def test_record_shards_give_each_worker_different_images(image_folder, tmp_path,
 def test_data_service_refuses_images_only_pil_decodes(tmp_path):
     folder = tmp_path / "zoo"
     write_mode_zoo(folder)
-    config = FitConfig(data=str(folder), runs_dir=str(tmp_path / "runs"),
-                       data_service="grpc://127.0.0.1:1", split=(1.0, 0.0, 0.0))
+    config = FitConfig(
+        data=str(folder),
+        runs_dir=str(tmp_path / "runs"),
+        data_service="grpc://127.0.0.1:1",
+        split=(1.0, 0.0, 0.0),
+    )
     with pytest.raises(ValueError, match="need PIL"):
-        train.fit(config, log=lambda message: None)
+        fit(config, log=lambda message: None)
     assert not (tmp_path / "runs").exists()
 
 
@@ -121,20 +157,27 @@ def _graph_ops(dataset: tf.data.Dataset) -> str:
 
 def test_pipeline_without_pil_has_no_python_calls_and_still_decodes(tmp_path):
     """tf.data service ships the graph: it must hold no PyFunc, yet JPEG/PNG must decode."""
-    paths = [save(tmp_path / "a.png", photo_like(40, 48)),
-             save(tmp_path / "b.jpg", photo_like(48, 40, seed=1), quality=90)]
-    encoded = tf.data.Dataset.from_tensor_slices(
-        ([str(p) for p in paths], [int(Decoder.TF_IMAGE), int(Decoder.JPEG)])
-    ).map(lambda path, decoder: (tf.io.read_file(path), decoder)).repeat()
-    spec = data.PipelineSpec(batch_size=4, patch_size=32, patches_per_image=2)
-    assert "PyFunc" in _graph_ops(data.training_pipeline(encoded, spec))
-    remote = data.training_pipeline(encoded, spec, allow_pil=False)
+    paths = [
+        save(tmp_path / "a.png", photo_like(40, 48)),
+        save(tmp_path / "b.jpg", photo_like(48, 40, seed=1), quality=90),
+    ]
+    encoded = (
+        tf.data.Dataset.from_tensor_slices(
+            ([str(p) for p in paths], [int(Decoder.TF_IMAGE), int(Decoder.JPEG)])
+        )
+        .map(lambda path, decoder: (tf.io.read_file(path), decoder))
+        .repeat()
+    )
+    spec = pipeline.PipelineSpec(batch_size=4, patch_size=32, patches_per_image=2)
+    assert "PyFunc" in _graph_ops(pipeline.training_pipeline(encoded, spec))
+    remote = pipeline.training_pipeline(encoded, spec, allow_pil=False)
     assert "PyFunc" not in _graph_ops(remote)
     batch = next(iter(remote))["clean"]
     assert batch.shape == (4, 32, 32, 3) and batch.dtype == tf.uint8
 
 
 # --- processes on 127.0.0.1 -------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -147,8 +190,13 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
     inherited = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}  # no stray cluster
     full_env = {**inherited, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     with open(log, "wb") as output:
-        return subprocess.Popen([sys.executable, "-m", "tfdenoise", *args], cwd=REPO,
-                                env=full_env, stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tfdenoise", *args],
+            cwd=REPO,
+            env=full_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_all(processes: list[subprocess.Popen], logs: list[Path], deadline: float) -> None:
@@ -191,9 +239,13 @@ def test_two_workers_follow_the_single_worker_loss_trend(image_folder, tmp_path)
         processes.append(start([*common, "--strategy", "default", "--run-id", "single"], logs[0]))
         for index in range(2):
             tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            processes.append(start([*common, "--strategy", "auto", "--run-id", "pair"],
-                                   logs[1 + index],
-                                   env={"TF_CONFIG": tf_config, "TMPDIR": str(scratch)}))
+            processes.append(
+                start(
+                    [*common, "--strategy", "auto", "--run-id", "pair"],
+                    logs[1 + index],
+                    env={"TF_CONFIG": tf_config, "TMPDIR": str(scratch)},
+                )
+            )
         wait_all(processes, logs, time.monotonic() + TIMEOUT)
     finally:
         stop(processes)
@@ -231,22 +283,62 @@ def test_data_service_workers_feed_fit(image_folder, tmp_path):
     fit = None
     try:
         log = tmp_path / "dispatcher.log"
-        servers.append(start(["data-service", "dispatcher", "--port", str(dispatcher_port),
-                              "--timeout", str(TIMEOUT)], log))
+        servers.append(
+            start(
+                [
+                    "data-service",
+                    "dispatcher",
+                    "--port",
+                    str(dispatcher_port),
+                    "--timeout",
+                    str(TIMEOUT),
+                ],
+                log,
+            )
+        )
         wait_for_line(log, "listening on", servers[0], 120)
         for index, port in enumerate(worker_ports):
             log = tmp_path / f"service-worker{index}.log"
-            servers.append(start(["data-service", "worker", "--dispatcher", address,
-                                  "--port", str(port), "--host", "127.0.0.1",
-                                  "--timeout", str(TIMEOUT)], log))
+            servers.append(
+                start(
+                    [
+                        "data-service",
+                        "worker",
+                        "--dispatcher",
+                        address,
+                        "--port",
+                        str(port),
+                        "--host",
+                        "127.0.0.1",
+                        "--timeout",
+                        str(TIMEOUT),
+                    ],
+                    log,
+                )
+            )
         for index, server in enumerate(servers[1:]):
             wait_for_line(tmp_path / f"service-worker{index}.log", "listening on", server, 120)
 
         fit_log = tmp_path / "fit.log"
         runs_dir = tmp_path / "runs"
-        fit = start(["fit", str(image_folder), *FIT, "--epochs", "2", "--steps-per-epoch", "3",
-                     "--runs-dir", str(runs_dir), "--run-id", "served",
-                     "--data-service", f"grpc://{address}"], fit_log)
+        fit = start(
+            [
+                "fit",
+                str(image_folder),
+                *FIT,
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "3",
+                "--runs-dir",
+                str(runs_dir),
+                "--run-id",
+                "served",
+                "--data-service",
+                f"grpc://{address}",
+            ],
+            fit_log,
+        )
         wait_all([fit], [fit_log], time.monotonic() + TIMEOUT)
         assert all(server.poll() is None for server in servers), "a server died during fit"
     finally:
@@ -260,8 +352,9 @@ def test_data_service_workers_feed_fit(image_folder, tmp_path):
 @pytest.mark.distributed
 def test_data_service_server_stops_on_sigterm(tmp_path):
     log = tmp_path / "dispatcher.log"
-    process = start(["data-service", "dispatcher", "--port", str(free_port()),
-                     "--timeout", str(TIMEOUT)], log)
+    process = start(
+        ["data-service", "dispatcher", "--port", str(free_port()), "--timeout", str(TIMEOUT)], log
+    )
     try:
         wait_for_line(log, "listening on grpc://", process, 120)
         process.send_signal(signal.SIGTERM)

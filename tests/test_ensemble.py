@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-
 from conftest import photo_like, save
-from tfdenoise import cli, ensemble, predict
+
+from tfdenoise import checkpoints, cli, ensemble, inference
 
 
 def test_every_transform_is_undone_by_its_inverse():
     images = tf.random.stateless_uniform([2, 6, 9, 3], [1, 2])  # not square: transposes show
     views = set()
     for view in ensemble.VIEWS:
-        np.testing.assert_array_equal(view.inverse(view.forward(images)).numpy(),
-                                      images.numpy())
+        np.testing.assert_array_equal(view.inverse(view.forward(images)).numpy(), images.numpy())
         views.add(view.forward(images).numpy().tobytes())
     assert len(views) == 8  # eight different views of the same images
 
@@ -51,25 +50,41 @@ def test_with_passes_keeps_the_model_for_one_pass_and_refuses_odd_counts():
 
 def test_tiled_ensemble_output_matches_the_whole_image(tiny_model_path):
     image = photo_like(150, 173, seed=5, noise=15)
-    model = predict.load(str(tiny_model_path), ensemble=4)
-    whole = predict.denoise_rgb8(model, image, tile=512).astype(int)
-    tiled = predict.denoise_rgb8(model, image, tile=64, overlap=16).astype(int)
+    model = checkpoints.load_denoiser(str(tiny_model_path), ensemble=4)
+    whole = inference.denoise_rgb8(model, image, tile=512).astype(int)
+    tiled = inference.denoise_rgb8(model, image, tile=64, overlap=16).astype(int)
     assert np.abs(whole - tiled).mean() < 0.5
-    single = predict.denoise_rgb8(predict.load(str(tiny_model_path)), image, tile=512)
+    single = inference.denoise_rgb8(
+        checkpoints.load_denoiser(str(tiny_model_path)), image, tile=512
+    )
     assert np.abs(whole - single.astype(int)).max() > 0  # the passes really ran
 
 
 def test_predict_and_evaluate_take_ensemble(tiny_model_path, tmp_path):
     root = tmp_path / "in"
     save(root / "a.png", photo_like(40, 48, 1, noise=20))
-    result = CliRunner().invoke(cli.predict_command, [
-        str(root), "--model", str(tiny_model_path), "--ensemble", "8"])
+    result = CliRunner().invoke(
+        cli.predict_command, [str(root), "--model", str(tiny_model_path), "--ensemble", "8"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "in_denoised" / "a.png").is_file()
     json_file = tmp_path / "scores.json"
-    result = CliRunner().invoke(cli.main, [
-        "evaluate", str(root), "--all", "--model", str(tiny_model_path), "--baselines", "none",
-        "--ensemble", "1", "--json", str(json_file)])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "evaluate",
+            str(root),
+            "--all",
+            "--model",
+            str(tiny_model_path),
+            "--baselines",
+            "none",
+            "--ensemble",
+            "1",
+            "--json",
+            str(json_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"ensemble": 1' in json_file.read_text()
     result = CliRunner().invoke(cli.predict_command, [str(root), "--ensemble", "3"])

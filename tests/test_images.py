@@ -6,11 +6,11 @@ import collections
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import photo_like, save, write_bad_files, write_mode_zoo
 from faults import png_bomb
-from tfdenoise import images
+from PIL import Image
+
+from tfdenoise.io import files as image_files
 
 
 def test_listing_is_recursive_case_insensitive_and_ignores_other_files(tmp_path):
@@ -18,39 +18,51 @@ def test_listing_is_recursive_case_insensitive_and_ignores_other_files(tmp_path)
     save(tmp_path / "top.PnG", photo_like(8, 8))
     (tmp_path / "readme.txt").write_text("x")
     (tmp_path / "folder.jpg").mkdir()  # a directory named like an image
-    found = [p.relative_to(tmp_path).as_posix() for p in images.list_image_files(tmp_path)]
+    found = [p.relative_to(tmp_path).as_posix() for p in image_files.list_image_files(tmp_path)]
     assert found == ["a/b/deep.JPEG", "top.PnG"]
 
 
 def test_split_is_stable_when_files_are_added():
     names = [f"photos/{i:05d}.jpg" for i in range(3000)]
-    before = {name: images.split_of(name) for name in names}
+    before = {name: image_files.split_of(name) for name in names}
     more = names + [f"photos/new/{i:05d}.jpg" for i in range(3000)]
-    after = {name: images.split_of(name) for name in more}
+    after = {name: image_files.split_of(name) for name in more}
     assert all(after[name] == split for name, split in before.items())
 
 
 def test_split_fractions_are_respected():
-    counts = collections.Counter(images.split_of(f"{i}.png") for i in range(20000))
+    counts = collections.Counter(image_files.split_of(f"{i}.png") for i in range(20000))
     assert abs(counts["train"] / 20000 - 0.7) < 0.02
     assert abs(counts["val"] / 20000 - 0.1) < 0.02
     assert abs(counts["test"] / 20000 - 0.2) < 0.02
-    custom = collections.Counter(images.split_of(f"{i}.png", (1, 0, 1)) for i in range(2000))
+    custom = collections.Counter(image_files.split_of(f"{i}.png", (1, 0, 1)) for i in range(2000))
     assert custom["val"] == 0 and 900 < custom["train"] < 1100
 
 
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError):
-        images.split_of("a.png", (0.5, 0.5))
+        image_files.split_of("a.png", (0.5, 0.5))
 
 
-@pytest.mark.parametrize("kind", [
-    "rgb_jpeg", "gray_jpeg", "cmyk_jpeg", "rgb_png", "gray_png", "rgba_png", "palette_png",
-    "bmp", "gif", "webp", "gray16_png",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "rgb_jpeg",
+        "gray_jpeg",
+        "cmyk_jpeg",
+        "rgb_png",
+        "gray_png",
+        "rgba_png",
+        "palette_png",
+        "bmp",
+        "gif",
+        "webp",
+        "gray16_png",
+    ],
+)
 def test_every_mode_decodes_to_rgb8(tmp_path, kind):
     path = write_mode_zoo(tmp_path)[kind]
-    array = images.load_rgb8(path)
+    array = image_files.load_rgb8(path)
     assert array.dtype == np.uint8 and array.shape == (48, 64, 3)
     reference = photo_like(48, 64, seed=1).astype(np.float64)
     if kind.startswith("gray"):
@@ -63,50 +75,56 @@ def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
     ramp = np.linspace(0, 65535, 256).astype(np.uint16).reshape(16, 16)
     path = tmp_path / "ramp16.png"
     Image.fromarray(ramp).save(path)
-    array = images.load_rgb8(path)
+    array = image_files.load_rgb8(path)
     assert array.min() == 0 and array.max() == 255
     assert len(np.unique(array[..., 0])) > 200  # the full range survives, not a clipped plateau
 
 
 def test_probe_reports_decoder_choice(tmp_path):
     zoo = write_mode_zoo(tmp_path)
-    assert images.probe(zoo["rgb_jpeg"]).decoder == images.Decoder.JPEG
-    assert images.probe(zoo["gray_jpeg"]).decoder == images.Decoder.JPEG
-    assert images.probe(zoo["cmyk_jpeg"]).decoder == images.Decoder.PIL
-    assert images.probe(zoo["rgb_png"]).decoder == images.Decoder.TF_IMAGE
-    assert images.probe(zoo["webp"]).decoder == images.Decoder.PIL
+    assert image_files.probe(zoo["rgb_jpeg"]).decoder == image_files.Decoder.JPEG
+    assert image_files.probe(zoo["gray_jpeg"]).decoder == image_files.Decoder.JPEG
+    assert image_files.probe(zoo["cmyk_jpeg"]).decoder == image_files.Decoder.PIL
+    assert image_files.probe(zoo["rgb_png"]).decoder == image_files.Decoder.TF_IMAGE
+    assert image_files.probe(zoo["webp"]).decoder == image_files.Decoder.PIL
 
 
-@pytest.mark.parametrize("kind,reason", [
-    ("truncated_jpeg", "corrupt or truncated"),
-    ("empty", "empty file"),
-    ("text", "not an image"),
-])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("truncated_jpeg", "corrupt or truncated"),
+        ("empty", "empty file"),
+        ("text", "not an image"),
+    ],
+)
 def test_bad_files_get_a_reason(tmp_path, kind, reason):
     path = write_bad_files(tmp_path)[kind]
-    with pytest.raises(images.ImageError, match=reason):
-        images.probe(path)
-    with pytest.raises(images.ImageError, match=reason):
-        images.load_rgb8(path)
+    with pytest.raises(image_files.ImageError, match=reason):
+        image_files.probe(path)
+    with pytest.raises(image_files.ImageError, match=reason):
+        image_files.load_rgb8(path)
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     path = png_bomb(tmp_path / "bomb.png", 50_000, 50_000)  # declares 2.5 GP in 50 KB
     assert path.stat().st_size < 100_000
-    with pytest.raises(images.ImageError, match="too large"):
-        images.probe(path, max_pixels=100_000_000)
-    with pytest.raises(images.ImageError, match="too large"):
-        images.load_rgb8(path)
+    with pytest.raises(image_files.ImageError, match="too large"):
+        image_files.probe(path, max_pixels=100_000_000)
+    with pytest.raises(image_files.ImageError, match="too large"):
+        image_files.load_rgb8(path)
     small = png_bomb(tmp_path / "small.png", 20, 20)
-    with pytest.raises(images.ImageError, match="too large"):
-        images.probe(small, max_pixels=100)  # the limit is configurable
+    with pytest.raises(image_files.ImageError, match="too large"):
+        image_files.probe(small, max_pixels=100)  # the limit is configurable
 
 
 def test_scan_splits_good_files_and_counts_bad_ones(image_folder):
-    result = images.scan(image_folder)
+    result = image_files.scan(image_folder)
     assert len(result.files) == 24
     assert sorted(s.path.split("/")[-1] for s in result.skipped) == [
-        "empty.png", "notes.jpg", "truncated.jpg"]
-    assert sum(len(result.split(s)) for s in images.SPLITS) == 24
+        "empty.png",
+        "notes.jpg",
+        "truncated.jpg",
+    ]
+    assert sum(len(result.split(s)) for s in image_files.SPLITS) == 24
     for image_file in result.files:
-        assert image_file.split == images.split_of(image_file.relpath)
+        assert image_file.split == image_files.split_of(image_file.relpath)

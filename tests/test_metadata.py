@@ -18,10 +18,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
+from conftest import photo_like  # noqa: E402
 from PIL import Image, ImageCms, ImageOps  # noqa: E402
 
-from conftest import photo_like  # noqa: E402
-from tfdenoise import cli, evaluate, images, models, predict, writing  # noqa: E402
+from tfdenoise import cli, metrics, models  # noqa: E402
+from tfdenoise.io import photo, png  # noqa: E402
+from tfdenoise.io.metadata import png_chunks  # noqa: E402
+from tfdenoise.predict.folder import PredictOptions  # noqa: E402
 
 MAKE, DATE_TIME_ORIGINAL, EXIF_IFD = 0x010F, 0x9003, 0x8769
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -36,10 +39,12 @@ def profile_for(space: bytes) -> bytes:
 GRAY_PROFILE = profile_for(b"GRAY")
 
 
-XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
-       b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
-       b'xmlns:dc="http://purl.org/dc/elements/1.1/" tiff:Orientation="{orientation}" '
-       b'dc:rights="Archive \xc2\xa9 2024"/></rdf:RDF></x:xmpmeta>')
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+    b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+    b'xmlns:dc="http://purl.org/dc/elements/1.1/" tiff:Orientation="{orientation}" '
+    b'dc:rights="Archive \xc2\xa9 2024"/></rdf:RDF></x:xmpmeta>'
+)
 
 
 def exif_with_orientation(orientation: int) -> Image.Exif:
@@ -66,27 +71,38 @@ def scanned_jpeg(tmp_path) -> Path:
     path = tmp_path / "in" / "scan.jpg"
     path.parent.mkdir()
     Image.fromarray(photo_like(30, 50, 1, noise=8)).save(
-        path, quality=95, icc_profile=SRGB_PROFILE, exif=exif_with_orientation(6),
-        dpi=(300, 150), xmp=XMP.replace(b"{orientation}", b"6"))
+        path,
+        quality=95,
+        icc_profile=SRGB_PROFILE,
+        exif=exif_with_orientation(6),
+        dpi=(300, 150),
+        xmp=XMP.replace(b"{orientation}", b"6"),
+    )
     return path
 
 
 def run_predict(model: Path, source: Path, out: Path, *args: str):
-    return CliRunner().invoke(cli.main, ["predict", str(source), "-o", str(out), "--model",
-                                         str(model), *args], catch_exceptions=False)
+    return CliRunner().invoke(
+        cli.main,
+        ["predict", str(source), "-o", str(out), "--model", str(model), *args],
+        catch_exceptions=False,
+    )
 
 
 # --- metadata -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("output_format,suffix", [("png", ".png"), ("jpeg", ".jpg"),
-                                                  ("webp", ".webp")])
-def test_icc_and_exif_survive_orientation_reset(scanned_jpeg, tiny_model_path, tmp_path,
-                                                output_format, suffix):
+
+@pytest.mark.parametrize(
+    "output_format,suffix", [("png", ".png"), ("jpeg", ".jpg"), ("webp", ".webp")]
+)
+def test_icc_and_exif_survive_orientation_reset(
+    scanned_jpeg, tiny_model_path, tmp_path, output_format, suffix
+):
     out = tmp_path / "out"
     result = run_predict(tiny_model_path, scanned_jpeg.parent, out, "--format", output_format)
     assert result.exit_code == 0, result.output
     written = Image.open(out / f"scan{suffix}")
-    assert written.format == writing.PIL_FORMATS[output_format]
+    assert written.format == photo.PIL_FORMATS[output_format]
     assert written.size == (30, 50)  # rotated upright
     assert written.info["icc_profile"] == SRGB_PROFILE
     exif = written.getexif()
@@ -101,7 +117,7 @@ def test_icc_and_exif_survive_orientation_reset(scanned_jpeg, tiny_model_path, t
 def test_exif_bytes_change_only_in_orientation(scanned_jpeg):
     """Patched in place: maker notes and offsets stay valid, two bytes differ."""
     source = Image.open(scanned_jpeg).info["exif"]
-    kept = images.load_picture(scanned_jpeg).metadata.exif
+    kept = photo.load_picture(scanned_jpeg).metadata.exif
     assert len(kept) == len(source)
     differing = [i for i, (a, b) in enumerate(zip(source, kept)) if a != b]
     assert 1 <= len(differing) <= 2
@@ -125,14 +141,23 @@ def test_strip_metadata_drops_profile_and_exif(scanned_jpeg, tiny_model_path, tm
     assert written.size == (30, 50)
 
 
-def test_skip_clean_same_format_copies_bytes_else_keeps_metadata(scanned_jpeg, tiny_model_path,
-                                                                tmp_path):
-    same = run_predict(tiny_model_path, scanned_jpeg.parent, tmp_path / "same", "--format",
-                       "same", "--skip-clean", "1000")
+def test_skip_clean_same_format_copies_bytes_else_keeps_metadata(
+    scanned_jpeg, tiny_model_path, tmp_path
+):
+    same = run_predict(
+        tiny_model_path,
+        scanned_jpeg.parent,
+        tmp_path / "same",
+        "--format",
+        "same",
+        "--skip-clean",
+        "1000",
+    )
     assert same.exit_code == 0, same.output
     assert (tmp_path / "same/scan.jpg").read_bytes() == scanned_jpeg.read_bytes()
-    png = run_predict(tiny_model_path, scanned_jpeg.parent, tmp_path / "png", "--skip-clean",
-                      "1000")
+    png = run_predict(
+        tiny_model_path, scanned_jpeg.parent, tmp_path / "png", "--skip-clean", "1000"
+    )
     assert png.exit_code == 0, png.output
     written = Image.open(tmp_path / "png/scan.png")
     assert written.size == (30, 50) and written.info["icc_profile"] == SRGB_PROFILE
@@ -158,6 +183,7 @@ def test_profiles_that_would_misstate_colours_are_dropped(tiny_model_path, tmp_p
 
 # --- formats and bit depth ------------------------------------------------------------------
 
+
 def test_format_same_keeps_format_and_suffix(tiny_model_path, tmp_path):
     root = tmp_path / "in"
     root.mkdir()
@@ -172,8 +198,14 @@ def test_format_same_keeps_format_and_suffix(tiny_model_path, tmp_path):
     result = run_predict(tiny_model_path, root, out, "--format", "same")
     assert result.exit_code == 0, result.output
     formats = {p.name: Image.open(p).format for p in out.iterdir()}
-    assert formats == {"a.jpg": "JPEG", "b.JPEG": "JPEG", "c.png": "PNG", "d.webp": "WEBP",
-                       "e.png": "PNG", "f.png": "PNG"}
+    assert formats == {
+        "a.jpg": "JPEG",
+        "b.JPEG": "JPEG",
+        "c.png": "PNG",
+        "d.webp": "WEBP",
+        "e.png": "PNG",
+        "f.png": "PNG",
+    }
 
 
 def test_jpeg_quality_and_alpha_refused(tiny_model_path, tmp_path):
@@ -199,12 +231,13 @@ def test_bad_output_option_combinations_are_usage_errors(tiny_model_path, tmp_pa
     root = tmp_path / "in"
     root.mkdir()
     Image.fromarray(photo_like(16, 16, noise=0)).save(root / "a.png")
-    result = run_predict(tiny_model_path, root, tmp_path / "out", "--format", "jpeg",
-                         "--bit-depth", "16")
+    result = run_predict(
+        tiny_model_path, root, tmp_path / "out", "--format", "jpeg", "--bit-depth", "16"
+    )
     assert result.exit_code == 2 and "16-bit" in result.output
     assert run_predict(tiny_model_path, root, tmp_path / "out", "--quality", "0").exit_code == 2
     with pytest.raises(ValueError, match="format"):
-        predict.PredictOptions(output_format="tiff")
+        PredictOptions(output_format="tiff")
 
 
 def gray16(height: int = 40, width: int = 56) -> np.ndarray:
@@ -251,6 +284,7 @@ def test_rgb_with_alpha_as_16_bit_png(identity_model_path, tmp_path):
 
 # --- colour shift ---------------------------------------------------------------------------
 
+
 def scanned_page(height: int = 96, width: int = 128, seed: int = 6) -> np.ndarray:
     """What the archive holds: off-white paper, dark text lines, a muted photo below."""
     page = np.empty((height, width, 3))
@@ -272,8 +306,8 @@ def redder(image: np.ndarray, levels: int = 10) -> np.ndarray:
 
 def test_colour_shift_zero_for_identity_large_for_shift():
     clean = scanned_page()
-    assert evaluate.colour_shift(clean, clean) == 0.0
-    assert evaluate.colour_shift(clean, redder(clean)) > 3.0
+    assert metrics.colour_shift(clean, clean) == 0.0
+    assert metrics.colour_shift(clean, redder(clean)) > 3.0
 
 
 def test_colour_shift_is_insensitive_to_zero_mean_noise():
@@ -282,18 +316,18 @@ def test_colour_shift_is_insensitive_to_zero_mean_noise():
     clean = scanned_page(seed=7)
     rng = np.random.default_rng(0)
     noisy = np.clip(np.round(clean + rng.normal(0, 8, clean.shape)), 0, 255).astype(np.uint8)
-    without_low_pass = evaluate.colour_shift(clean, noisy, sigma=0.01)
-    with_low_pass = evaluate.colour_shift(clean, noisy)
+    without_low_pass = metrics.colour_shift(clean, noisy, sigma=0.01)
+    with_low_pass = metrics.colour_shift(clean, noisy)
     assert without_low_pass > 5.0
     assert with_low_pass < 0.25 * without_low_pass
-    assert with_low_pass < 0.4 * evaluate.colour_shift(clean, redder(clean))
+    assert with_low_pass < 0.4 * metrics.colour_shift(clean, redder(clean))
 
 
 def test_colour_shift_stripes_match_whole_image(monkeypatch):
     clean, other = photo_like(70, 40, 8, noise=0), photo_like(70, 40, 9, noise=0)
-    whole = evaluate.colour_shift(clean, other)
-    monkeypatch.setattr(evaluate, "COLOUR_STRIPE_ROWS", 16)
-    assert evaluate.colour_shift(clean, other) == pytest.approx(whole, rel=1e-6)
+    whole = metrics.colour_shift(clean, other)
+    monkeypatch.setattr(metrics, "COLOUR_STRIPE_ROWS", 16)
+    assert metrics.colour_shift(clean, other) == pytest.approx(whole, rel=1e-6)
 
 
 def test_evaluate_reports_delta_e(identity_model_path, tmp_path):
@@ -302,9 +336,22 @@ def test_evaluate_reports_delta_e(identity_model_path, tmp_path):
     for index in range(2):
         Image.fromarray(photo_like(40, 48, 10 + index, noise=0)).save(root / f"p{index}.png")
     json_file = tmp_path / "scores.json"
-    result = CliRunner().invoke(cli.main, [
-        "evaluate", str(root), "--all", "--model", str(identity_model_path), "--crop", "32",
-        "--baselines", "none", "--json", str(json_file)])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "evaluate",
+            str(root),
+            "--all",
+            "--model",
+            str(identity_model_path),
+            "--crop",
+            "32",
+            "--baselines",
+            "none",
+            "--json",
+            str(json_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "ΔE" in result.output
     scores = json.loads(json_file.read_text())["scores"]
@@ -321,12 +368,11 @@ def test_rgb16_png_denoised_from_all_16_bits(identity_model_path, tmp_path):
     root.mkdir()
     rng = np.random.default_rng(0)
     samples = rng.integers(0, 65536, (12, 20, 4), dtype=np.uint16)
-    png = tf.io.encode_png(samples).numpy()
+    encoded = tf.io.encode_png(samples).numpy()
     exif = exif_with_orientation(6).tobytes()
     xmp = XMP.replace(b"{orientation}", b"6")
-    chunks = writing.png_metadata_chunks(images.Metadata(SRGB_PROFILE, exif, (300.0, 300.0), xmp))
-    head = writing.PNG_SIGNATURE_AND_IHDR
-    (root / "scan.png").write_bytes(png[:head] + chunks + png[head:])
+    chunks = png_chunks(photo.Metadata(SRGB_PROFILE, exif, (300.0, 300.0), xmp))
+    (root / "scan.png").write_bytes(png.insert_after_header(encoded, chunks))
     out = tmp_path / "out"
     result = run_predict(identity_model_path, root, out, "--bit-depth", "same")
     assert result.exit_code == 0, result.output
@@ -341,12 +387,12 @@ def test_rgb16_png_denoised_from_all_16_bits(identity_model_path, tmp_path):
     rgba8 = np.asarray(Image.open(tmp_path / "out8" / "scan.png"))
     assert np.abs(rgba8.astype(int) - np.round(np.rot90(samples, -1) / 257)).max() <= 1
     assert default.exit_code == 0
-    copied = run_predict(identity_model_path, root, tmp_path / "copied", "--skip-clean", "1e9",
-                         "--strip-metadata")  # re-encoded upright, still 16 bits
+    copied = run_predict(
+        identity_model_path, root, tmp_path / "copied", "--skip-clean", "1e9", "--strip-metadata"
+    )  # re-encoded upright, still 16 bits
     assert copied.exit_code == 0, copied.output
     written = (tmp_path / "copied" / "scan.png").read_bytes()
-    assert np.array_equal(tf.io.decode_png(written, dtype=tf.uint16).numpy(),
-                          np.rot90(samples, -1))
+    assert np.array_equal(tf.io.decode_png(written, dtype=tf.uint16).numpy(), np.rot90(samples, -1))
     assert "icc_profile" not in Image.open(tmp_path / "copied" / "scan.png").info
 
 
@@ -358,4 +404,4 @@ def test_orient_matches_pil(orientation):
     exif[0x0112] = orientation
     image.info["exif"] = exif.tobytes()
     expected = np.asarray(ImageOps.exif_transpose(image))
-    assert np.array_equal(images.orient(pixels, orientation)[..., 0], expected)
+    assert np.array_equal(photo.orient(pixels, orientation)[..., 0], expected)

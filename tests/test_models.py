@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdenoise import hardware, models, noise
+from tfdenoise import checkpoints, hardware, losses, metrics, models
+from tfdenoise.degradations import noise
 
 SMALL = (8, 16)
 
@@ -28,31 +29,35 @@ def fit(model, dataset, **kwargs):
 
 
 def compiled(model, precision="float32", xla=False, noise_name="gaussian", lr=1e-3):
-    plan = hardware.Plan("cpu", precision, "test", xla, "test")
+    plan = hardware.HardwarePlan("cpu", precision, "test", xla, "test")
     optimizer = keras.optimizers.Adam(lr)
     if plan.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=models.build_loss("l1"),
-                  metrics=[keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")],
-                  noise=noise.build_noise(noise_name), jit_compile=xla)
+    model.compile(
+        optimizer=optimizer,
+        loss=losses.build_loss("l1"),
+        metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
+        noise=noise.build_noise(noise_name),
+        jit_compile=xla,
+    )
     return model
 
 
-@pytest.mark.parametrize("name", ["unet", "seed"])
+@pytest.mark.parametrize("name", ["unet", "prototype", "seed"])
 def test_any_input_size_gives_the_same_size(name):
     model = models.built(models.build_model(name, widths=SMALL))
     for shape in [(1, 37, 51, 3), (2, 8, 8, 3), (1, 1, 3, 3)]:
         assert model(tf.zeros(shape)).shape == shape
 
 
-@pytest.mark.parametrize("name", ["unet", "seed"])
+@pytest.mark.parametrize("name", ["unet", "prototype", "seed"])
 def test_save_load_gives_identical_outputs(tmp_path, name):
     model = models.built(models.build_model(name, widths=SMALL))
     fit(compiled(model), batches(), steps_per_epoch=2, epochs=1)
     inputs = np.random.default_rng(0).random((2, 40, 24, 3), dtype=np.float32)
     path = tmp_path / "model.keras"
     model.save(path)
-    loaded = models.load_model(path)
+    loaded = checkpoints.load_model(path)
     assert type(loaded) is type(model)
     np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
 
@@ -63,17 +68,24 @@ def test_uint8_and_float_inputs_mean_the_same_image():
     np.testing.assert_allclose(model(image).numpy(), model(image / 255.0).numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("precision,xla", [
-    ("float32", False), ("mixed_bfloat16", False), ("mixed_float16", False), ("float32", True),
-])
+@pytest.mark.parametrize(
+    "precision,xla",
+    [
+        ("float32", False),
+        ("mixed_bfloat16", False),
+        ("mixed_float16", False),
+        ("float32", True),
+    ],
+)
 def test_train_step_runs_under_each_precision_and_xla(precision, xla):
     keras.mixed_precision.set_global_policy(precision)
     model = compiled(models.built(models.UNet(widths=SMALL)), precision, xla)
     if precision == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     conv = model.encoder_blocks[0].layers[0]
-    assert conv.compute_dtype == {"mixed_bfloat16": "bfloat16",
-                                  "mixed_float16": "float16"}.get(precision, "float32")
+    assert conv.compute_dtype == {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(
+        precision, "float32"
+    )
     history = fit(model, batches(), steps_per_epoch=3, epochs=1)
     assert np.isfinite(history["loss"][0]) and history["psnr"][0] > 5
     assert model(tf.zeros([1, 16, 16, 3])).dtype == tf.float32  # output head stays float32
@@ -118,12 +130,14 @@ def test_plan_choices():
 def test_xla_with_several_cpu_workers_is_refused_up_front():
     """TF cannot compile cross-worker collectives on CPUs: fit must say so before training,
     not crash at the first step (seen: UnimplementedError, then 'double free' and SIGABRT)."""
-    xla_cpu = hardware.Plan("cpu", "float32", "test", True, "requested")
+    xla_cpu = hardware.HardwarePlan("cpu", "float32", "test", True, "requested")
     with pytest.raises(ValueError, match="xla off"):
         hardware.check_xla(xla_cpu, workers=2)
     hardware.check_xla(xla_cpu, workers=1)
-    hardware.check_xla(hardware.Plan("gpu", "mixed_float16", "test", True, "auto"), workers=2)
-    hardware.check_xla(hardware.Plan("cpu", "float32", "test", False, "auto"), workers=2)
+    hardware.check_xla(
+        hardware.HardwarePlan("gpu", "mixed_float16", "test", True, "auto"), workers=2
+    )
+    hardware.check_xla(hardware.HardwarePlan("cpu", "float32", "test", False, "auto"), workers=2)
 
 
 def test_lambda_layer_models_are_refused(tmp_path):
@@ -131,17 +145,17 @@ def test_lambda_layer_models_are_refused(tmp_path):
     outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
-    with pytest.raises(models.ModelLoadError, match="safe mode"):
-        models.load_model(path)
+    with pytest.raises(checkpoints.ModelLoadError, match="safe mode"):
+        checkpoints.load_model(path)
 
 
 def test_non_model_files_are_refused(tmp_path):
     text = tmp_path / "model.keras"
     text.write_text("not a zip")
-    with pytest.raises(models.ModelLoadError):
-        models.load_model(text)
-    with pytest.raises(models.ModelLoadError, match="not found"):
-        models.load_model(tmp_path / "missing.keras")
+    with pytest.raises(checkpoints.ModelLoadError):
+        checkpoints.load_model(text)
+    with pytest.raises(checkpoints.ModelLoadError, match="not found"):
+        checkpoints.load_model(tmp_path / "missing.keras")
 
 
 def test_unknown_classes_are_refused_with_a_clear_message(tmp_path):
@@ -161,19 +175,19 @@ def test_unknown_classes_are_refused_with_a_clear_message(tmp_path):
                 config["registered_name"] = "untrusted>RunsShellCommands"
                 data = json.dumps(config).encode()
             target.writestr(item, data)
-    with pytest.raises(models.ModelLoadError, match="cannot load model"):
-        models.load_model(evil)
+    with pytest.raises(checkpoints.ModelLoadError, match="cannot load model"):
+        checkpoints.load_model(evil)
 
 
 def test_psnr_loss_is_the_negative_per_image_psnr_floored_at_50_db():
     clean = tf.random.stateless_uniform([3, 16, 16, 3], [4, 5], 0.2, 0.8)
     offsets = tf.reshape(tf.constant([0.1, 0.01, 0.0]), [3, 1, 1, 1])
-    loss = models.negative_psnr(clean, clean + offsets).numpy()
-    expected = [10 * np.log10(mse + models.PSNR_LOSS_FLOOR) for mse in (1e-2, 1e-4, 0.0)]
+    loss = losses.negative_psnr(clean, clean + offsets).numpy()
+    expected = [10 * np.log10(mse + losses.PSNR_LOSS_FLOOR) for mse in (1e-2, 1e-4, 0.0)]
     np.testing.assert_allclose(loss, expected, atol=0.01)
     assert abs(loss[0] + 20.0) < 0.01  # far above the floor: exactly -PSNR
     assert abs(loss[2] + 50.0) < 0.01  # identical: the floor, not -inf
-    assert models.build_loss("psnr") is models.negative_psnr
+    assert losses.build_loss("psnr") is losses.negative_psnr
 
 
 def test_psnr_loss_weighs_faint_noise_images_as_much_as_heavy_ones():
@@ -183,19 +197,19 @@ def test_psnr_loss_weighs_faint_noise_images_as_much_as_heavy_ones():
     errors = tf.reshape(tf.constant([0.2, 0.05]), [2, 1, 1, 1])
     better_faint = errors * tf.reshape(tf.constant([1.0, 0.5]), [2, 1, 1, 1])
     better_heavy = errors * tf.reshape(tf.constant([0.5, 1.0]), [2, 1, 1, 1])
-    base = models.negative_psnr(clean, clean + errors).numpy().sum()
-    gain_faint = base - models.negative_psnr(clean, clean + better_faint).numpy().sum()
-    gain_heavy = base - models.negative_psnr(clean, clean + better_heavy).numpy().sum()
+    base = losses.negative_psnr(clean, clean + errors).numpy().sum()
+    gain_faint = base - losses.negative_psnr(clean, clean + better_faint).numpy().sum()
+    gain_heavy = base - losses.negative_psnr(clean, clean + better_heavy).numpy().sum()
     assert abs(gain_faint - gain_heavy) < 0.1 and gain_faint > 5.8
 
 
 def test_psnr_metric_is_capped_so_one_exact_patch_cannot_make_an_epoch_infinite():
     clean = tf.random.stateless_uniform([2, 16, 16, 3], [6, 7], 0.2, 0.8)
     outputs = tf.concat([clean[:1], clean[1:] + 0.1], axis=0)  # first restored exactly
-    scores = models.psnr(clean, outputs).numpy()
-    assert scores[0] == models.PSNR_CAP
+    scores = metrics.psnr(clean, outputs).numpy()
+    assert scores[0] == metrics.PSNR_CAP
     assert abs(scores[1] - 20.0) < 0.01
-    metric = keras.metrics.MeanMetricWrapper(models.psnr, name="psnr")
+    metric = keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")
     metric.update_state(clean, outputs)
     assert np.isfinite(float(metric.result()))
 
@@ -210,7 +224,7 @@ def test_residual_blocks_are_saved_loaded_and_train_under_mixed_precision(tmp_pa
     assert np.abs(trained).max() > 0  # the zero-initialised conv learns
     path = tmp_path / "blocks.keras"
     model.save(path)
-    loaded = models.load_model(path, policy="mixed_bfloat16")
+    loaded = checkpoints.load_model(path, policy="mixed_bfloat16")
     assert loaded.blocks == (1, 2)
     inputs = np.random.default_rng(2).random((1, 24, 40, 3), dtype=np.float32)
     np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
@@ -223,8 +237,9 @@ def test_a_grown_unet_starts_with_exactly_the_trained_models_outputs():
     models.copy_weights(trained, grown)
     inputs = np.random.default_rng(3).random((2, 32, 48, 3), dtype=np.float32)
     np.testing.assert_allclose(grown(inputs).numpy(), trained(inputs).numpy(), atol=1e-6)
-    np.testing.assert_array_equal(grown.residual_blocks[1][0].get_weights()[0],
-                                  trained.residual_blocks[1][0].get_weights()[0])
+    np.testing.assert_array_equal(
+        grown.residual_blocks[1][0].get_weights()[0], trained.residual_blocks[1][0].get_weights()[0]
+    )
     assert len(grown.weights) > len(trained.weights)
 
 

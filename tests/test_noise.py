@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdenoise import noise
+from tfdenoise.degradations import noise
 
 GRAY = tf.fill([64, 32, 32, 3], 0.5)  # mid-grey: no clipping for moderate noise
 
@@ -71,7 +71,9 @@ def test_salt_pepper_sets_pixels_to_black_or_white():
     assert np.all(changed.all(axis=3) == changed.any(axis=3))  # whole pixels, all channels
 
 
-@pytest.mark.parametrize("name", ["mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper"])
+@pytest.mark.parametrize(
+    "name", ["mix", "prototype", "seed", "gaussian", "poisson-gaussian", "salt-pepper"]
+)
 def test_outputs_are_clipped_and_deterministic_per_seed(name):
     model = noise.build_noise(name)
     clean = tf.random.stateless_uniform([8, 16, 16, 3], [3, 4])
@@ -107,8 +109,8 @@ def test_unknown_noise_is_refused():
 
 
 def test_identical_images_score_a_finite_capped_psnr():
-    from tfdenoise import evaluate
+    from tfdenoise import metrics
 
     image = tf.fill([2, 16, 16, 3], 0.5)
-    psnr, _ = evaluate._scores(image, image)
-    assert np.all(psnr.numpy() == evaluate.PSNR_CAP)
+    psnr, _ = metrics.scores(image, image)
+    assert np.all(psnr.numpy() == metrics.PSNR_CAP)

@@ -18,10 +18,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
+from conftest import photo_like, save  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from conftest import photo_like, save  # noqa: E402
-from tfdenoise import cli, evaluate, export, images, models, noise_level, predict  # noqa: E402
+from tfdenoise import checkpoints, cli, evaluate, export, inference, models, noise_level  # noqa: E402
+from tfdenoise.io import files as image_files  # noqa: E402
+from tfdenoise.predict.folder import (
+    REPORT_COLUMNS,  # noqa: E402
+    predict_folder,  # noqa: E402
+)
 
 
 def digest(path: Path) -> str:
@@ -30,7 +35,7 @@ def digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model_path):
-    return models.load_model(tiny_model_path)
+    return checkpoints.load_model(tiny_model_path)
 
 
 @pytest.fixture
@@ -50,29 +55,43 @@ def run_predict(*args: str):
 
 # --- tiling ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("length,tile,overlap,align", [
-    (1000, 512, 32, 8), (150, 64, 32, 2), (977, 100, 30, 8), (64, 64, 0, 1), (65, 64, 0, 1)])
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,align",
+    [(1000, 512, 32, 8), (150, 64, 32, 2), (977, 100, 30, 8), (64, 64, 0, 1), (65, 64, 0, 1)],
+)
 def test_spans_cover_once_with_half_overlap_context(length, tile, overlap, align):
-    spans = predict.spans(length, tile, overlap, align)
+    spans = inference.spans(length, tile, overlap, align)
     assert spans[0].keep_start == 0 and spans[-1].keep_stop == length
     for span in spans:
         assert span.start % align == 0
-        assert span.stop - span.start <= max(length, tile + align - 1) if len(spans) == 1 \
+        assert (
+            span.stop - span.start <= max(length, tile + align - 1)
+            if len(spans) == 1
             else span.stop - span.start < tile + align
+        )
     for left, right in zip(spans, spans[1:]):
         assert left.keep_stop == right.keep_start  # every pixel written exactly once
         assert left.stop - left.keep_stop >= overlap // 2  # context beyond each seam
         assert right.keep_start - right.start >= overlap // 2
 
 
-@pytest.mark.parametrize("length,tile,overlap,align", [
-    (2560, 512, 32, 8), (1600, 512, 32, 8), (1000, 512, 32, 8), (977, 100, 30, 8),
-    (150, 64, 32, 2), (4000, 256, 64, 16)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,align",
+    [
+        (2560, 512, 32, 8),
+        (1600, 512, 32, 8),
+        (1000, 512, 32, 8),
+        (977, 100, 30, 8),
+        (150, 64, 32, 2),
+        (4000, 256, 64, 16),
+    ],
+)
 def test_spans_share_the_length_evenly(length, tile, overlap, align):
     """No more tiles than full-size ones need, and barely more pixels read than the seams
     require: full-size 512 tiles read 1.2x a 2560-pixel row (its last tile re-covers most
     of its neighbour), these 1.07x."""
-    spans = predict.spans(length, tile, overlap, align)
+    spans = inference.spans(length, tile, overlap, align)
     count = -(-(length - overlap) // ((tile - overlap) // align * align))
     assert 1 < len(spans) <= count
     read = sum(span.stop - span.start for span in spans)
@@ -82,9 +101,9 @@ def test_spans_share_the_length_evenly(length, tile, overlap, align):
 
 def test_bad_tiling_is_a_value_error():
     with pytest.raises(ValueError, match="overlap"):
-        predict.check_tiling(64, 32)
+        inference.check_tiling(64, 32)
     with pytest.raises(ValueError, match="tile"):
-        predict.check_tiling(8, 0)
+        inference.check_tiling(8, 0)
 
 
 def test_tiled_output_matches_whole_image(tiny_model):
@@ -92,8 +111,8 @@ def test_tiled_output_matches_whole_image(tiny_model):
     field radius (~14 px), so the only differences left are float re-association in convs
     of other shapes, which can flip a rounding: at most 1 grey level, on very few pixels."""
     image = photo_like(150, 173, seed=5, noise=15)
-    whole = predict.denoise_rgb8(tiny_model, image, tile=512)
-    tiled = predict.denoise_rgb8(tiny_model, image, tile=80, overlap=32, batch_pixels=3 * 80 * 80)
+    whole = inference.denoise_rgb8(tiny_model, image, tile=512)
+    tiled = inference.denoise_rgb8(tiny_model, image, tile=80, overlap=32, batch_pixels=3 * 80 * 80)
     difference = np.abs(whole.astype(int) - tiled.astype(int))
     assert difference.max() <= 1
     assert (difference > 0).mean() < 0.001
@@ -102,12 +121,13 @@ def test_tiled_output_matches_whole_image(tiny_model):
 def test_tiling_without_overlap_shows_seams(tiny_model):
     """The check above can fail: without context, tile borders change the output."""
     image = photo_like(150, 173, seed=5, noise=15)
-    whole = predict.denoise_rgb8(tiny_model, image, tile=512)
-    tiled = predict.denoise_rgb8(tiny_model, image, tile=64, overlap=0)
+    whole = inference.denoise_rgb8(tiny_model, image, tile=512)
+    tiled = inference.denoise_rgb8(tiny_model, image, tile=64, overlap=0)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() > 1
 
 
 # --- folder layout, exit codes, overwrite, inputs untouched --------------------------------
+
 
 def test_layout_mixed_formats_and_inputs_untouched(folder, tiny_model_path, tmp_path):
     (folder / "notes.jpg").write_text("not an image")
@@ -129,8 +149,9 @@ def test_exit_codes(folder, tiny_model_path, tmp_path):
     assert (folder.parent / "in_denoised" / "a.png").is_file()  # default OUT beside DIR
     assert run_predict(str(tmp_path / "missing"), "--model", str(tiny_model_path)).exit_code == 2
     assert run_predict(str(folder), "--model", str(tmp_path / "no.keras")).exit_code == 2
-    bad_overlap = run_predict(str(folder), "--model", str(tiny_model_path), "--tile", "64",
-                              "--overlap", "40")
+    bad_overlap = run_predict(
+        str(folder), "--model", str(tiny_model_path), "--tile", "64", "--overlap", "40"
+    )
     assert bad_overlap.exit_code == 2
 
 
@@ -143,13 +164,15 @@ def test_existing_outputs_kept_unless_overwrite(folder, tiny_model_path, tmp_pat
     result = run_predict(str(folder), "-o", str(out), "--model", str(tiny_model_path))
     assert result.exit_code == 0
     assert digest(target) == content and target.stat().st_mtime == 1_000_000_000
-    result = run_predict(str(folder), "-o", str(out), "--model", str(tiny_model_path),
-                         "--overwrite")
+    result = run_predict(
+        str(folder), "-o", str(out), "--model", str(tiny_model_path), "--overwrite"
+    )
     assert result.exit_code == 0
     assert Image.open(target).size == (56, 40)
 
 
 # --- odd modes ------------------------------------------------------------------------------
+
 
 def test_odd_modes(tiny_model, tmp_path):
     root = tmp_path / "modes"
@@ -161,7 +184,7 @@ def test_odd_modes(tiny_model, tmp_path):
     save(root / "rgba.png", np.dstack([rgb, alpha]))
     save(root / "la.png", np.dstack([gray, alpha]), mode="LA")
     save(root / "palette.gif", rgb)
-    report = predict.predict_folder(tiny_model, root, tmp_path / "out")
+    report = predict_folder(tiny_model, root, tmp_path / "out")
     assert not report.failed and len(report.written) == 5
     out = tmp_path / "out"
     assert Image.open(out / "gray.png").mode == "L"
@@ -172,9 +195,10 @@ def test_odd_modes(tiny_model, tmp_path):
     la = Image.open(out / "la.png")
     assert la.mode == "LA" and np.array_equal(np.asarray(la.getchannel("A")), alpha)
     # grayscale output = mean of the RGB denoising of the replicated channels
-    expected = predict.denoise_rgb8(tiny_model, np.repeat(gray[..., None], 3, axis=2))
-    assert np.array_equal(np.asarray(Image.open(out / "gray.png")),
-                          np.round(expected.mean(axis=2)).astype(np.uint8))
+    expected = inference.denoise_rgb8(tiny_model, np.repeat(gray[..., None], 3, axis=2))
+    assert np.array_equal(
+        np.asarray(Image.open(out / "gray.png")), np.round(expected.mean(axis=2)).astype(np.uint8)
+    )
 
 
 def test_exif_orientation_applied(tiny_model, tmp_path):
@@ -184,11 +208,12 @@ def test_exif_orientation_applied(tiny_model, tmp_path):
     save_path = tmp_path / "in" / "rotated.jpg"
     save_path.parent.mkdir()
     image.save(save_path, exif=exif)
-    predict.predict_folder(tiny_model, tmp_path / "in", tmp_path / "out")
+    predict_folder(tiny_model, tmp_path / "in", tmp_path / "out")
     assert Image.open(tmp_path / "out" / "rotated.png").size == (30, 50)
 
 
 # --- noise estimate, --skip-clean, --report -------------------------------------------------
+
 
 def test_noise_estimate_tracks_sigma():
     clean = photo_like(128, 128, 9, noise=0)
@@ -206,16 +231,26 @@ def test_skip_clean_copies_pixels_and_report_csv(tiny_model_path, tmp_path):
     save(root / "noisy.jpg", photo_like(40, 48, 11, noise=25), quality=98)
     save(root / "clean16.png", photo_like(40, 48, 12, noise=0).mean(axis=2).astype(np.uint16) * 257)
     report_file = tmp_path / "report.csv"
-    result = run_predict(str(root), "-o", str(tmp_path / "out"), "--model", str(tiny_model_path),
-                         "--skip-clean", "5", "--report", str(report_file))
+    result = run_predict(
+        str(root),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_model_path),
+        "--skip-clean",
+        "5",
+        "--report",
+        str(report_file),
+    )
     assert result.exit_code == 0, result.output
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "out/clean.png")),
-                          np.asarray(Image.open(clean)))
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "out/clean.png")), np.asarray(Image.open(clean))
+    )
     copied16 = Image.open(tmp_path / "out/clean16.png")
     assert copied16.mode.startswith("I")  # a clean copy keeps 16 bits
     with open(report_file, newline="") as handle:
         rows = {Path(row["input"]).name: row for row in csv.DictReader(handle)}
-    assert list(next(iter(rows.values()))) == list(predict.REPORT_COLUMNS)
+    assert list(next(iter(rows.values()))) == list(REPORT_COLUMNS)
     assert rows["clean.png"]["status"] == "copied-clean"
     assert rows["noisy.jpg"]["status"] == "written"
     assert float(rows["noisy.jpg"]["sigma_before"]) > 15
@@ -228,15 +263,19 @@ def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):
         save(root / f"{index}.png", photo_like(32, 32, index, noise=10))
     save(root / "z_other.png", photo_like(24, 40, 9, noise=10))
     calls = []
-    original = predict._run_model
-    monkeypatch.setattr(predict, "_run_model",
-                        lambda model, batch, *rest: calls.append(batch.shape) or original(model, batch, *rest))
-    report = predict.predict_folder(tiny_model, root, tmp_path / "out")
+    original = inference._run_model
+    monkeypatch.setattr(
+        inference,
+        "_run_model",
+        lambda model, batch, *rest: calls.append(batch.shape) or original(model, batch, *rest),
+    )
+    report = predict_folder(tiny_model, root, tmp_path / "out")
     assert len(report.written) == 6
     assert calls == [(5, 32, 32, 3), (1, 24, 40, 3)]
 
 
 # --- export ---------------------------------------------------------------------------------
+
 
 def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
     out = tmp_path / "served"
@@ -254,8 +293,8 @@ def test_export_saved_model_round_trip(tiny_model, tiny_model_path, tmp_path):
         # so the in-process reference starts from TF's decoding of the same bytes.
         decoded = tf.io.decode_image(encoded, channels=3).numpy()
         if fmt == "PNG":
-            assert np.array_equal(decoded, images.load_rgb8(encoded))
-        expected = predict.denoise_rgb8(tiny_model, decoded)
+            assert np.array_equal(decoded, image_files.load_rgb8(encoded))
+        expected = inference.denoise_rgb8(tiny_model, decoded)
         assert served.shape == (30, 42, 3)
         assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
     again = CliRunner().invoke(cli.main, ["export", str(tiny_model_path), str(out)])
@@ -272,7 +311,7 @@ def test_export_and_predict_a_model_with_residual_blocks(tmp_path):
     path = tmp_path / "blocks.keras"
     model.save(path)
     image = photo_like(24, 20, 4, noise=20)
-    expected = predict.denoise_rgb8(models.load_model(path), image)
+    expected = inference.denoise_rgb8(checkpoints.load_model(path), image)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     result = CliRunner().invoke(cli.main, ["export", str(path), str(tmp_path / "served")])
@@ -285,25 +324,47 @@ def test_export_and_predict_a_model_with_residual_blocks(tmp_path):
 
 # --- evaluate -------------------------------------------------------------------------------
 
+
 def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
     root = tmp_path / "photos"
     for index in range(2):
         save(root / f"p{index}.png", photo_like(40, 52, 20 + index, noise=0))
     json_file, grid_file = tmp_path / "scores.json", tmp_path / "grid.png"
-    result = CliRunner().invoke(cli.main, [
-        "evaluate", str(root), "--all", "--model", str(tiny_model_path), "--crop", "32",
-        "--baselines", "skimage-nlm,opencv-nlm,cbm3d", "--json", str(json_file),
-        "--grid", str(grid_file)])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "evaluate",
+            str(root),
+            "--all",
+            "--model",
+            str(tiny_model_path),
+            "--crop",
+            "32",
+            "--baselines",
+            "skimage-nlm,opencv-nlm,cbm3d",
+            "--json",
+            str(json_file),
+            "--grid",
+            str(grid_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(json_file.read_text())
     assert scores["images"] == ["p0.png", "p1.png"] and scores["crop"] == 32
-    assert set(scores["scores"]) == {"gaussian-15", "gaussian-25", "gaussian-50", "seed", "clean"}
+    assert set(scores["scores"]) == {
+        "gaussian-15",
+        "gaussian-25",
+        "gaussian-50",
+        "prototype",
+        "clean",
+    }
     sigma25 = scores["scores"]["gaussian-25"]
     assert 19 < sigma25["noisy"]["psnr"] < 23  # sigma 25 noise is ~20.2 dB (less: clipping)
     assert sigma25["skimage-nlm"]["psnr"] > sigma25["noisy"]["psnr"] + 3
     per_image = sigma25["skimage-nlm"]["per_image_psnr"]  # in the order of "images"
     assert len(per_image) == 2 and np.mean(per_image) == pytest.approx(
-        sigma25["skimage-nlm"]["psnr"])
+        sigma25["skimage-nlm"]["psnr"]
+    )
     assert set(scores["scores"]["clean"]) == {"model"}
     assert "cbm3d" in sigma25 or any("cbm3d skipped" in n for n in scores["notes"])
     assert Image.open(grid_file).size == (2 * evaluate.GRID_CROP + 4, 3 * evaluate.GRID_CROP + 8)
@@ -315,25 +376,39 @@ def test_evaluate_some_conditions_scores_the_same_noisy_images(tiny_model_path, 
     root = tmp_path / "photos"
     for index in range(2):
         save(root / f"p{index}.png", photo_like(40, 52, 30 + index, noise=0))
-    common = ["evaluate", str(root), "--all", "--model", str(tiny_model_path), "--crop", "32",
-              "--baselines", "none"]
+    common = [
+        "evaluate",
+        str(root),
+        "--all",
+        "--model",
+        str(tiny_model_path),
+        "--crop",
+        "32",
+        "--baselines",
+        "none",
+    ]
     scores = {}
     for name, extra in (("full", []), ("some", ["--conditions", "seed,gaussian-50"])):
         json_file = tmp_path / f"{name}.json"
         result = CliRunner().invoke(cli.main, [*common, *extra, "--json", str(json_file)])
         assert result.exit_code == 0, result.output
         scores[name] = json.loads(json_file.read_text())["scores"]
-    assert set(scores["some"]) == {"gaussian-50", "seed", "clean"}
-    for condition in ("gaussian-50", "seed"):
+    assert set(scores["some"]) == {"gaussian-50", "prototype", "clean"}
+    for condition in ("gaussian-50", "prototype"):
         for method in ("noisy", "model"):
-            assert scores["some"][condition][method]["per_image_psnr"] == \
-                scores["full"][condition][method]["per_image_psnr"]
-    assert scores["full"]["gaussian-15"]["noisy"]["per_image_psnr"] != \
-        scores["full"]["gaussian-50"]["noisy"]["per_image_psnr"]
+            assert (
+                scores["some"][condition][method]["per_image_psnr"]
+                == scores["full"][condition][method]["per_image_psnr"]
+            )
+    assert (
+        scores["full"]["gaussian-15"]["noisy"]["per_image_psnr"]
+        != scores["full"]["gaussian-50"]["noisy"]["per_image_psnr"]
+    )
     unknown = CliRunner().invoke(cli.main, [*common, "--conditions", "gaussian-30"])
     assert unknown.exit_code == 2 and "gaussian-15" in unknown.output
-    no_grid = CliRunner().invoke(cli.main, [*common, "--conditions", "seed", "--grid",
-                                            str(tmp_path / "grid.png")])
+    no_grid = CliRunner().invoke(
+        cli.main, [*common, "--conditions", "seed", "--grid", str(tmp_path / "grid.png")]
+    )
     assert no_grid.exit_code == 2 and "gaussian-25" in no_grid.output
 
 
@@ -341,7 +416,7 @@ def test_evaluate_rejects_empty_test_split_and_unknown_baseline(tiny_model_path,
     root = tmp_path / "photos"
     save(root / "only.png", photo_like(20, 20, 1, noise=0))
     args = ["evaluate", str(root), "--model", str(tiny_model_path)]
-    if images.split_of("only.png") != "test":
+    if image_files.split_of("only.png") != "test":
         result = CliRunner().invoke(cli.main, args)
         assert result.exit_code == 2 and "--all" in result.output
     result = CliRunner().invoke(cli.main, [*args, "--all", "--baselines", "magic"])

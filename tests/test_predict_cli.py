@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import photo_like, save, write_bad_files
 from PIL import Image
 
-from conftest import photo_like, save, write_bad_files
 from tfdenoise import cli, models
 
 
@@ -21,8 +21,11 @@ def model_path(tmp_path):
 
 
 def digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_outputs_mirror_the_input_tree_at_full_size(tmp_path, model_path):
@@ -44,8 +47,9 @@ def test_failures_are_listed_and_exit_1(tmp_path, model_path):
     save(inputs / "ok.jpg", photo_like(16, 16))
     write_bad_files(inputs)
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli.predict_command, [str(inputs), "-o", str(out),
-                                                      "--model", str(model_path)])
+    result = CliRunner().invoke(
+        cli.predict_command, [str(inputs), "-o", str(out), "--model", str(model_path)]
+    )
     assert result.exit_code == 1
     assert "3 failed" in result.output and "truncated.jpg" in result.output
     assert (out / "ok.png").is_file()
@@ -66,8 +70,9 @@ def test_usage_errors_exit_2(tmp_path, model_path):
     runner = CliRunner()
     assert runner.invoke(cli.predict_command, [str(tmp_path / "missing")]).exit_code == 2
     (tmp_path / "in").mkdir()
-    bad_model = runner.invoke(cli.predict_command, [str(tmp_path / "in"), "--model",
-                                                    str(tmp_path / "nope.keras")])
+    bad_model = runner.invoke(
+        cli.predict_command, [str(tmp_path / "in"), "--model", str(tmp_path / "nope.keras")]
+    )
     assert bad_model.exit_code == 2 and "not found" in bad_model.output
 
 
@@ -77,8 +82,10 @@ def test_reduced_precision_inference_stays_within_a_few_grey_levels(tmp_path, mo
     outputs = {}
     for precision in ("float32", "mixed_bfloat16"):
         out = tmp_path / precision
-        result = CliRunner().invoke(cli.predict_command, [
-            str(inputs), "-o", str(out), "--model", str(model_path), "--precision", precision])
+        result = CliRunner().invoke(
+            cli.predict_command,
+            [str(inputs), "-o", str(out), "--model", str(model_path), "--precision", precision],
+        )
         assert result.exit_code == 0, result.output
         assert f"precision: {precision}" in result.output
         outputs[precision] = np.asarray(Image.open(out / "a.png"), dtype=int)

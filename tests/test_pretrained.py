@@ -7,23 +7,25 @@ import json
 import pytest
 import tensorflow as tf
 
-from tfdenoise import noise, predict, samples
-from tfdenoise.images import load_rgb8
+from tfdenoise import checkpoints
+from tfdenoise.data import samples
+from tfdenoise.degradations import noise
+from tfdenoise.io.files import load_rgb8
 
 
 @pytest.fixture(scope="module")
 def bundled():
-    assert predict.PRETRAINED.is_file(), "the package must ship its pretrained model"
-    return predict.load(None, precision="float32")
+    assert checkpoints.PRETRAINED.is_file(), "the package must ship its pretrained model"
+    return checkpoints.load_denoiser(None, precision="float32")
 
 
 def test_provenance_names_the_command_and_training(bundled):
-    provenance = json.loads(predict.PRETRAINED.with_suffix(".json").read_text())
+    provenance = json.loads(checkpoints.PRETRAINED.with_suffix(".json").read_text())
     stages = provenance["stages"]
     assert stages[0]["command"].startswith("python tools/make_training_tiles.py")
     assert all("tfdenoise fit" in stage["command"] for stage in stages)
     assert provenance["steps_trained"] == sum(s["steps_trained"] for s in stages) > 0
-    for base, tuned in zip(stages, stages[1:]):  # each later stage starts from the one before
+    for tuned in stages[1:]:  # each later stage starts from the one before
         assert "--init-from" in tuned["command"] and tuned["config"]["init_from"]
     assert provenance["parameters"] == bundled.count_params()
 

@@ -16,15 +16,25 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-
 from conftest import photo_like, save, write_bad_files, write_mode_zoo  # noqa: E402
-from tfdenoise import atomic, data, encoding, images, records, sources  # noqa: E402
+
 from tfdenoise.cli import main  # noqa: E402
+from tfdenoise.data import (
+    pipeline,  # noqa: E402
+    sources,  # noqa: E402
+)
+from tfdenoise.io import (
+    atomic,  # noqa: E402
+    encoding,  # noqa: E402
+    records,  # noqa: E402
+)
+from tfdenoise.io import files as image_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # --- small generated images ---------------------------------------------------------------
+
 
 def write_good_zoo(folder: Path) -> dict[str, Path]:
     """conftest's mode zoo keyed by file name (records are keyed by relative path)."""
@@ -62,24 +72,26 @@ def snapshot(out: Path) -> dict[str, bytes]:
 
 
 def decode(image_bytes: bytes, format_: bytes) -> np.ndarray:
-    decoder = images.Decoder.JPEG if format_ == b"jpeg" else images.Decoder.TF_IMAGE
-    return data.decode_full(tf.constant(image_bytes), tf.constant(int(decoder)),
-                            allow_pil=False).numpy()
+    decoder = image_files.Decoder.JPEG if format_ == b"jpeg" else image_files.Decoder.TF_IMAGE
+    return pipeline.decode_full(
+        tf.constant(image_bytes), tf.constant(int(decoder)), allow_pil=False
+    ).numpy()
 
 
 # --- one example ----------------------------------------------------------------------------
 
+
 def test_png_stored_example_round_trips_losslessly(tmp_path):
     files = write_good_zoo(tmp_path)
     for name in ("rgba.PNG", "gray16.png", "cmyk.jpeg", "image.webp", "palette.png"):
-        info = images.probe(files[name])
+        info = image_files.probe(files[name])
         stored = encoding.encode_for_storage(files[name], info)
         assert stored.format == "png", name
         parsed = records.parse_features(records.encode_example(stored, name))
         assert parsed["format"].numpy() == b"png"
         assert parsed["source"].numpy().decode() == name
         pixels = decode(parsed["image"].numpy(), b"png")
-        expected = images.load_rgb8(files[name], apply_orientation=False)
+        expected = image_files.load_rgb8(files[name], apply_orientation=False)
         np.testing.assert_array_equal(pixels, expected, err_msg=name)
         assert (parsed["height"].numpy(), parsed["width"].numpy()) == expected.shape[:2]
 
@@ -87,11 +99,11 @@ def test_png_stored_example_round_trips_losslessly(tmp_path):
 def test_jpeg_example_keeps_the_file_bytes(tmp_path):
     files = write_good_zoo(tmp_path)
     for name in ("rgb.jpg", "gray.JPG"):
-        stored = encoding.encode_for_storage(files[name], images.probe(files[name]))
+        stored = encoding.encode_for_storage(files[name], image_files.probe(files[name]))
         serialized = records.encode_example(stored, name)
         data_bytes, decoder = records.parse_example(tf.constant(serialized))
         assert data_bytes.numpy() == files[name].read_bytes()
-        assert int(decoder) == images.Decoder.JPEG
+        assert int(decoder) == image_files.Decoder.JPEG
         reference = tf.io.decode_jpeg(files[name].read_bytes(), channels=3).numpy()
         np.testing.assert_array_equal(decode(data_bytes.numpy(), b"jpeg"), reference)
 
@@ -114,17 +126,25 @@ def test_count_records_matches_tf_and_detects_truncation(tmp_path):
 
 # --- planning -------------------------------------------------------------------------------
 
+
 def test_shards_cut_by_source_bytes_in_order():
-    planned = [records.PlannedFile(f"f{i}", "JPEG", "RGB", 1, 1, size)
-               for i, size in enumerate([40, 40, 40, 150, 10, 10])]
+    planned = [
+        records.PlannedFile(f"f{i}", "JPEG", "RGB", 1, 1, size)
+        for i, size in enumerate([40, 40, 40, 150, 10, 10])
+    ]
     shards = records.cut_into_shards("train", planned, shard_bytes=100)
     assert [[f.relpath for f in s.files] for s in shards] == [
-        ["f0", "f1"], ["f2"], ["f3"], ["f4", "f5"]]
+        ["f0", "f1"],
+        ["f2"],
+        ["f3"],
+        ["f4", "f5"],
+    ]
     assert [s.name for s in shards][0] == "train-00000-of-00004.tfrecord"
     assert shards[-1].name == "train-00003-of-00004.tfrecord"
 
 
 # --- a folder of good and bad files ---------------------------------------------------------
+
 
 def test_records_hold_exactly_the_good_images(tmp_path):
     good = write_good_zoo(tmp_path / "src" / "zoo")
@@ -141,10 +161,10 @@ def test_records_hold_exactly_the_good_images(tmp_path):
             expected = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
         elif name == "rgb.png":  # 8-bit RGB PNG: already what we would write
             assert record["format"] == b"png" and record["image"] == path.read_bytes()
-            expected = images.load_rgb8(path, apply_orientation=False)
+            expected = image_files.load_rgb8(path, apply_orientation=False)
         else:  # CMYK JPEG included: TF's JPEG decoder cannot read it
             assert record["format"] == b"png" and record["image"] != path.read_bytes(), name
-            expected = images.load_rgb8(path, apply_orientation=False)
+            expected = image_files.load_rgb8(path, apply_orientation=False)
         np.testing.assert_array_equal(pixels, expected, err_msg=name)
         assert (record["height"], record["width"]) == pixels.shape[:2]
     skipped = {entry["path"]: entry["reason"] for entry in report.manifest["skipped"]}
@@ -167,27 +187,30 @@ def test_manifest_counts_equal_records_read(tmp_path):
         assert shard["name"].startswith(shard["split"] + "-")
     assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 1
     for source, record in found.items():
-        assert record["shard"].startswith(images.split_of(source) + "-")
+        assert record["shard"].startswith(image_files.split_of(source) + "-")
     by_split = {}
-    for source, record in sorted(found.items(), key=lambda item: item[1]["shard"]):
-        by_split.setdefault(images.split_of(source), []).append(source)
+    for source, _record in sorted(found.items(), key=lambda item: item[1]["shard"]):
+        by_split.setdefault(image_files.split_of(source), []).append(source)
     for names in by_split.values():  # shards in name order hold files in relative-path order
         assert names == sorted(names)
     assert {p.name for p in out.iterdir()} == {"manifest.json"} | {
-        s["name"] for s in manifest["shards"]}
+        s["name"] for s in manifest["shards"]
+    }
 
 
 def test_thread_and_process_workers_write_identical_records(tmp_path):
     write_photos(tmp_path / "src", 8)
     write_good_zoo(tmp_path / "src" / "zoo")
     a = records.convert_folder(tmp_path / "src", tmp_path / "a", shard_mb=0.01, workers=2)
-    records.convert_folder(tmp_path / "src", tmp_path / "b", shard_mb=0.01, workers=2,
-                           executor="process")
+    records.convert_folder(
+        tmp_path / "src", tmp_path / "b", shard_mb=0.01, workers=2, executor="process"
+    )
     assert a.manifest["total_records"] == 19
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
 
 # --- safety: resume, no-op, overwrite --------------------------------------------------------
+
 
 class Crash(Exception):
     pass
@@ -228,10 +251,21 @@ def test_killed_process_finishes_on_rerun(tmp_path):
     reference = tmp_path / "reference"
     records.convert_folder(tmp_path / "src", reference, shard_mb=0.005, workers=1)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tfdenoise", "make-tfrecords", str(tmp_path / "src"),
-               str(out), "--shard-mb", "0.005", "--workers", "1"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "tfdenoise",
+        "make-tfrecords",
+        str(tmp_path / "src"),
+        str(out),
+        "--shard-mb",
+        "0.005",
+        "--workers",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if len(list(out.glob("*.tfrecord"))) >= 3:
@@ -275,8 +309,9 @@ def test_split_is_stable_when_files_are_added(tmp_path):
     records.convert_folder(tmp_path / "src", tmp_path / "after", workers=1)
 
     def split_by_source(out: Path) -> dict[str, str]:
-        return {source: record["shard"].split("-")[0]
-                for source, record in read_records(out).items()}
+        return {
+            source: record["shard"].split("-")[0] for source, record in read_records(out).items()
+        }
 
     before, after = split_by_source(tmp_path / "before"), split_by_source(tmp_path / "after")
     assert len(before) == 20 and len(after) == 40
@@ -284,6 +319,7 @@ def test_split_is_stable_when_files_are_added(tmp_path):
 
 
 # --- reading records for training -----------------------------------------------------------
+
 
 def _uses_py_func(dataset: tf.data.Dataset) -> bool:
     graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
@@ -299,19 +335,24 @@ def test_record_source_feeds_the_shared_pipeline(tmp_path):
     source = sources.open_source(out)
     folder = sources.open_source(tmp_path / "src")
     assert isinstance(source, sources.RecordSource) and not source.allow_pil
-    assert [source.count(s) for s in images.SPLITS] == [folder.count(s) for s in images.SPLITS]
+    assert [source.count(s) for s in image_files.SPLITS] == [
+        folder.count(s) for s in image_files.SPLITS
+    ]
 
-    spec = data.PipelineSpec(batch_size=4, patch_size=32, eval_size=32)
-    train = data.training_pipeline(source.encoded("train", training=True), spec, allow_pil=False)
+    spec = pipeline.PipelineSpec(batch_size=4, patch_size=32, eval_size=32)
+    train = pipeline.training_pipeline(
+        source.encoded("train", training=True), spec, allow_pil=False
+    )
     batch = next(iter(train))["clean"]
     assert batch.shape == (4, 32, 32, 3) and batch.dtype == tf.uint8
     assert not _uses_py_func(train)
-    assert _uses_py_func(data.training_pipeline(folder.encoded("train", True), spec))
+    assert _uses_py_func(pipeline.training_pipeline(folder.encoded("train", True), spec))
 
     # Same images in the same (relative-path) order as the folder: identical evaluation data.
-    from_records = data.eval_pipeline(source.encoded("test", training=False), spec,
-                                      allow_pil=False)
-    from_folder = data.eval_pipeline(folder.encoded("test", training=False), spec)
+    from_records = pipeline.eval_pipeline(
+        source.encoded("test", training=False), spec, allow_pil=False
+    )
+    from_folder = pipeline.eval_pipeline(folder.encoded("test", training=False), spec)
     records_batches = [b["clean"].numpy() for b in from_records]
     folder_batches = [b["clean"].numpy() for b in from_folder]
     assert len(records_batches) == len(folder_batches) > 0
@@ -321,12 +362,23 @@ def test_record_source_feeds_the_shared_pipeline(tmp_path):
 
 # --- command line ---------------------------------------------------------------------------
 
+
 def test_cli_converts_and_reports(tmp_path):
     write_photos(tmp_path / "src", 6)
     write_bad_files(tmp_path / "src" / "bad")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"), str(out),
-                                       "--split", "0.5,0.25,0.25", "--workers", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "make-tfrecords",
+            str(tmp_path / "src"),
+            str(out),
+            "--split",
+            "0.5,0.25,0.25",
+            "--workers",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split_fractions"] == [0.5, 0.25, 0.25]
@@ -337,8 +389,9 @@ def test_cli_converts_and_reports(tmp_path):
 
 def test_cli_exit_status_1_when_nothing_is_usable(tmp_path):
     write_bad_files(tmp_path / "src")
-    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"),
-                                       str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["make-tfrecords", str(tmp_path / "src"), str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "no usable images" in result.output and "notes.jpg" in result.output
     assert not list((tmp_path / "out").iterdir())
@@ -346,8 +399,9 @@ def test_cli_exit_status_1_when_nothing_is_usable(tmp_path):
 
 def test_cli_rejects_bad_split(tmp_path):
     write_photos(tmp_path / "src", 2)
-    result = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"),
-                                       str(tmp_path / "out"), "--split", "0.7,0.3"])
+    result = CliRunner().invoke(
+        main, ["make-tfrecords", str(tmp_path / "src"), str(tmp_path / "out"), "--split", "0.7,0.3"]
+    )
     assert result.exit_code == 2 and "three" in result.output
 
 
@@ -356,10 +410,27 @@ def test_fit_trains_from_records(tmp_path):
     write_photos(tmp_path / "src", 24)
     out = tmp_path / "records"
     records.convert_folder(tmp_path / "src", out, workers=2)
-    result = CliRunner().invoke(main, [
-        "fit", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
-        "--patch-size", "32", "--eval-size", "32", "--precision", "float32",
-        "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            str(out),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "4",
+            "--patch-size",
+            "32",
+            "--eval-size",
+            "32",
+            "--precision",
+            "float32",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     run_dir = next((tmp_path / "runs").iterdir())
     assert "TFRecords" in result.output

@@ -17,13 +17,27 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from faults import make_fault_corpus
-from tfdenoise import cli, images, models, runs
+
+from tfdenoise import checkpoints, cli, models, runs
+from tfdenoise.io import files as image_files
+from tfdenoise.io import records
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK_FIT = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--patch-size", "32",
-             "--eval-size", "32", "--precision", "float32"]
+QUICK_FIT = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "32",
+    "--eval-size",
+    "32",
+    "--precision",
+    "float32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +48,7 @@ def corpus(tmp_path_factory):
 
 def test_scan_keeps_every_usable_file_and_explains_every_skip(corpus):
     root, faults = corpus
-    scan = images.scan(root)
+    scan = image_files.scan(root)
     found = {f.relpath for f in scan.files}
     reasons = {Path(s.path).relative_to(root).as_posix(): s.reason for s in scan.skipped}
     assert found == {f.relpath for f in faults if f.usable}
@@ -47,8 +61,9 @@ def test_scan_keeps_every_usable_file_and_explains_every_skip(corpus):
 @pytest.mark.slow
 def test_fit_over_the_fault_corpus(corpus, tmp_path):
     root, faults = corpus
-    result = CliRunner().invoke(cli.main, ["fit", str(root), *QUICK_FIT,
-                                           "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        cli.main, ["fit", str(root), *QUICK_FIT, "--runs-dir", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     bad = [f for f in faults if not f.usable]
@@ -62,8 +77,9 @@ def test_predict_over_the_fault_corpus(corpus, tmp_path):
     model = tmp_path / "tiny.keras"
     models.built(models.UNet(widths=(4, 8))).save(model)
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli.predict_command, [str(root), "-o", str(out),
-                                                      "--model", str(model)])
+    result = CliRunner().invoke(
+        cli.predict_command, [str(root), "-o", str(out), "--model", str(model)]
+    )
     assert result.exit_code == 1  # some inputs failed
     assert "Traceback" not in result.output
     for fault in faults:
@@ -74,13 +90,34 @@ def test_predict_over_the_fault_corpus(corpus, tmp_path):
 
 
 def _fit_process(data: Path, runs_dir: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tfdenoise", "fit", str(data), "--epochs", "6",
-               "--steps-per-epoch", "4", "--batch-size", "4", "--patch-size", "32",
-               "--eval-size", "32", "--precision", "float32", "--patience", "100",
-               "--runs-dir", str(runs_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "tfdenoise",
+        "fit",
+        str(data),
+        "--epochs",
+        "6",
+        "--steps-per-epoch",
+        "4",
+        "--batch-size",
+        "4",
+        "--patch-size",
+        "32",
+        "--eval-size",
+        "32",
+        "--precision",
+        "float32",
+        "--patience",
+        "100",
+        "--runs-dir",
+        str(runs_dir),
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _epochs_logged(runs_dir: Path) -> int:
@@ -121,18 +158,17 @@ def test_fit_survives_kill_9_and_resumes_without_losing_history(corpus, tmp_path
     history = json.loads((run_dir / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
     assert (run_dir / "metrics.json").is_file()
-    models.load_model(run_dir / "best.keras")  # never left truncated
+    checkpoints.load_model(run_dir / "best.keras")  # never left truncated
 
 
 def test_make_tfrecords_over_the_fault_corpus(corpus, tmp_path):
     import tensorflow as tf
 
-    from tfdenoise import records
-
     root, faults = corpus
     out = tmp_path / "records"
-    result = CliRunner().invoke(cli.main, ["make-tfrecords", str(root), str(out),
-                                           "--shard-mb", "0.01", "--workers", "2"])
+    result = CliRunner().invoke(
+        cli.main, ["make-tfrecords", str(root), str(out), "--shard-mb", "0.01", "--workers", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     manifest = records.read_manifest(out)

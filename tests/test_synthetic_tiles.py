@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import load_tool
 
-from tfdenoise import images
+from tfdenoise.io import files as image_files
 
 tool = load_tool("make_synthetic_tiles")
 
@@ -66,7 +66,7 @@ def test_writes_valid_pngs_and_keeps_existing_files(tmp_path, capsys):
     files = sorted(out.iterdir())
     assert [f.name for f in files] == [f"synthetic-0-{i:05d}.png" for i in range(4)]
     for path in files:
-        assert images.load_rgb8(path).shape == (64, 64, 3)
+        assert image_files.load_rgb8(path).shape == (64, 64, 3)
     mtime = files[0].stat().st_mtime_ns
     assert tool.main([str(out), "--count", "6", "--tile", "64"]) == 0
     assert "2 tiles written, 4 already there" in capsys.readouterr().out

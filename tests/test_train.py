@@ -8,21 +8,43 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import photo_like, save
-from tfdenoise import cli, models, runs, train
+
+from tfdenoise import checkpoints, cli, runs
 from tfdenoise.config import FitConfig
+from tfdenoise.train.fit import fit
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "4", "--patch-size", "32",
-         "--eval-size", "32", "--precision", "float32"]
+QUICK = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "32",
+    "--eval-size",
+    "32",
+    "--precision",
+    "float32",
+]
 
 
 def quick_config(data, runs_dir, **overrides) -> FitConfig:
-    values = dict(data=str(data), runs_dir=str(runs_dir), epochs=3, steps_per_epoch=3,
-                  batch_size=4, patch_size=32, eval_size=32, precision="float32",
-                  widths=(8, 16), patience=10)
+    values = dict(
+        data=str(data),
+        runs_dir=str(runs_dir),
+        epochs=3,
+        steps_per_epoch=3,
+        batch_size=4,
+        patch_size=32,
+        eval_size=32,
+        precision="float32",
+        widths=(8, 16),
+        patience=10,
+    )
     values.update(overrides)
     return FitConfig(**values)
 
@@ -30,8 +52,18 @@ def quick_config(data, runs_dir, **overrides) -> FitConfig:
 def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     result = CliRunner().invoke(
-        cli.main, ["fit", str(image_folder), *QUICK, "--name", "smoke", "--runs-dir", str(runs_dir),
-                   "--sigma-sampling", "low"],
+        cli.main,
+        [
+            "fit",
+            str(image_folder),
+            *QUICK,
+            "--name",
+            "smoke",
+            "--runs-dir",
+            str(runs_dir),
+            "--sigma-sampling",
+            "low",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "3 skipped" in result.output
@@ -45,7 +77,7 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(row["steps_per_second"] > 0 and "val_loss" in row for row in history)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"gaussian-15", "gaussian-25", "gaussian-50", "seed"}
+    assert set(metrics["test"]) == {"gaussian-15", "gaussian-25", "gaussian-50", "prototype"}
     sigma15, sigma50 = metrics["test"]["gaussian-15"], metrics["test"]["gaussian-50"]
     assert abs(sigma15["psnr_noisy"] - 24.6) < 1.0  # sigma 15 on 8-bit: 20 log10(255/15)
     assert sigma50["psnr_noisy"] < sigma15["psnr_noisy"]
@@ -55,9 +87,10 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
 
 
 def test_fit_reproduces_the_prototype_in_resize_mode(image_folder, tmp_path):
-    config = quick_config(image_folder, tmp_path / "runs", model="seed", noise="seed", loss="mse",
-                          resize=32, epochs=1)
-    result = train.fit(config, log=lambda message: None)
+    config = quick_config(
+        image_folder, tmp_path / "runs", model="seed", noise="seed", loss="mse", resize=32, epochs=1
+    )
+    result = fit(config, log=lambda message: None)
     assert result.metrics["parameters"] > 0
     assert (result.run_dir / "best.keras").is_file()
 
@@ -73,30 +106,36 @@ class CrashAtEpoch(keras.callbacks.Callback):
 
 
 def test_resume_continues_from_the_last_epoch_without_losing_history(image_folder, tmp_path):
-    uninterrupted = train.fit(quick_config(image_folder, tmp_path / "a"), log=lambda m: None)
+    uninterrupted = fit(quick_config(image_folder, tmp_path / "a"), log=lambda m: None)
 
     runs_dir = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        train.fit(quick_config(image_folder, runs_dir), extra_callbacks=[CrashAtEpoch(2)],
-                  log=lambda m: None)
+        fit(
+            quick_config(image_folder, runs_dir),
+            extra_callbacks=[CrashAtEpoch(2)],
+            log=lambda m: None,
+        )
     (run_dir,) = runs.all_runs(runs_dir)
     assert not (run_dir / "metrics.json").exists()
     assert len(json.loads((run_dir / "history.json").read_text())) == 2
 
-    resumed = train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+    resumed = fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
     assert resumed.run_dir == run_dir
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     # the optimizer state came back: the schedule continues where it stopped
-    np.testing.assert_allclose([r["learning_rate"] for r in resumed.history],
-                               [r["learning_rate"] for r in uninterrupted.history], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["learning_rate"] for r in resumed.history],
+        [r["learning_rate"] for r in uninterrupted.history],
+        rtol=1e-5,
+    )
     with pytest.raises(ValueError, match="already finished"):
-        train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+        fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
 
 
 def test_runs_lists_best_first_and_predict_uses_best(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     for name in ("first", "second"):
-        train.fit(quick_config(image_folder, runs_dir, name=name, epochs=1), log=lambda m: None)
+        fit(quick_config(image_folder, runs_dir, name=name, epochs=1), log=lambda m: None)
     ranked = runs.ranked_runs(runs_dir)
     assert ranked[0].best_val_loss <= ranked[1].best_val_loss
     result = CliRunner().invoke(cli.main, ["runs", "--runs-dir", str(runs_dir)])
@@ -105,8 +144,9 @@ def test_runs_lists_best_first_and_predict_uses_best(image_folder, tmp_path):
 
     inputs = tmp_path / "scans"
     save(inputs / "x.jpg", photo_like(50, 70))
-    result = CliRunner().invoke(cli.predict_command, [str(inputs), "--model", "best",
-                                                      "--runs-dir", str(runs_dir)])
+    result = CliRunner().invoke(
+        cli.predict_command, [str(inputs), "--model", "best", "--runs-dir", str(runs_dir)]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "scans_denoised" / "x.png").is_file()
 
@@ -116,15 +156,16 @@ def test_too_few_images_borrow_a_split_with_a_note(tmp_path):
     for index in range(3):
         save(folder / f"{index}.png", photo_like(40, 40, seed=index))
     messages = []
-    result = train.fit(quick_config(folder, tmp_path / "runs", epochs=1), log=messages.append)
+    result = fit(quick_config(folder, tmp_path / "runs", epochs=1), log=messages.append)
     assert result.metrics["test_images"] >= 1
     assert any("too few images" in m for m in messages)
 
 
 def test_a_folder_without_images_is_a_usage_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(cli.main, ["fit", str(tmp_path / "empty"), *QUICK,
-                                           "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        cli.main, ["fit", str(tmp_path / "empty"), *QUICK, "--runs-dir", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 2
     assert "no usable training images" in result.output
 
@@ -132,14 +173,17 @@ def test_a_folder_without_images_is_a_usage_error(tmp_path):
 def test_resume_re_runs_an_epoch_logged_after_the_last_backup(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):
-        train.fit(quick_config(image_folder, runs_dir), extra_callbacks=[CrashAtEpoch(2)],
-                  log=lambda m: None)
+        fit(
+            quick_config(image_folder, runs_dir),
+            extra_callbacks=[CrashAtEpoch(2)],
+            log=lambda m: None,
+        )
     (run_dir,) = runs.all_runs(runs_dir)
     # a kill after history.json got epoch 3's row but before the backup of epoch 3
     history = json.loads((run_dir / "history.json").read_text())
     history.append({**history[-1], "epoch": 3, "val_loss": 1e-9, "marker": "never backed up"})
     (run_dir / "history.json").write_text(json.dumps(history))
-    resumed = train.fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
+    resumed = fit(quick_config(image_folder, runs_dir), resume=run_dir, log=lambda m: None)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert all("marker" not in row for row in resumed.history)  # re-run, not kept
     assert resumed.metrics["best_val_loss"] > 1e-9  # the phantom loss is not the best
@@ -154,15 +198,23 @@ class FirstWeights(keras.callbacks.Callback):
 
 def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
-    first = train.fit(quick_config(image_folder, runs_dir, name="first", epochs=1),
-                      log=lambda m: None)
-    trained = models.load_model(first.run_dir / "best.keras").get_weights()
+    first = fit(quick_config(image_folder, runs_dir, name="first", epochs=1), log=lambda m: None)
+    trained = checkpoints.load_model(first.run_dir / "best.keras").get_weights()
 
     seen = FirstWeights()
     messages = []
-    tuned = train.fit(quick_config(image_folder, runs_dir, name="tuned", epochs=1, loss="psnr",
-                                   init_from=str(first.run_dir)),
-                      extra_callbacks=[seen], log=messages.append)
+    tuned = fit(
+        quick_config(
+            image_folder,
+            runs_dir,
+            name="tuned",
+            epochs=1,
+            loss="psnr",
+            init_from=str(first.run_dir),
+        ),
+        extra_callbacks=[seen],
+        log=messages.append,
+    )
     assert len(seen.weights) == len(trained)
     for got, want in zip(seen.weights, trained):
         np.testing.assert_array_equal(got, want)
@@ -172,46 +224,69 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
     assert row["loss"] < 0 and abs(row["loss"] + row["psnr"]) < 3.0
 
     with pytest.raises(ValueError, match="--init-from .*architecture"):
-        train.fit(quick_config(image_folder, runs_dir, widths=(8, 16, 32),
-                               init_from=str(first.run_dir / "best.keras")), log=lambda m: None)
+        fit(
+            quick_config(
+                image_folder,
+                runs_dir,
+                widths=(8, 16, 32),
+                init_from=str(first.run_dir / "best.keras"),
+            ),
+            log=lambda m: None,
+        )
 
     # more residual blocks: the run grows the model, every trained weight carried over
     seen = FirstWeights()
-    grown = train.fit(quick_config(image_folder, runs_dir, name="grown", epochs=1, blocks=(0, 1),
-                                   init_from=str(first.run_dir)),
-                      extra_callbacks=[seen], log=lambda m: None)
+    grown = fit(
+        quick_config(
+            image_folder,
+            runs_dir,
+            name="grown",
+            epochs=1,
+            blocks=(0, 1),
+            init_from=str(first.run_dir),
+        ),
+        extra_callbacks=[seen],
+        log=lambda m: None,
+    )
     assert len(seen.weights) == len(trained) + 4
     for got, want in zip(seen.weights, trained):
         np.testing.assert_array_equal(got, want)
     assert json.loads((grown.run_dir / "config.json").read_text())["blocks"] == [0, 1]
-    assert models.load_model(grown.run_dir / "best.keras").blocks == (0, 1)
+    assert checkpoints.load_model(grown.run_dir / "best.keras").blocks == (0, 1)
 
 
 def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
-    first = train.fit(quick_config(image_folder, runs_dir, name="first", epochs=1),
-                      log=lambda m: None)
+    first = fit(quick_config(image_folder, runs_dir, name="first", epochs=1), log=lambda m: None)
     source = tmp_path / "source.keras"
     source.write_bytes((first.run_dir / "best.keras").read_bytes())
     config = dict(name="tuned", init_from=str(source), loss="psnr")
     with pytest.raises(KeyboardInterrupt):
-        train.fit(quick_config(image_folder, runs_dir, **config),
-                  extra_callbacks=[CrashAtEpoch(2)], log=lambda m: None)
+        fit(
+            quick_config(image_folder, runs_dir, **config),
+            extra_callbacks=[CrashAtEpoch(2)],
+            log=lambda m: None,
+        )
     source.unlink()  # e.g. resumed on another machine
     (run_dir,) = [r for r in runs.all_runs(runs_dir) if r.name.endswith("-tuned")]
-    resumed = train.fit(quick_config(image_folder, runs_dir, **config), resume=run_dir,
-                        log=lambda m: None)
+    resumed = fit(
+        quick_config(image_folder, runs_dir, **config), resume=run_dir, log=lambda m: None
+    )
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--blocks", "0,-1"], "must be >= 0"),
-    (["--widths", "8,x"], "not comma-separated integers"),
-    (["--widths", "8,16", "--blocks", "0,1,1"], "one count >= 0 per width"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--blocks", "0,-1"], "must be >= 0"),
+        (["--widths", "8,x"], "not comma-separated integers"),
+        (["--widths", "8,16", "--blocks", "0,1,1"], "one count >= 0 per width"),
+    ],
+)
 def test_fit_cli_refuses_bad_widths_and_blocks(image_folder, tmp_path, args, message):
-    result = CliRunner().invoke(cli.main, ["fit", str(image_folder), *QUICK, *args,
-                                           "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        cli.main, ["fit", str(image_folder), *QUICK, *args, "--runs-dir", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

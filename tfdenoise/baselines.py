@@ -36,17 +36,30 @@ def skimage_nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
     scaled = sigma / 255.0
-    result = denoise_nl_means(noisy / 255.0, h=NLM_STRENGTH * scaled, sigma=scaled,
-                              fast_mode=True, patch_size=5, patch_distance=6, channel_axis=-1)
+    result = denoise_nl_means(
+        noisy / 255.0,
+        h=NLM_STRENGTH * scaled,
+        sigma=scaled,
+        fast_mode=True,
+        patch_size=5,
+        patch_distance=6,
+        channel_axis=-1,
+    )
     return _to_uint8(result)
 
 
 def skimage_wavelet(noisy: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_wavelet
 
-    result = denoise_wavelet(noisy / 255.0, sigma=sigma / 255.0, channel_axis=-1,
-                             convert2ycbcr=True, method="BayesShrink", mode="soft",
-                             rescale_sigma=True)
+    result = denoise_wavelet(
+        noisy / 255.0,
+        sigma=sigma / 255.0,
+        channel_axis=-1,
+        convert2ycbcr=True,
+        method="BayesShrink",
+        mode="soft",
+        rescale_sigma=True,
+    )
     return _to_uint8(result)
 
 
@@ -71,7 +84,8 @@ class Baseline:
 
 
 BASELINES: dict[str, Baseline] = {
-    b.name: b for b in (
+    b.name: b
+    for b in (
         Baseline("opencv-nlm", "cv2", "pip install tfdenoise[baselines]", opencv_nlm),
         Baseline("skimage-nlm", "skimage", "pip install scikit-image", skimage_nl_means),
         Baseline("skimage-wavelet", "pywt", "pip install PyWavelets", skimage_wavelet),
@@ -85,8 +99,9 @@ def select(names: list[str] | None) -> tuple[list[Baseline], list[str]]:
     names = list(BASELINES) if names is None else names
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(BASELINES)}")
+        raise ValueError(
+            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
+        )
     chosen, notes = [], []
     for name in names:
         note = BASELINES[name].missing_note()

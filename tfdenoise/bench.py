@@ -6,7 +6,7 @@ the difference is what the input pipeline costs the model. Comparisons are meant
 of figures from the same run: the machine this runs on is shared and absolute numbers drift.
 
 Figures (JSON keys, dotted = nested):
-  pipeline.seed_generator_img_s   the prototype's Python generator (cv2 or PIL, NumPy noise)
+  pipeline.prototype_generator_img_s   the prototype's Python generator (cv2 or PIL, NumPy noise)
   pipeline.files_img_s            our folder pipeline, same 224x224 output (headline)
   pipeline.tfrecords_img_s        our TFRecord pipeline, same output (headline)
   pipeline.decode_ceiling_img_s   every core decoding the same JPEGs, nothing else
@@ -31,7 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfdenoise import config as config_module
-from tfdenoise import corpus, data, hardware, images, models, noise, predict, samples
+from tfdenoise import hardware, inference, models
+from tfdenoise.data import corpus, pipeline, samples, sources
+from tfdenoise.io import files as image_files
+from tfdenoise.io import records
+from tfdenoise.train.fit import compile_denoiser
 
 Log = Callable[[str], None]
 
@@ -68,10 +72,18 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **overrides) -> BenchConfig:
-        values = dict(images=200, pipeline_seconds=3.0, pipeline_warmup_batches=3,
-                      train_seconds=8.0, train_min_steps=3, train_warmup_steps=2,
-                      train_rounds=1, xla_min_steps=2, predict_images=2,
-                      predict_max_megapixels=1.5)
+        values = dict(
+            images=200,
+            pipeline_seconds=3.0,
+            pipeline_warmup_batches=3,
+            train_seconds=8.0,
+            train_min_steps=3,
+            train_warmup_steps=2,
+            train_rounds=1,
+            xla_min_steps=2,
+            predict_images=2,
+            predict_max_megapixels=1.5,
+        )
         values.update(overrides)
         return cls(**values)
 
@@ -93,6 +105,7 @@ class BenchConfig:
 
 # --- timing --------------------------------------------------------------------------------
 
+
 def measure_rate(step: Callable[[], int], warmup: int, seconds: float, min_steps: int = 1) -> float:
     """Items per second of `step` (returns the items it produced), after `warmup` calls."""
     for _ in range(warmup):
@@ -105,8 +118,9 @@ def measure_rate(step: Callable[[], int], warmup: int, seconds: float, min_steps
     return items / (time.perf_counter() - started)
 
 
-def dataset_rate(dataset: tf.data.Dataset, items_per_element: int, warmup: int,
-                 seconds: float) -> float:
+def dataset_rate(
+    dataset: tf.data.Dataset, items_per_element: int, warmup: int, seconds: float
+) -> float:
     """Elements per second pulled from a dataset by a Python loop (what Keras' fit does)."""
     iterator = iter(dataset)
 
@@ -138,6 +152,7 @@ class _StepTimer(keras.callbacks.Callback):
 
 # --- corpus ----------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def corpus_folder(config: BenchConfig, log: Log) -> Iterator[Path]:
     """The corpus to measure on: the given folder, or one generated in a temporary folder."""
@@ -151,17 +166,18 @@ def corpus_folder(config: BenchConfig, log: Log) -> Iterator[Path]:
         yield Path(folder)
 
 
-def corpus_files(root: Path, count: int) -> list[images.ImageFile]:
+def corpus_files(root: Path, count: int) -> list[image_files.ImageFile]:
     """The train split of the first `count` image files: what every figure reads (the TFRecord
     writer splits the same relative paths the same way, so both sources hold these files)."""
-    paths = images.list_image_files(root)[:count]
-    files = images.scan(root, paths).split("train")
+    paths = image_files.list_image_files(root)[:count]
+    files = image_files.scan(root, paths).split("train")
     if len(files) < 2:
         raise ValueError(f"too few usable training images in {root} (need 2, found {len(files)})")
     return files
 
 
 # --- pipeline figures ------------------------------------------------------------------------
+
 
 def _cv2_reader(size: int) -> Callable[[str], np.ndarray] | None:
     try:
@@ -188,8 +204,9 @@ def _pil_reader(size: int) -> Callable[[str], np.ndarray]:
     return read
 
 
-def seed_generator(paths: Sequence[str], batch_size: int, size: int, seed: int = 0,
-                   prefer_cv2: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def prototype_generator(
+    paths: Sequence[str], batch_size: int, size: int, seed: int = 0, prefer_cv2: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The prototype's input pipeline, re-implemented faithfully: one Python thread reads each
     file (cv2, else PIL), resizes it to size x size, scales to [0, 1] and adds uniform noise of
     a per-image amplitude a ~ U(0, 0.5) with NumPy; yields (noisy, clean) float32 batches."""
@@ -207,7 +224,7 @@ def seed_generator(paths: Sequence[str], batch_size: int, size: int, seed: int =
             yield np.stack(noisy).astype(np.float32), np.stack(clean)
 
 
-def seed_reader_name() -> str:
+def prototype_reader_name() -> str:
     return "cv2" if _cv2_reader(8) is not None else "PIL"
 
 
@@ -217,38 +234,49 @@ def decode_ceiling(jpegs: Sequence[bytes], batch: int = 32) -> tf.data.Dataset:
     Only a scalar per image leaves the pipeline, batched, so the Python loop costs ~nothing.
     """
     return (
-        tf.data.Dataset.from_tensor_slices(list(jpegs)).repeat()
-        .map(lambda jpeg: tf.shape(tf.io.decode_jpeg(jpeg, channels=3))[0],
-             num_parallel_calls=data.AUTOTUNE, deterministic=False)
+        tf.data.Dataset.from_tensor_slices(list(jpegs))
+        .repeat()
+        .map(
+            lambda jpeg: tf.shape(tf.io.decode_jpeg(jpeg, channels=3))[0],
+            num_parallel_calls=pipeline.AUTOTUNE,
+            deterministic=False,
+        )
         .batch(batch)
     )
 
 
-def mixed_decode_ceiling(files: Sequence[images.ImageFile], batch: int = 32) -> tf.data.Dataset:
+def mixed_decode_ceiling(
+    files: Sequence[image_files.ImageFile], batch: int = 32
+) -> tf.data.Dataset:
     """Like decode_ceiling, but every file of the corpus (PNG, WebP, BMP too) from memory."""
     blobs = [Path(f.path).read_bytes() for f in files]
     decoders = [int(f.info.decoder) for f in files]
     return (
-        tf.data.Dataset.from_tensor_slices((blobs, decoders)).repeat()
-        .map(lambda blob, decoder: tf.shape(data.decode_full(blob, decoder))[0],
-             num_parallel_calls=data.AUTOTUNE, deterministic=False)
+        tf.data.Dataset.from_tensor_slices((blobs, decoders))
+        .repeat()
+        .map(
+            lambda blob, decoder: tf.shape(pipeline.decode_full(blob, decoder))[0],
+            num_parallel_calls=pipeline.AUTOTUNE,
+            deterministic=False,
+        )
         .batch(batch)
     )
 
 
-def pipeline_specs(config: BenchConfig) -> dict[str, data.PipelineSpec]:
+def pipeline_specs(config: BenchConfig) -> dict[str, pipeline.PipelineSpec]:
     """The two output modes compared: the prototype's resized images, and our training patches."""
     return {
-        "resize": data.PipelineSpec(batch_size=config.batch_size, resize=config.resize),
-        "patch": data.PipelineSpec(batch_size=config.batch_size, patch_size=config.patch_size,
-                                   patches_per_image=config.patches_per_image),
+        "resize": pipeline.PipelineSpec(batch_size=config.batch_size, resize=config.resize),
+        "patch": pipeline.PipelineSpec(
+            batch_size=config.batch_size,
+            patch_size=config.patch_size,
+            patches_per_image=config.patches_per_image,
+        ),
     }
 
 
 def records_source(root: Path, work: Path, log: Log):
     """A RecordSource over the TFRecords of the images under root, written into `work`."""
-    from tfdenoise import records, sources
-
     log(f"writing TFRecords of {root.name} ...")
     records.convert_folder(root, work)
     return sources.RecordSource(work)
@@ -258,58 +286,73 @@ def records_source(root: Path, work: Path, log: Log):
 class Feeds:
     """The measured file set as a folder source and as a TFRecord source (same train split)."""
 
-    files: list[images.ImageFile]
+    files: list[image_files.ImageFile]
     records: object  # sources.RecordSource
 
-    def folder(self, spec: data.PipelineSpec) -> tf.data.Dataset:
-        return data.training_pipeline(data.encoded_files(self.files, True, True), spec)
+    def folder(self, spec: pipeline.PipelineSpec) -> tf.data.Dataset:
+        return pipeline.training_pipeline(pipeline.encoded_files(self.files, True, True), spec)
 
-    def tfrecords(self, spec: data.PipelineSpec) -> tf.data.Dataset:
-        return data.training_pipeline(self.records.encoded("train", training=True), spec,
-                                      allow_pil=self.records.allow_pil)
-
-
-def make_feeds(files: Sequence[images.ImageFile], work: Path, name: str, log: Log) -> Feeds:
-    return Feeds(list(files), records_source(_subset_folder(files, work / f"{name}-files"),
-                                             work / f"{name}-records", log))
+    def tfrecords(self, spec: pipeline.PipelineSpec) -> tf.data.Dataset:
+        return pipeline.training_pipeline(
+            self.records.encoded("train", training=True), spec, allow_pil=self.records.allow_pil
+        )
 
 
-def measure_pipelines(config: BenchConfig, feeds: Feeds, jpeg_feeds: Feeds | None,
-                      log: Log) -> dict:
+def make_feeds(files: Sequence[image_files.ImageFile], work: Path, name: str, log: Log) -> Feeds:
+    return Feeds(
+        list(files),
+        records_source(
+            _subset_folder(files, work / f"{name}-files"), work / f"{name}-records", log
+        ),
+    )
+
+
+def measure_pipelines(
+    config: BenchConfig, feeds: Feeds, jpeg_feeds: Feeds | None, log: Log
+) -> dict:
     """All pipeline figures, in images (resize mode) or patches (patch mode) per second.
 
     Headline: resize mode on the whole corpus (the prototype's output: 224x224 images).
     `jpeg_only` repeats the resize figures on the corpus's JPEGs alone, the very files the
     decode ceiling decodes, so that ratio compares like with like.
     """
-    seconds, warmup, batch = config.pipeline_seconds, config.pipeline_warmup_batches, config.batch_size
+    seconds, warmup, batch = (
+        config.pipeline_seconds,
+        config.pipeline_warmup_batches,
+        config.batch_size,
+    )
     files = feeds.files
-    result: dict = {"reader": seed_reader_name(), "images": len(files)}
+    result: dict = {"reader": prototype_reader_name(), "images": len(files)}
     specs = pipeline_specs(config)
 
     def resize_figures(subject: Feeds, label: str) -> dict:
         figures = {}
         log(f"pipeline{label}: prototype generator ({result['reader']}, one thread) ...")
-        generator = seed_generator([f.path for f in subject.files], batch, config.resize,
-                                   config.seed)
-        figures["seed_generator_img_s"] = measure_rate(lambda: len(next(generator)[0]), warmup,
-                                                       seconds)
+        generator = prototype_generator(
+            [f.path for f in subject.files], batch, config.resize, config.seed
+        )
+        figures["prototype_generator_img_s"] = measure_rate(
+            lambda: len(next(generator)[0]), warmup, seconds
+        )
         log(f"pipeline{label}: folder, resize mode ...")
-        figures["files_img_s"] = dataset_rate(subject.folder(specs["resize"]), batch, warmup,
-                                              seconds)
+        figures["files_img_s"] = dataset_rate(
+            subject.folder(specs["resize"]), batch, warmup, seconds
+        )
         log(f"pipeline{label}: TFRecords, resize mode ...")
-        figures["tfrecords_img_s"] = dataset_rate(subject.tfrecords(specs["resize"]), batch,
-                                                  warmup, seconds)
+        figures["tfrecords_img_s"] = dataset_rate(
+            subject.tfrecords(specs["resize"]), batch, warmup, seconds
+        )
         return figures
 
     result.update(resize_figures(feeds, ""))
     log("pipeline: folder, patch mode ...")
     result["files_patch_img_s"] = dataset_rate(feeds.folder(specs["patch"]), batch, warmup, seconds)
     log("pipeline: TFRecords, patch mode ...")
-    result["tfrecords_patch_img_s"] = dataset_rate(feeds.tfrecords(specs["patch"]), batch, warmup,
-                                                   seconds)
+    result["tfrecords_patch_img_s"] = dataset_rate(
+        feeds.tfrecords(specs["patch"]), batch, warmup, seconds
+    )
 
-    jpegs = [Path(f.path).read_bytes() for f in files if f.info.decoder == images.Decoder.JPEG]
+    jpegs = [Path(f.path).read_bytes() for f in files if f.info.decoder == image_files.Decoder.JPEG]
     result["decode_ceiling_img_s"] = None
     if jpegs:
         log(f"pipeline: decode ceiling ({len(jpegs)} JPEGs in memory, all cores) ...")
@@ -320,33 +363,23 @@ def measure_pipelines(config: BenchConfig, feeds: Feeds, jpeg_feeds: Feeds | Non
         result["jpeg_only"] = resize_figures(jpeg_feeds, " (JPEGs only)")
     result["jpeg_share"] = round(len(jpegs) / len(files), 3)
     result["mean_megapixels"] = round(
-        float(np.mean([f.info.width * f.info.height for f in files])) / 1e6, 3)
-    result["patch_mode"] = {"patch_size": config.patch_size,
-                            "patches_per_image": config.patches_per_image}
+        float(np.mean([f.info.width * f.info.height for f in files])) / 1e6, 3
+    )
+    result["patch_mode"] = {
+        "patch_size": config.patch_size,
+        "patches_per_image": config.patches_per_image,
+    }
     return result
 
 
 # --- training figures ------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def global_policy(name: str) -> Iterator[None]:
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def compiled_model(config: BenchConfig, precision: str, xla: bool) -> models.Denoiser:
     """The default U-Net compiled as `fit` compiles it (Adam, L1, blind noise mixture)."""
     keras.utils.set_random_seed(config.seed)
     model = models.built(models.UNet(widths=config.widths, name="unet"), config.patch_size)
-    optimizer = keras.optimizers.Adam(1e-3)
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=models.build_loss("l1"),
-                  noise=noise.build_noise("mix"), jit_compile=xla)
+    compile_denoiser(model, precision=precision, xla=xla)
     return model
 
 
@@ -358,26 +391,42 @@ def synthetic_batches(config: BenchConfig) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors({"clean": batch}).repeat()
 
 
-def train_rate(model: models.Denoiser, dataset: tf.data.Dataset, batch_size: int,
-               warmup: int, seconds: float, min_steps: int) -> float:
+def train_rate(
+    model: models.Denoiser,
+    dataset: tf.data.Dataset,
+    batch_size: int,
+    warmup: int,
+    seconds: float,
+    min_steps: int,
+) -> float:
     """Training images per second over timed steps of one `fit` call (warm-up steps excluded)."""
     timer = _StepTimer(warmup, seconds, min_steps)
-    model.fit(dataset, epochs=1, steps_per_epoch=1_000_000, callbacks=[timer], verbose=0,
-              shuffle=False)
+    model.fit(
+        dataset, epochs=1, steps_per_epoch=1_000_000, callbacks=[timer], verbose=0, shuffle=False
+    )
     return timer.steps_per_second() * batch_size
 
 
-def measure_training(config: BenchConfig, feed: Callable[[], tf.data.Dataset], feed_name: str,
-                     log: Log) -> dict:
+def measure_training(
+    config: BenchConfig, feed: Callable[[], tf.data.Dataset], feed_name: str, log: Log
+) -> dict:
     """Synthetic vs pipeline-fed (alternating rounds), float32 vs auto precision, XLA on vs off."""
     plan = hardware.plan()
-    result: dict = {"precision_auto": plan.precision, "xla_auto": plan.xla,
-                    "batch_size": config.batch_size, "patch_size": config.patch_size,
-                    "pipeline_source": feed_name}
-    timing = dict(batch_size=config.batch_size, warmup=config.train_warmup_steps,
-                  seconds=config.train_seconds, min_steps=config.train_min_steps)
+    result: dict = {
+        "precision_auto": plan.precision,
+        "xla_auto": plan.xla,
+        "batch_size": config.batch_size,
+        "patch_size": config.patch_size,
+        "pipeline_source": feed_name,
+    }
+    timing = dict(
+        batch_size=config.batch_size,
+        warmup=config.train_warmup_steps,
+        seconds=config.train_seconds,
+        min_steps=config.train_min_steps,
+    )
 
-    with global_policy(plan.precision):
+    with hardware.precision_policy(plan.precision):
         model = compiled_model(config, plan.precision, plan.xla)
         synthetic, fed = [], []
         for round_index in range(config.train_rounds):
@@ -392,18 +441,19 @@ def measure_training(config: BenchConfig, feed: Callable[[], tf.data.Dataset], f
     result["auto_precision_img_s"] = result["synthetic_img_s"]
 
     log("train: float32 ...")
-    with global_policy("float32"):
+    with hardware.precision_policy("float32"):
         model = compiled_model(config, "float32", plan.xla)
         result["float32_img_s"] = train_rate(model, synthetic_batches(config), **timing)
 
     other_xla = not plan.xla
     log(f"train: XLA {'on' if other_xla else 'off'} ({plan.precision}) ...")
-    with global_policy(plan.precision):
+    with hardware.precision_policy(plan.precision):
         model = compiled_model(config, plan.precision, other_xla)
         xla_timing = dict(timing, min_steps=config.xla_min_steps, warmup=1)
         other = train_rate(model, synthetic_batches(config), **xla_timing)
-    key_auto, key_other = ("xla_on_img_s", "xla_off_img_s") if plan.xla else \
-        ("xla_off_img_s", "xla_on_img_s")
+    key_auto, key_other = (
+        ("xla_on_img_s", "xla_off_img_s") if plan.xla else ("xla_off_img_s", "xla_on_img_s")
+    )
     result[key_auto] = result["synthetic_img_s"]
     result[key_other] = other
     return result
@@ -411,29 +461,39 @@ def measure_training(config: BenchConfig, feed: Callable[[], tf.data.Dataset], f
 
 # --- prediction --------------------------------------------------------------------------------
 
-def measure_predict(config: BenchConfig, files: Sequence[images.ImageFile], log: Log) -> dict:
+
+def measure_predict(config: BenchConfig, files: Sequence[image_files.ImageFile], log: Log) -> dict:
     """Megapixels per second denoising full-size corpus images (largest first, capped)."""
     cap = config.predict_max_megapixels * 1e6
-    candidates = sorted((f for f in files if f.info.width * f.info.height <= cap),
-                        key=lambda f: f.info.width * f.info.height, reverse=True)
+    candidates = sorted(
+        (f for f in files if f.info.width * f.info.height <= cap),
+        key=lambda f: f.info.width * f.info.height,
+        reverse=True,
+    )
     chosen = candidates[: config.predict_images] or [
-        min(files, key=lambda f: f.info.width * f.info.height)]
-    arrays = [images.load_rgb8(f.path) for f in chosen]
+        min(files, key=lambda f: f.info.width * f.info.height)
+    ]
+    arrays = [image_files.load_rgb8(f.path) for f in chosen]
     plan = hardware.plan()
     log(f"predict: {len(arrays)} full-size images ({plan.precision}) ...")
-    with global_policy(plan.precision):
+    with hardware.precision_policy(plan.precision):
         model = models.built(models.UNet(widths=config.widths, name="unet"))
-        predict.denoise_rgb8(model, arrays[-1])  # warm-up: first call builds kernels
+        inference.denoise_rgb8(model, arrays[-1])  # warm-up: first call builds kernels
         started = time.perf_counter()
         for array in arrays:
-            predict.denoise_rgb8(model, array)
+            inference.denoise_rgb8(model, array)
         seconds = time.perf_counter() - started
     megapixels = sum(a.shape[0] * a.shape[1] for a in arrays) / 1e6
-    return {"megapixels_per_s": megapixels / seconds, "images": len(arrays),
-            "megapixels": round(megapixels, 3), "precision": plan.precision}
+    return {
+        "megapixels_per_s": megapixels / seconds,
+        "images": len(arrays),
+        "megapixels": round(megapixels, 3),
+        "precision": plan.precision,
+    }
 
 
 # --- the whole run --------------------------------------------------------------------------
+
 
 def ratios(results: dict) -> dict:
     """The comparisons the targets are stated in (None where a figure is missing)."""
@@ -446,30 +506,39 @@ def ratios(results: dict) -> dict:
 
     jpeg_only = pipeline.get("jpeg_only") or {}
     return {
-        "tfrecords_vs_seed_generator": ratio(pipeline["tfrecords_img_s"],
-                                             pipeline["seed_generator_img_s"]),
-        "files_vs_seed_generator": ratio(pipeline["files_img_s"], pipeline["seed_generator_img_s"]),
+        "tfrecords_vs_prototype_generator": ratio(
+            pipeline["tfrecords_img_s"], pipeline["prototype_generator_img_s"]
+        ),
+        "files_vs_prototype_generator": ratio(
+            pipeline["files_img_s"], pipeline["prototype_generator_img_s"]
+        ),
         # Same JPEGs on both sides: the pipeline on the corpus's JPEGs vs decoding them in full.
-        "tfrecords_vs_decode_ceiling": ratio(jpeg_only.get("tfrecords_img_s"),
-                                             pipeline["decode_ceiling_img_s"]),
-        "files_vs_decode_ceiling": ratio(jpeg_only.get("files_img_s"),
-                                         pipeline["decode_ceiling_img_s"]),
+        "tfrecords_vs_decode_ceiling": ratio(
+            jpeg_only.get("tfrecords_img_s"), pipeline["decode_ceiling_img_s"]
+        ),
+        "files_vs_decode_ceiling": ratio(
+            jpeg_only.get("files_img_s"), pipeline["decode_ceiling_img_s"]
+        ),
         # Whole corpus vs decoding every one of its files in full (PNG and WebP included).
-        "tfrecords_vs_mixed_decode_ceiling": ratio(pipeline["tfrecords_img_s"],
-                                                   pipeline["decode_ceiling_mixed_img_s"]),
-        "jpeg_only_tfrecords_vs_seed_generator": ratio(jpeg_only.get("tfrecords_img_s"),
-                                                       jpeg_only.get("seed_generator_img_s")),
-        "tfrecords_patch_vs_files_patch": ratio(pipeline["tfrecords_patch_img_s"],
-                                                pipeline["files_patch_img_s"]),
-        "pipeline_fed_vs_synthetic_training": ratio(train["pipeline_img_s"],
-                                                    train["synthetic_img_s"]),
+        "tfrecords_vs_mixed_decode_ceiling": ratio(
+            pipeline["tfrecords_img_s"], pipeline["decode_ceiling_mixed_img_s"]
+        ),
+        "jpeg_only_tfrecords_vs_prototype_generator": ratio(
+            jpeg_only.get("tfrecords_img_s"), jpeg_only.get("prototype_generator_img_s")
+        ),
+        "tfrecords_patch_vs_files_patch": ratio(
+            pipeline["tfrecords_patch_img_s"], pipeline["files_patch_img_s"]
+        ),
+        "pipeline_fed_vs_synthetic_training": ratio(
+            train["pipeline_img_s"], train["synthetic_img_s"]
+        ),
         "auto_vs_float32_precision": ratio(train["auto_precision_img_s"], train["float32_img_s"]),
         "xla_on_vs_off": ratio(train["xla_on_img_s"], train["xla_off_img_s"]),
     }
 
 
 TARGETS = {
-    "tfrecords_vs_seed_generator": 3.0,
+    "tfrecords_vs_prototype_generator": 3.0,
     "tfrecords_vs_decode_ceiling": 0.9,
     "pipeline_fed_vs_synthetic_training": 0.9,
     "auto_vs_float32_precision": 1.5,
@@ -477,22 +546,29 @@ TARGETS = {
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version(), "processor": platform.processor() or None,
-            "gpus": hardware.gpu_count(), "cpu_bf16": sorted(hardware.cpu_flags()
-                                                              & hardware.BF16_CPU_FLAGS)}
+    return {
+        "cpus": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "processor": platform.processor() or None,
+        "gpus": hardware.gpu_count(),
+        "cpu_bf16": sorted(hardware.cpu_flags() & hardware.BF16_CPU_FLAGS),
+    }
 
 
 def run(config: BenchConfig, log: Log = print) -> dict:
     """Every figure in one process and run; returns the JSON-ready results."""
     config.validate()
     started = time.perf_counter()
-    with corpus_folder(config, log) as root, \
-            tempfile.TemporaryDirectory(prefix="tfdenoise-bench-records-") as folder:
+    with (
+        corpus_folder(config, log) as root,
+        tempfile.TemporaryDirectory(prefix="tfdenoise-bench-records-") as folder,
+    ):
         work = Path(folder)
         files = corpus_files(root, config.images)
         feeds = make_feeds(files, work, "all", log)
-        jpeg_files = [f for f in files if f.info.decoder == images.Decoder.JPEG]
+        jpeg_files = [f for f in files if f.info.decoder == image_files.Decoder.JPEG]
         jpeg_feeds = None
         if 2 <= len(jpeg_files) < len(files):
             jpeg_feeds = make_feeds(jpeg_files, work, "jpeg", log)
@@ -503,9 +579,13 @@ def run(config: BenchConfig, log: Log = print) -> dict:
         train = measure_training(config, lambda: feeds.tfrecords(patch_spec), "tfrecords", log)
         prediction = measure_predict(config, files, log)
         results = {
-            "pipeline": pipeline, "train": train, "predict": prediction,
-            "corpus": {"path": config.corpus or "generated from the sample photos",
-                       "images_used": len(files)},
+            "pipeline": pipeline,
+            "train": train,
+            "predict": prediction,
+            "corpus": {
+                "path": config.corpus or "generated from the sample photos",
+                "images_used": len(files),
+            },
         }
     results["ratios"] = ratios(results)
     results["targets"] = TARGETS
@@ -515,7 +595,7 @@ def run(config: BenchConfig, log: Log = print) -> dict:
     return results
 
 
-def _subset_folder(files: Sequence[images.ImageFile], folder: Path) -> Path:
+def _subset_folder(files: Sequence[image_files.ImageFile], folder: Path) -> Path:
     """A folder of symlinks to exactly the measured files, for the TFRecord writer.
 
     Relative paths are kept, so each file lands in the same split as in the folder pipeline.
@@ -525,3 +605,108 @@ def _subset_folder(files: Sequence[images.ImageFile], folder: Path) -> Path:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(Path(image_file.path).resolve())
     return folder
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRow:
+    """One row of the bench table: a figure, and the ratio it is judged by with its target."""
+
+    figure: str
+    value: float | None
+    unit: str
+    ratio: float | None = None
+    versus: str = ""
+    target: float | None = None
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the ratio meets its target; None where there is no target or no ratio."""
+        if self.target is None or self.ratio is None:
+            return None
+        return self.ratio >= self.target
+
+
+def table_rows(results: dict) -> list[BenchRow]:
+    """The rows `tfdenoise bench` prints, from the results of one run (ratios from it only)."""
+    pipe, train, ratio_values = results["pipeline"], results["train"], results["ratios"]
+    rows: list[BenchRow] = []
+
+    def row(figure, value, unit, ratio_key=None, versus=""):
+        rows.append(
+            BenchRow(
+                figure,
+                value,
+                unit,
+                ratio_values.get(ratio_key) if ratio_key else None,
+                versus,
+                TARGETS.get(ratio_key),
+            )
+        )
+
+    jpeg = pipe.get("jpeg_only") or {}
+    row(
+        f"pipeline.prototype_generator ({pipe['reader']}, 1 thread)",
+        pipe["prototype_generator_img_s"],
+        "img/s",
+    )
+    row(
+        "pipeline.files (224 resize)",
+        pipe["files_img_s"],
+        "img/s",
+        "files_vs_prototype_generator",
+        "prototype generator",
+    )
+    row(
+        "pipeline.tfrecords (224 resize) [headline]",
+        pipe["tfrecords_img_s"],
+        "img/s",
+        "tfrecords_vs_prototype_generator",
+        "prototype generator",
+    )
+    row("", None, "", "tfrecords_vs_mixed_decode_ceiling", "all-format ceiling")
+    row("pipeline.decode_ceiling (all formats)", pipe["decode_ceiling_mixed_img_s"], "img/s")
+    row("pipeline.files (patches)", pipe["files_patch_img_s"], "patch/s")
+    row(
+        "pipeline.tfrecords (patches)",
+        pipe["tfrecords_patch_img_s"],
+        "patch/s",
+        "tfrecords_patch_vs_files_patch",
+        "files (patches)",
+    )
+    row("pipeline.decode_ceiling (JPEGs)", pipe["decode_ceiling_img_s"], "img/s")
+    row("JPEGs only: prototype_generator", jpeg.get("prototype_generator_img_s"), "img/s")
+    row(
+        "JPEGs only: files (224 resize)",
+        jpeg.get("files_img_s"),
+        "img/s",
+        "files_vs_decode_ceiling",
+        "decode ceiling",
+    )
+    row(
+        "JPEGs only: tfrecords (224 resize)",
+        jpeg.get("tfrecords_img_s"),
+        "img/s",
+        "tfrecords_vs_decode_ceiling",
+        "decode ceiling",
+    )
+    row("", None, "", "jpeg_only_tfrecords_vs_prototype_generator", "prototype generator")
+    row("train.synthetic", train["synthetic_img_s"], "img/s")
+    row(
+        f"train.pipeline ({train['pipeline_source']})",
+        train["pipeline_img_s"],
+        "img/s",
+        "pipeline_fed_vs_synthetic_training",
+        "synthetic",
+    )
+    row("train.float32", train["float32_img_s"], "img/s")
+    row(
+        f"train.auto_precision ({train['precision_auto']})",
+        train["auto_precision_img_s"],
+        "img/s",
+        "auto_vs_float32_precision",
+        "float32",
+    )
+    row("train.xla_off", train["xla_off_img_s"], "img/s")
+    row("train.xla_on", train["xla_on_img_s"], "img/s", "xla_on_vs_off", "XLA off")
+    row("predict (full-size images)", results["predict"]["megapixels_per_s"], "MP/s")
+    return rows

@@ -7,13 +7,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-MODELS = ("unet", "seed")
-NOISES = ("mix", "seed", "gaussian", "poisson-gaussian", "salt-pepper")
+# Defaults shared by several commands, written once.
+DEFAULT_SPLIT = (0.7, 0.1, 0.2)  # train/val/test fractions; a file's split hashes its path
+DEFAULT_MAX_PIXELS = 100_000_000  # refused before decoding (decompression bombs)
+DEFAULT_TILE = 512  # side of the windows predict and evaluate run the model on; bounds memory
+DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each seam
+DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
+
+MODELS = ("unet", "prototype")
+NOISES = ("mix", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
+# Earlier names of the prototype's model and noise, still accepted: "seed" now means the
+# random seed only.
+PROTOTYPE_ALIASES = {"seed": "prototype"}
 SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian
 LOSSES = ("l1", "mse", "charbonnier", "psnr")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.distribute
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.train.distribute
+EXPORT_FORMATS = ("saved_model",)  # see tfdenoise.export
 
 
 @dataclasses.dataclass
@@ -22,7 +33,8 @@ class FitConfig:
 
     # Image folder, TFRecord folder (has manifest.json) or None for the skimage sample photos.
     data: str | None = None
-    # "unet": residual U-Net that predicts the noise (default); "seed": the prototype autoencoder.
+    # "unet": residual U-Net that predicts the noise (default); "prototype": the prototype's
+    # autoencoder.
     model: str = "unet"
     # U-Net channel widths, one per level; len(widths) - 1 downsamplings.
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -63,9 +75,9 @@ class FitConfig:
     # Early stopping patience in epochs without a lower validation loss.
     patience: int = 5
     # Train/val/test fractions; a file's split is a hash of its relative path.
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    split: tuple[float, float, float] = DEFAULT_SPLIT
     # Images above this many pixels are refused before decoding (decompression bombs).
-    max_pixels: int = 100_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     # Start from this model's weights instead of random ones (fine-tuning): a .keras file, a
     # run directory or "best"; its architecture must match model/widths (it may have fewer
     # blocks: see `blocks`). None = random.
@@ -86,13 +98,19 @@ class FitConfig:
     # None = decode on this host.
     data_service: str | None = None
 
+    def __post_init__(self) -> None:
+        self.model = PROTOTYPE_ALIASES.get(self.model, self.model)
+        self.noise = PROTOTYPE_ALIASES.get(self.noise, self.noise)
+
     def validate(self) -> None:
         """Reject impossible settings with a message a user can act on."""
         checks = [
             (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
             (self.noise in NOISES, f"noise must be one of {NOISES}, got {self.noise!r}"),
-            (self.sigma_sampling in SIGMA_SAMPLINGS,
-             f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}"),
+            (
+                self.sigma_sampling in SIGMA_SAMPLINGS,
+                f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}",
+            ),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.xla in XLA_MODES, f"xla must be one of {XLA_MODES}"),
@@ -104,13 +122,20 @@ class FitConfig:
             (self.patches_per_image >= 1, "patches_per_image must be >= 1"),
             (self.eval_size >= 8, "eval_size must be >= 8"),
             (self.resize is None or self.resize >= 8, "resize must be >= 8"),
-            (len(self.split) == 3 and min(self.split) >= 0 and sum(self.split) > 0,
-             "split needs three non-negative fractions"),
-            (0 <= self.sigma_range[0] <= self.sigma_range[1], "sigma_range must be 0 <= min <= max"),
+            (
+                len(self.split) == 3 and min(self.split) >= 0 and sum(self.split) > 0,
+                "split needs three non-negative fractions",
+            ),
+            (
+                0 <= self.sigma_range[0] <= self.sigma_range[1],
+                "sigma_range must be 0 <= min <= max",
+            ),
             (self.lr > 0, "lr must be > 0"),
             (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be positive"),
-            (not self.blocks or (len(self.blocks) == len(self.widths) and min(self.blocks) >= 0),
-             "blocks needs one count >= 0 per width"),
+            (
+                not self.blocks or (len(self.blocks) == len(self.widths) and min(self.blocks) >= 0),
+                "blocks needs one count >= 0 per width",
+            ),
         ]
         for ok, message in checks:
             if not ok:

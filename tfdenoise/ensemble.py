@@ -39,7 +39,8 @@ class View:
 # The first k views make a k-pass ensemble. The second is the 180° rotation: it changes both
 # axes, the most different view a second pass can give.
 VIEWS: tuple[View, ...] = tuple(
-    View(transpose, axes) for transpose in (False, True) for axes in ((), (1, 2), (2,), (1,)))
+    View(transpose, axes) for transpose in (False, True) for axes in ((), (1, 2), (2,), (1,))
+)
 PASSES = (1, 2, 4, 8)
 
 

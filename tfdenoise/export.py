@@ -14,8 +14,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfdenoise import models
-
-FORMATS = ("saved_model",)
+from tfdenoise.config import EXPORT_FORMATS
 
 
 class PngDenoiser(tf.Module):
@@ -27,8 +26,7 @@ class PngDenoiser(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="image_bytes")])
     def serve(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
         image = tf.ensure_shape(image, [None, None, 3])
         denoised = self.model(models.to_unit_float(image[None]), training=False)
         scaled = tf.round(tf.clip_by_value(denoised[0], 0.0, 1.0) * 255.0)
@@ -41,12 +39,15 @@ def export_saved_model(model, output_dir: str | Path) -> Path:
     if output_dir.exists() and any(output_dir.iterdir()):
         raise ValueError(f"output folder {output_dir} exists and is not empty")
     module = PngDenoiser(model)
-    tf.saved_model.save(module, str(output_dir),
-                        signatures={"serving_default": module.serve.get_concrete_function()})
+    tf.saved_model.save(
+        module,
+        str(output_dir),
+        signatures={"serving_default": module.serve.get_concrete_function()},
+    )
     return output_dir
 
 
 def export(model, output_dir: str | Path, format: str = "saved_model") -> Path:
-    if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose {', '.join(FORMATS)}")
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {format!r}; choose {', '.join(EXPORT_FORMATS)}")
     return export_saved_model(model, output_dir)

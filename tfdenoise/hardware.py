@@ -10,16 +10,19 @@ NVIDIA GPUs tensor cores make mixed_float16 fastest and XLA fuses the many small
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class HardwarePlan:
     """What `fit` will use and why; printed at the start of every run."""
 
     device: str  # "gpu" or "cpu"
@@ -66,24 +69,42 @@ def choose_xla(requested: str, gpus: int) -> tuple[bool, str]:
     return False, "CPU: XLA ~9x slower with bfloat16, only +10% with float32 once compiled"
 
 
-def check_xla(plan: Plan, workers: int) -> None:
+def check_xla(plan: HardwarePlan, workers: int) -> None:
     """Refuse XLA with several CPU workers before any work: TF 2.21 cannot compile cross-worker
     collectives on CPUs ("Collectives are not yet implemented for CPU devices when compiling
     with XLA"), and the failure comes at the first step, followed by a process abort."""
     if plan.xla and plan.device == "cpu" and workers > 1:
-        raise ValueError(f"--xla on cannot train on {workers} CPU workers: TensorFlow's XLA "
-                         "does not compile collectives on CPUs; use --xla off (or auto)")
+        raise ValueError(
+            f"--xla on cannot train on {workers} CPU workers: TensorFlow's XLA "
+            "does not compile collectives on CPUs; use --xla off (or auto)"
+        )
 
 
-def plan(precision: str = "auto", xla: str = "auto") -> Plan:
+def plan(precision: str = "auto", xla: str = "auto") -> HardwarePlan:
     """Resolve "auto" settings for this machine."""
     gpus = gpu_count()
     chosen_precision, precision_reason = choose_precision(precision, gpus, cpu_flags())
     chosen_xla, xla_reason = choose_xla(xla, gpus)
-    return Plan("gpu" if gpus else "cpu", chosen_precision, precision_reason, chosen_xla, xla_reason)
+    return HardwarePlan(
+        "gpu" if gpus else "cpu", chosen_precision, precision_reason, chosen_xla, xla_reason
+    )
 
 
 def inference_precision(requested: str = "auto") -> tuple[str, str]:
     """Precision for denoising: the same rule as training (bf16 was 2.1x float32 for predict
     on this CPU, max 3 grey levels apart); "float32" when exactness matters more than speed."""
     return choose_precision(requested, gpu_count(), cpu_flags())
+
+
+@contextlib.contextmanager
+def precision_policy(name: str | None) -> Iterator[None]:
+    """Run a block under a Keras global dtype policy (None: the current one), restoring the
+    previous policy however the block ends: layers take the global policy when built, so a
+    model built or loaded inside computes in `name` while everything else stays as it was."""
+    previous = keras.mixed_precision.global_policy()
+    try:
+        if name:
+            keras.mixed_precision.set_global_policy(name)
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -8,68 +8,16 @@ its sublayers follow the global (possibly mixed) policy, and the heads output fl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from tfdenoise.config import PROTOTYPE_ALIASES
 from tfdenoise.padding import pad_to_multiple
 
-PACKAGE = "tfdenoise"
+PACKAGE = "tfdenoise"  # the Keras registration package of every custom class and function
 EVAL_SEED_SALT = 20251124  # second half of every evaluation seed: same noise for every run
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-def charbonnier(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
-    """Smooth L1: sqrt(d^2 + eps^2); robust like L1, differentiable at zero."""
-    diff = tf.cast(denoised, tf.float32) - tf.cast(clean, tf.float32)
-    return tf.reduce_mean(tf.sqrt(diff * diff + 1e-6), axis=[1, 2, 3])
-
-
-# Identical images have infinite PSNR (a flat patch under near-zero noise, restored exactly);
-# one such image would make a batch's or an epoch's mean infinite, so each counts at most this.
-PSNR_CAP = 100.0
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-def psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
-    """Per-image PSNR in dB of the clipped output, for images in [0, 1], capped at PSNR_CAP."""
-    denoised = tf.clip_by_value(tf.cast(denoised, tf.float32), 0.0, 1.0)
-    return tf.minimum(tf.image.psnr(tf.cast(clean, tf.float32), denoised, max_val=1.0), PSNR_CAP)
-
-
-# MSE of a 50 dB image: below it an image adds (almost) no gradient, so clean training
-# patches, restored near-perfectly, cannot dominate the batch with a huge 1/MSE weight.
-PSNR_LOSS_FLOOR = 1e-5
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-def negative_psnr(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
-    """Per-image -PSNR in dB (floored at 50 dB): minimising it maximises the mean PSNR.
-
-    An L1 or MSE batch mean is dominated by the noisiest images; on a log scale every image's
-    error counts relative to its own size (the gradient weighs each image by 1 / its MSE), so
-    a blind denoiser does not trade faint-noise quality for heavy-noise quality.
-    """
-    diff = tf.cast(denoised, tf.float32) - tf.cast(clean, tf.float32)
-    mse = tf.reduce_mean(diff * diff, axis=[1, 2, 3])
-    return (10.0 / math.log(10.0)) * tf.math.log(mse + PSNR_LOSS_FLOOR)
-
-
-def build_loss(name: str) -> keras.losses.Loss | Callable:
-    if name == "psnr":
-        return negative_psnr
-    losses = {
-        "l1": keras.losses.MeanAbsoluteError,
-        "mse": keras.losses.MeanSquaredError,
-    }
-    if name == "charbonnier":
-        return charbonnier
-    if name not in losses:
-        raise ValueError(f"unknown loss {name!r}; choose l1, mse, charbonnier or psnr")
-    return losses[name]()
 
 
 def to_unit_float(images: tf.Tensor) -> tf.Tensor:
@@ -87,10 +35,13 @@ def _reducible(logs: dict) -> dict:
     over replicas and gives scalars back. Elsewhere the logs stay scalars.
     """
     strategy = tf.distribute.get_strategy()
-    multi_worker = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                    and strategy.extended._in_multi_worker_mode())
-    return tf.nest.map_structure(lambda value: tf.reshape(value, [1]), logs) if multi_worker \
-        else logs
+    multi_worker = (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
+    return (
+        tf.nest.map_structure(lambda value: tf.reshape(value, [1]), logs) if multi_worker else logs
+    )
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -106,8 +57,9 @@ class Denoiser(keras.Model):
         self.train_noise: Callable | None = None
         self.eval_noise: Callable | None = None
 
-    def compile(self, *, noise: Callable | None = None, eval_noise: Callable | None = None,
-                **kwargs) -> None:
+    def compile(
+        self, *, noise: Callable | None = None, eval_noise: Callable | None = None, **kwargs
+    ) -> None:
         """Keras compile plus the noise models: `noise` for training, `eval_noise` for tests."""
         super().compile(**kwargs)
         self.train_noise = noise
@@ -136,10 +88,6 @@ class Denoiser(keras.Model):
         padded = pad_to_multiple(images, self.stride) if self.stride > 1 else images
         output = self.forward(padded, training=training)
         return output[:, : shape[1], : shape[2], :]
-
-    def denoise(self, noisy: tf.Tensor) -> tf.Tensor:
-        """Inference: the model's estimate clipped to the valid range."""
-        return tf.clip_by_value(self(noisy, training=False), 0.0, 1.0)
 
     # --- training -----------------------------------------------------------------------
 
@@ -223,7 +171,8 @@ class UNet(Denoiser):
         # list: TF's SavedModel export does not track layers inside nested lists.
         self.residual_layers = [
             ResidualBlock(w, name=f"residual_{i}_{j}")
-            for i, (w, count) in enumerate(zip(self.widths, self.blocks)) for j in range(count)
+            for i, (w, count) in enumerate(zip(self.widths, self.blocks))
+            for j in range(count)
         ]
 
     @property
@@ -287,8 +236,9 @@ class ResidualBlock(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class SeedAutoencoder(Denoiser):
+# Registered under its earlier name, so .keras files written before the rename still load.
+@keras.saving.register_keras_serializable(package=PACKAGE, name="SeedAutoencoder")
+class PrototypeAutoencoder(Denoiser):
     """The prototype: Conv 32/64/128 + max-pool encoder, transposed conv + upsampling decoder,
     sigmoid output. Kept to reproduce and compare against the original notebook."""
 
@@ -325,9 +275,9 @@ def build_model(name: str, widths=(32, 64, 128, 256), blocks=()) -> Denoiser:
     """A fresh model by its `--model` name."""
     if name == "unet":
         return UNet(widths=widths, blocks=blocks, name="unet")
-    if name == "seed":
-        return SeedAutoencoder(name="seed")
-    raise ValueError(f"unknown model {name!r}; choose unet or seed")
+    if PROTOTYPE_ALIASES.get(name, name) == "prototype":
+        return PrototypeAutoencoder(name="prototype")
+    raise ValueError(f"unknown model {name!r}; choose unet or prototype")
 
 
 def built(model: Denoiser, size: int = 32) -> Denoiser:
@@ -348,9 +298,11 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
     ours = [tuple(w.shape) for w in target.weights]
     theirs = [tuple(w.shape) for w in source.weights]
     if type(source) is not type(target) or ours != theirs:
-        raise ValueError(f"its architecture ({type(source).__name__}, {len(theirs)} weights) "
-                         f"differs from this run's ({type(target).__name__}, {len(ours)} weights):"
-                         " match --model and --widths to it")
+        raise ValueError(
+            f"its architecture ({type(source).__name__}, {len(theirs)} weights) "
+            f"differs from this run's ({type(target).__name__}, {len(ours)} weights):"
+            " match --model and --widths to it"
+        )
     target.set_weights(source.get_weights())
 
 
@@ -362,45 +314,22 @@ def grow_weights(source: UNet, target: UNet) -> None:
     adds.
     """
     if source.widths != target.widths or any(
-            have > want for have, want in zip(source.blocks, target.blocks)):
-        raise ValueError(f"its architecture (widths {list(source.widths)}, blocks "
-                         f"{list(source.blocks)}) cannot grow into this run's (widths "
-                         f"{list(target.widths)}, blocks {list(target.blocks)}): same widths and "
-                         "at least as many blocks per level are needed")
-    pairs = [(source.encoder_blocks + source.upsamplers + source.decoder_blocks + [source.head],
-              target.encoder_blocks + target.upsamplers + target.decoder_blocks + [target.head])]
+        have > want for have, want in zip(source.blocks, target.blocks)
+    ):
+        raise ValueError(
+            f"its architecture (widths {list(source.widths)}, blocks "
+            f"{list(source.blocks)}) cannot grow into this run's (widths "
+            f"{list(target.widths)}, blocks {list(target.blocks)}): same widths and "
+            "at least as many blocks per level are needed"
+        )
+    pairs = [
+        (
+            source.encoder_blocks + source.upsamplers + source.decoder_blocks + [source.head],
+            target.encoder_blocks + target.upsamplers + target.decoder_blocks + [target.head],
+        )
+    ]
     for have, want in zip(source.residual_blocks, target.residual_blocks):
         pairs.append((have, want[: len(have)]))
     for from_layers, to_layers in pairs:
         for from_layer, to_layer in zip(from_layers, to_layers, strict=True):
             to_layer.set_weights(from_layer.get_weights())
-
-
-class ModelLoadError(ValueError):
-    """A model file that cannot be loaded safely; the message says why."""
-
-
-def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
-    """Load a `.keras` file in Keras safe mode: no code from the file is ever executed.
-
-    Lambda layers and classes that are not registered (ours or Keras's) are refused.
-    `policy` (e.g. "mixed_bfloat16") sets the compute precision of the sublayers, which take
-    the global policy when they are rebuilt; weights stay float32 and the output stays float32.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.suffix != ".keras":
-        raise ModelLoadError(f"not a Keras 3 model file (expected .keras): {path}")
-    previous = keras.mixed_precision.global_policy()
-    try:
-        if policy:
-            keras.mixed_precision.set_global_policy(policy)
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, TypeError, OSError, KeyError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "lambda" in message.lower() or "safe_mode" in message:
-            message = f"refused in safe mode (it would run code from the file): {message}"
-        raise ModelLoadError(f"cannot load model {path}: {message}") from error
-    finally:
-        keras.mixed_precision.set_global_policy(previous)

@@ -46,3 +46,8 @@ def estimate_sigma(image: np.ndarray) -> float:
         total += _abs_mask_response_sum(stripe)
     count = 6.0 * (width - 2) * (height - 2) * channels
     return math.sqrt(math.pi / 2.0) * total / count
+
+
+def estimate_sigma_255(image: np.ndarray) -> float:
+    """Immerkaer noise sigma on the 0-255 scale for uint8 or uint16 pixels."""
+    return estimate_sigma(image) * 255.0 / np.iinfo(image.dtype).max

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tfdenoise import atomic
+from tfdenoise.io import atomic
 
 CONFIG = "config.json"
 HISTORY = "history.json"

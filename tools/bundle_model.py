@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tfdenoise import atomic, models, predict, runs  # noqa: E402
+from tfdenoise import checkpoints, runs  # noqa: E402
+from tfdenoise.io import atomic  # noqa: E402
 
 
 def stage(run_dir: Path, command: str, final: bool) -> dict:
@@ -47,20 +48,26 @@ def stage(run_dir: Path, command: str, final: bool) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", help="base run(s) first, final last")
-    parser.add_argument("--command", action="append", required=True,
-                        help="the fit command of each run directory, in the same order")
+    parser.add_argument(
+        "--command",
+        action="append",
+        required=True,
+        help="the fit command of each run directory, in the same order",
+    )
     args = parser.parse_args()
     if len(args.command) != len(args.run_dirs):
         parser.error("give one --command per run directory")
 
     final = args.run_dirs[-1]
-    model = models.load_model(final / runs.BEST_MODEL)
-    target = predict.PRETRAINED
+    model = checkpoints.load_model(final / runs.BEST_MODEL)
+    target = checkpoints.PRETRAINED
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replacing(target) as temporary:
         model.save(temporary)
-    stages = [stage(run_dir, command, run_dir == final)
-              for run_dir, command in zip(args.run_dirs, args.command)]
+    stages = [
+        stage(run_dir, command, run_dir == final)
+        for run_dir, command in zip(args.run_dirs, args.command)
+    ]
     provenance = {
         "run": final.name,
         "bundled": datetime.date.today().isoformat(),

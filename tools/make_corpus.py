@@ -20,23 +20,46 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from tfdenoise import corpus, images, samples  # noqa: E402
+from tfdenoise.data import (
+    corpus,  # noqa: E402
+    samples,  # noqa: E402
+)
+from tfdenoise.io import files as image_files  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", metavar="[SOURCE] OUT",
-                        help="source photo folder (optional) and output folder")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[SOURCE] OUT",
+        help="source photo folder (optional) and output folder",
+    )
     parser.add_argument("-n", "--count", type=int, default=3000, help="number of images")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     parser.add_argument("--min-mp", type=float, default=0.1, help="smallest size in megapixels")
     parser.add_argument("--max-mp", type=float, default=4.0, help="largest size in megapixels")
-    parser.add_argument("--quality", type=int, nargs=2, default=(40, 95), metavar=("LOW", "HIGH"),
-                        help="JPEG/WebP quality range")
-    parser.add_argument("--exclude-split", action="append", default=[], choices=images.SPLITS,
-                        help="skip source photos in this split (repeatable), e.g. test")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (the output does not depend on it)")
+    parser.add_argument(
+        "--quality",
+        type=int,
+        nargs=2,
+        default=(40, 95),
+        metavar=("LOW", "HIGH"),
+        help="JPEG/WebP quality range",
+    )
+    parser.add_argument(
+        "--exclude-split",
+        action="append",
+        default=[],
+        choices=image_files.SPLITS,
+        help="skip source photos in this split (repeatable), e.g. test",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (the output does not depend on it)",
+    )
     args = parser.parse_intermixed_args(argv)  # SOURCE and OUT may follow options
     if len(args.paths) > 2:
         parser.error("expected [SOURCE] OUT")
@@ -50,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         source_root, paths = samples.sample_photo_dir(), samples.sample_photo_paths()
     out = Path(args.paths[-1])
-    spec = corpus.CorpusSpec(count=args.count, seed=args.seed, min_megapixels=args.min_mp,
-                             max_megapixels=args.max_mp, jpeg_quality=tuple(args.quality),
-                             exclude_splits=tuple(args.exclude_split))
+    spec = corpus.CorpusSpec(
+        count=args.count,
+        seed=args.seed,
+        min_megapixels=args.min_mp,
+        max_megapixels=args.max_mp,
+        jpeg_quality=tuple(args.quality),
+        exclude_splits=tuple(args.exclude_split),
+    )
     started = time.perf_counter()
     written = 0
 
@@ -66,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{spec.count} images from {len(manifest['sources'])} sources in "
-          f"{time.perf_counter() - started:.0f} s -> {out}; formats {manifest['formats']}")
+    print(
+        f"{spec.count} images from {len(manifest['sources'])} sources in "
+        f"{time.perf_counter() - started:.0f} s -> {out}; formats {manifest['formats']}"
+    )
     return 0
 
 

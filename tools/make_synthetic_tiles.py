@@ -8,8 +8,8 @@ These tiles are noise-free by construction (anti-aliased by rendering at 2x and 
 so they teach the model to keep such structure sharp. Some tiles are faint (every colour
 within a few tens of levels of the background, like pencil, watermarks and pale print), some
 are softened by a blur (out-of-focus scans, soft vector edges) and some lie on fine stripes:
-the low-contrast structure a denoiser most easily mistakes for noise. Every tile is a pure function of
-(--seed, its index): re-running writes the same files, and existing files are kept.
+the low-contrast structure a denoiser most easily mistakes for noise. Every tile is a pure
+function of (--seed, its index): re-running writes the same files, and existing files are kept.
 
 usage: python tools/make_synthetic_tiles.py OUT [--count 400] [--tile 512] [--seed 0]
 """
@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tfdenoise import atomic  # noqa: E402
+from tfdenoise.io import atomic  # noqa: E402
 
 SUPERSAMPLE = 2  # drawn at 2x, downscaled with a box filter: anti-aliased edges and lines
 LETTERS = string.ascii_letters + string.digits + "  .,;:!?-()"
@@ -96,8 +96,10 @@ def translucent_shapes(canvas: Image.Image, inks: Inks) -> Image.Image:
     layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     for _ in range(rng.integers(1, 6)):
-        points = [tuple(int(v) for v in rng.integers(-size // 2, size * 3 // 2, 2))
-                  for _ in range(rng.integers(3, 6))]
+        points = [
+            tuple(int(v) for v in rng.integers(-size // 2, size * 3 // 2, 2))
+            for _ in range(rng.integers(3, 6))
+        ]
         draw.polygon(points, fill=inks(int(rng.integers(30, 140))))
     return Image.alpha_composite(canvas.convert("RGBA"), layer).convert("RGB")
 
@@ -111,8 +113,12 @@ def lines_and_shapes(draw: ImageDraw.ImageDraw, inks: Inks, size: int) -> None:
     for _ in range(rng.integers(0, 6)):
         corner = rng.integers(0, size, 2)
         extent = rng.integers(size // 32, size // 3, 2)
-        box = [int(corner[0]), int(corner[1]), int(corner[0] + extent[0]),
-               int(corner[1] + extent[1])]
+        box = [
+            int(corner[0]),
+            int(corner[1]),
+            int(corner[0] + extent[0]),
+            int(corner[1] + extent[1]),
+        ]
         fill = inks() if rng.random() < 0.5 else None
         width = int(rng.integers(1, 3 * SUPERSAMPLE))
         if rng.random() < 0.5:
@@ -145,8 +151,11 @@ def pixel_art(inks: Inks, size: int) -> Image.Image:
     indices = rng.integers(0, len(palette), (cells, cells))
     if rng.random() < 0.5:  # runs of one colour, like sprites and icons
         indices = np.repeat(indices[:, : -(-cells // 2)], 2, axis=1)[:, :cells]
-    return Image.fromarray(palette[indices]).resize((cells * block,) * 2, Image.NEAREST).crop(
-        (0, 0, size, size))
+    return (
+        Image.fromarray(palette[indices])
+        .resize((cells * block,) * 2, Image.NEAREST)
+        .crop((0, 0, size, size))
+    )
 
 
 def tile_style(index: int, seed: int) -> tuple[Inks, float]:

@@ -3,7 +3,7 @@
 
 Why: large WebP/PNG photos cost ~0.5 s each to decode, far too slow to sample 128-pixel
 patches from at training speed; 512-pixel PNG tiles decode in milliseconds. Photos whose
-hash split (tfdenoise.images.split_of on the file name) is "test" are left out entirely, so
+hash split (tfdenoise.io.files.split_of on the file name) is "test" are left out entirely, so
 `tfdenoise evaluate` on those photos measures images the model never saw.
 
 Each photo is tiled at full scale and at 1/2 scale (antialiased): downscaling averages away
@@ -22,7 +22,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tfdenoise import atomic, images  # noqa: E402
+from tfdenoise.io import atomic  # noqa: E402
+from tfdenoise.io import files as image_files  # noqa: E402
 
 
 def tiles_of(photo: Image.Image, tile: int):
@@ -41,12 +42,12 @@ def main() -> int:
     args = parser.parse_args()
 
     written = held_out = 0
-    for path in images.list_image_files(args.source):
+    for path in image_files.list_image_files(args.source):
         relpath = path.relative_to(args.source).as_posix()
-        if images.split_of(relpath) == "test":
+        if image_files.split_of(relpath) == "test":
             held_out += 1
             continue
-        rgb = Image.fromarray(images.load_rgb8(path))
+        rgb = Image.fromarray(image_files.load_rgb8(path))
         for scale in args.scales:
             size = (round(rgb.width * scale), round(rgb.height * scale))
             scaled = rgb if scale == 1.0 else rgb.resize(size, Image.Resampling.LANCZOS)

@@ -19,11 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-CONDITIONS = ("gaussian-15", "gaussian-25", "gaussian-50", "seed", "clean")
+CONDITIONS = ("gaussian-15", "gaussian-25", "gaussian-50", "prototype", "clean")
+EARLIER_NAMES = {"prototype": "seed"}  # how evaluate JSON written before the rename calls it
 
 
-def pooled(parts: list[tuple[dict, str]],
-           only: set[str] | None = None) -> tuple[list[str], dict[str, float]]:
+def pooled(
+    parts: list[tuple[dict, str]], only: set[str] | None = None
+) -> tuple[list[str], dict[str, float]]:
     """The images covered (those in `only`, if given) and each condition's mean PSNR over all
     of them."""
     images: list[str] = []
@@ -31,11 +33,15 @@ def pooled(parts: list[tuple[dict, str]],
     for scores, method in parts:
         if set(images) & set(scores["images"]):
             raise ValueError("two parts of a column score the same image")
-        kept = [index for index, name in enumerate(scores["images"])
-                if only is None or name in only]
+        kept = [
+            index for index, name in enumerate(scores["images"]) if only is None or name in only
+        ]
         images += [scores["images"][index] for index in kept]
         for condition in CONDITIONS:
-            score = scores["scores"].get(condition, {}).get(method)
+            by_method = scores["scores"].get(condition) or scores["scores"].get(
+                EARLIER_NAMES.get(condition, ""), {}
+            )
+            score = by_method.get(method)
             if score:
                 values[condition].append([score["per_image_psnr"][index] for index in kept])
     means = {}
@@ -83,8 +89,7 @@ def main() -> int:
     print("| condition | " + " | ".join(label for label, _, _ in columns) + " |")
     print("|" + "---|" * (len(columns) + 1))
     for condition in CONDITIONS:
-        cells = [f"{means[condition]:.2f}" if condition in means else ""
-                 for _, _, means in columns]
+        cells = [f"{means[condition]:.2f}" if condition in means else "" for _, _, means in columns]
         if any(cells):
             print(f"| {condition} | " + " | ".join(cells) + " |")
     return 0

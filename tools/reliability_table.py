@@ -19,7 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from faults import make_fault_corpus  # noqa: E402
-from tfdenoise import images, models, predict, records  # noqa: E402
+
+from tfdenoise import checkpoints, models  # noqa: E402
+from tfdenoise.io import files as image_files  # noqa: E402
+from tfdenoise.io import records  # noqa: E402
+from tfdenoise.predict.folder import predict_folder  # noqa: E402
 
 
 def main() -> int:
@@ -27,14 +31,15 @@ def main() -> int:
         work = Path(work)
         corpus = work / "corpus"
         faults = make_fault_corpus(corpus)
-        scan = images.scan(corpus)
+        scan = image_files.scan(corpus)
         fit_skips = {Path(s.path).relative_to(corpus).as_posix(): s.reason for s in scan.skipped}
         records.convert_folder(corpus, work / "records", shard_mb=0.01, workers=2)
-        record_skips = {s["path"]: s["reason"] for s in records.read_manifest(work / "records")[
-            "skipped"]}
+        record_skips = {
+            s["path"]: s["reason"] for s in records.read_manifest(work / "records")["skipped"]
+        }
         model_path = work / "tiny.keras"
         models.built(models.UNet(widths=(4, 8))).save(model_path)
-        report = predict.predict_folder(models.load_model(model_path), corpus, work / "out")
+        report = predict_folder(checkpoints.load_model(model_path), corpus, work / "out")
         predict_fails = {Path(p).relative_to(corpus).as_posix(): r for p, r in report.failed}
 
     def outcome(skips: dict[str, str], relpath: str, used: str) -> str:
@@ -45,10 +50,12 @@ def main() -> int:
     for fault in faults:
         if fault.name.startswith("photo") and fault.name != "photo0":
             continue  # one ordinary photo stands for all
-        print(f"| {fault.name} (`{fault.relpath}`) "
-              f"| {outcome(fit_skips, fault.relpath, 'trained on')} "
-              f"| {outcome(record_skips, fault.relpath, 'stored')} "
-              f"| {outcome(predict_fails, fault.relpath, 'denoised')} |")
+        print(
+            f"| {fault.name} (`{fault.relpath}`) "
+            f"| {outcome(fit_skips, fault.relpath, 'trained on')} "
+            f"| {outcome(record_skips, fault.relpath, 'stored')} "
+            f"| {outcome(predict_fails, fault.relpath, 'denoised')} |"
+        )
     return 0
 
 

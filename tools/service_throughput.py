@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from tfdenoise import data, service, sources  # noqa: E402
+from tfdenoise.data import pipeline, sources  # noqa: E402
+from tfdenoise.train import service  # noqa: E402
 
 
 def free_port() -> int:
@@ -38,25 +39,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pipeline(source, spec: data.PipelineSpec, per_image: bool) -> tf.data.Dataset:
+def input_pipeline(source, spec: pipeline.PipelineSpec, per_image: bool) -> tf.data.Dataset:
     """The training pipeline, or (per_image) its decode stage only, without Python calls."""
     encoded = source.encoded("train", training=True)
     if not per_image:
-        return data.training_pipeline(encoded, spec, allow_pil=False)
+        return pipeline.training_pipeline(encoded, spec, allow_pil=False)
     return encoded.map(
-        lambda raw, decoder: data.decode_random_patches(
-            raw, decoder, spec.patch_size, spec.patches_per_image, allow_pil=False),
-        num_parallel_calls=data.AUTOTUNE, deterministic=False)
+        lambda raw, decoder: pipeline.decode_random_patches(
+            raw, decoder, spec.patch_size, spec.patches_per_image, allow_pil=False
+        ),
+        num_parallel_calls=pipeline.AUTOTUNE,
+        deterministic=False,
+    )
 
 
-def rebatch_locally(dataset: tf.data.Dataset, spec: data.PipelineSpec) -> tf.data.Dataset:
-    return (dataset.unbatch().shuffle(spec.shuffle_patches).map(data.random_flip)
-            .batch(spec.batch_size, drop_remainder=True).map(lambda b: {"clean": b}))
+def rebatch_locally(dataset: tf.data.Dataset, spec: pipeline.PipelineSpec) -> tf.data.Dataset:
+    return (
+        dataset.unbatch()
+        .shuffle(spec.shuffle_patches)
+        .map(pipeline.random_flip)
+        .batch(spec.batch_size, drop_remainder=True)
+        .map(lambda b: {"clean": b})
+    )
 
 
 def patches_per_second(dataset: tf.data.Dataset, warmup: float, seconds: float) -> float:
     """Patches delivered per second after `warmup` seconds of discarded batches."""
-    iterator = iter(dataset.prefetch(data.AUTOTUNE))
+    iterator = iter(dataset.prefetch(pipeline.AUTOTUNE))
     started = time.monotonic()
     while time.monotonic() - started < warmup:
         next(iterator)
@@ -71,15 +80,36 @@ def start_servers(workers: int, logs: Path) -> tuple[list[subprocess.Popen], str
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     port = free_port()
     command = [sys.executable, "-m", "tfdenoise", "data-service"]
-    processes = [subprocess.Popen([*command, "dispatcher", "--port", str(port),
-                                   "--timeout", "600"], env=env, cwd=REPO,
-                                  stdout=open(logs / "dispatcher.log", "wb"),
-                                  stderr=subprocess.STDOUT)]
+    processes = [
+        subprocess.Popen(
+            [*command, "dispatcher", "--port", str(port), "--timeout", "600"],
+            env=env,
+            cwd=REPO,
+            stdout=open(logs / "dispatcher.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+    ]
     for index in range(workers):
-        processes.append(subprocess.Popen(
-            [*command, "worker", "--dispatcher", f"127.0.0.1:{port}", "--port",
-             str(free_port()), "--host", "127.0.0.1", "--timeout", "600"], env=env, cwd=REPO,
-            stdout=open(logs / f"worker{index}.log", "wb"), stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(
+                [
+                    *command,
+                    "worker",
+                    "--dispatcher",
+                    f"127.0.0.1:{port}",
+                    "--port",
+                    str(free_port()),
+                    "--host",
+                    "127.0.0.1",
+                    "--timeout",
+                    "600",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=open(logs / f"worker{index}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
     deadline = time.monotonic() + 120
     for index, name in enumerate(["dispatcher"] + [f"worker{i}" for i in range(workers)]):
         while b"listening on" not in (logs / f"{name}.log").read_bytes():
@@ -89,9 +119,10 @@ def start_servers(workers: int, logs: Path) -> tuple[list[subprocess.Popen], str
     return processes, f"grpc://127.0.0.1:{port}"
 
 
-def measure(source, spec, workers: int, per_image: bool, warmup: float, seconds: float,
-            logs: Path) -> float:
-    dataset = pipeline(source, spec, per_image)
+def measure(
+    source, spec, workers: int, per_image: bool, warmup: float, seconds: float, logs: Path
+) -> float:
+    dataset = input_pipeline(source, spec, per_image)
     if workers == 0:
         if per_image:
             dataset = rebatch_locally(dataset, spec)
@@ -126,20 +157,39 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     source = sources.open_source(args.data)
     if source.pil_only("train"):
-        raise SystemExit(f"{len(source.pil_only('train'))} training files need PIL; "
-                         f"use JPEG/PNG files or TFRecords")
-    spec = data.PipelineSpec(batch_size=args.batch_size, patch_size=args.patch_size,
-                             patches_per_image=args.patches_per_image)
+        raise SystemExit(
+            f"{len(source.pil_only('train'))} training files need PIL; "
+            f"use JPEG/PNG files or TFRecords"
+        )
+    spec = pipeline.PipelineSpec(
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        patches_per_image=args.patches_per_image,
+    )
     results = {}
     for workers in args.workers:
         rate = measure(source, spec, workers, args.per_image, args.warmup, args.seconds, logs)
-        results[workers] = {"patches_per_s": round(rate, 1),
-                            "images_per_s": round(rate / spec.patches_per_image, 1)}
-        print(f"{workers} service workers: {rate:8.1f} patches/s = "
-              f"{rate / spec.patches_per_image:7.1f} images/s", flush=True)
-    print(json.dumps({"data": source.description, "train_images": source.count("train"),
-                      "per_image": args.per_image, "load_average": os.getloadavg(),
-                      "cpus": os.cpu_count(), "results": results}))
+        results[workers] = {
+            "patches_per_s": round(rate, 1),
+            "images_per_s": round(rate / spec.patches_per_image, 1),
+        }
+        print(
+            f"{workers} service workers: {rate:8.1f} patches/s = "
+            f"{rate / spec.patches_per_image:7.1f} images/s",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "data": source.description,
+                "train_images": source.count("train"),
+                "per_image": args.per_image,
+                "load_average": os.getloadavg(),
+                "cpus": os.cpu_count(),
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import tensorflow as tf
 
-from tfdenoise.config import SIGMA_SAMPLINGS
+from tfdenoise.config import PROTOTYPE_ALIASES, SIGMA_SAMPLINGS
 
 
 class NoiseModel(Protocol):
@@ -62,8 +62,9 @@ class Gaussian:
 
     def __post_init__(self) -> None:
         if self.sampling not in SIGMA_SAMPLINGS:
-            raise ValueError(f"sigma sampling must be one of {SIGMA_SAMPLINGS}, "
-                             f"got {self.sampling!r}")
+            raise ValueError(
+                f"sigma sampling must be one of {SIGMA_SAMPLINGS}, got {self.sampling!r}"
+            )
 
     def _sigma(self, clean: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         unit = _per_image(clean, seed, 0.0, 1.0)
@@ -141,11 +142,13 @@ class Mixture:
         return result
 
 
-def build_noise(name: str, sigma_range: tuple[float, float] = (0.0, 55.0),
-                sigma_sampling: str = "uniform") -> NoiseModel:
+def build_noise(
+    name: str, sigma_range: tuple[float, float] = (0.0, 55.0), sigma_sampling: str = "uniform"
+) -> NoiseModel:
     """The noise model behind a `--noise` name."""
     gaussian = Gaussian(*sigma_range, sampling=sigma_sampling)
-    if name == "seed":
+    name = PROTOTYPE_ALIASES.get(name, name)
+    if name == "prototype":
         return UniformAmplitude()
     if name == "gaussian":
         return gaussian
@@ -166,5 +169,5 @@ EVAL_CONDITIONS: dict[str, NoiseModel] = {
     "gaussian-15": Gaussian(15.0, 15.0),
     "gaussian-25": Gaussian(25.0, 25.0),
     "gaussian-50": Gaussian(50.0, 50.0),
-    "seed": UniformAmplitude(),
+    "prototype": UniformAmplitude(),  # the prototype's noise (its order fixes every seed)
 }

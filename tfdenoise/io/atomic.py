@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,15 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
             _fsync_dir(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Run `write(temporary)` on a temp file beside `path` (its folder created), then rename it
+    over `path`: never a half-written output, whatever fails in between."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as temporary:
+        write(temporary)
 
 
 def write_json(path: str | os.PathLike, value: Any, durable: bool = False, default=None) -> None:

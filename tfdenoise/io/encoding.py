@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tfdenoise import images
+from tfdenoise.config import DEFAULT_MAX_PIXELS
+from tfdenoise.io import files, png
 
 PNG_COMPRESS_LEVEL = 3  # lossless at any level; 3 is much faster than PIL's 6 for a few % more
 
@@ -27,8 +28,9 @@ class EncodedImage:
     width: int
 
 
-def encode_for_storage(path: str | Path, info: images.ImageInfo,
-                       max_pixels: int = images.DEFAULT_MAX_PIXELS) -> EncodedImage:
+def encode_for_storage(
+    path: str | Path, info: files.ImageInfo, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> EncodedImage:
     """The bytes to store for a validated file; ImageError if it no longer decodes.
 
     Only what TF's JPEG decoder reads exactly (RGB or grayscale JPEG, not CMYK) and PNGs that
@@ -37,20 +39,20 @@ def encode_for_storage(path: str | Path, info: images.ImageInfo,
     orientation is not applied, like for the stored JPEGs, so every record keeps the pixel
     layout of its file (training patches are orientation-agnostic).
     """
-    if info.decoder == images.Decoder.JPEG:
+    if info.decoder == files.Decoder.JPEG:
         return EncodedImage(Path(path).read_bytes(), "jpeg", info.height, info.width)
     if info.format == "PNG":
         data = Path(path).read_bytes()
         if is_rgb8_png(data):  # already what we would write: skip a decode and an encode
             return EncodedImage(data, "png", info.height, info.width)
-    pixels = images.load_rgb8(path, max_pixels, apply_orientation=False)
+    pixels = files.load_rgb8(path, max_pixels, apply_orientation=False)
     return EncodedImage(png_bytes(pixels), "png", pixels.shape[0], pixels.shape[1])
 
 
 def is_rgb8_png(data: bytes) -> bool:
     """True for a PNG whose header says 8 bits per channel, colour type 2 (RGB, no alpha)."""
-    return (data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-            and data[24] == 8 and data[25] == 2)
+    header = png.read_header(data)
+    return header is not None and header.bit_depth == 8 and header.colour_type == png.RGB
 
 
 def png_bytes(pixels) -> bytes:
@@ -59,12 +61,13 @@ def png_bytes(pixels) -> bytes:
     return buffer.getvalue()
 
 
-def encode_or_skip(path: str, relpath: str, info: images.ImageInfo,
-                   max_pixels: int) -> EncodedImage | images.Skipped:
+def encode_or_skip(
+    path: str, relpath: str, info: files.ImageInfo, max_pixels: int
+) -> EncodedImage | files.Skipped:
     """Worker job (thread or process): the bytes to store, or why the file fails now."""
     try:
         return encode_for_storage(path, info, max_pixels)
-    except images.ImageError as error:
-        return images.Skipped(relpath, str(error))
+    except files.ImageError as error:
+        return files.Skipped(relpath, str(error))
     except OSError as error:  # vanished or unreadable since it was planned
-        return images.Skipped(relpath, f"unreadable at write time: {error.strerror or error}")
+        return files.Skipped(relpath, f"unreadable at write time: {error.strerror or error}")

@@ -14,7 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdenoise import atomic, evaluate, runs
+from tfdenoise import runs
+from tfdenoise.io import atomic
+from tfdenoise.metrics import comparison_grid, denoise_examples
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -32,7 +34,7 @@ class HistoryFile(keras.callbacks.Callback):
         self._train_seconds = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        # History is written before the backup (see train.py), so after a kill it may hold
+        # History is written before the backup (see train/fit.py), so after a kill it may hold
         # rows of epochs that the restored backup will re-run: drop them, never duplicate.
         self.rows = self.rows_until(epoch)
         self._epoch_start = time.perf_counter()
@@ -47,9 +49,10 @@ class HistoryFile(keras.callbacks.Callback):
         steps = self.params.get("steps") or 0
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["train_seconds"] = round(train_seconds, 3)
-        row["steps_per_second"] = round(steps / train_seconds, 3) if steps and train_seconds else None
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(
-            self.model.optimizer.learning_rate))
+        row["steps_per_second"] = (
+            round(steps / train_seconds, 3) if steps and train_seconds else None
+        )
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         runs.write_json(self.path, self.rows)
 
@@ -153,9 +156,7 @@ class ImageGridLogger(keras.callbacks.Callback):
         self.condition = condition
 
     def on_epoch_end(self, epoch, logs=None):
-        grid = evaluate.comparison_grid(
-            *evaluate.denoise_examples(self.model, self.clean, self.condition)
-        )
+        grid = comparison_grid(*denoise_examples(self.model, self.clean, self.condition))
         with self.writer.as_default():
             tf.summary.image("original-noisy-denoised", grid[None], step=epoch + 1)
         self.writer.flush()

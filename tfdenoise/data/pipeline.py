@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfdenoise.images import Decoder, ImageError, ImageFile, load_rgb8
+from tfdenoise.config import DEFAULT_MAX_PIXELS
+from tfdenoise.io.files import Decoder, ImageError, ImageFile, load_rgb8
+from tfdenoise.io.records import parse_example
 from tfdenoise.padding import mirror_pad_to
-from tfdenoise.records import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -32,11 +33,12 @@ class PipelineSpec:
     patches_per_image: int = 4
     eval_size: int = 256
     resize: int | None = None  # prototype mode: whole image resized to resize x resize
-    max_pixels: int = 100_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     shuffle_patches: int = 256  # buffer that mixes patches from different images
 
 
 # --- stage: decode ----------------------------------------------------------------------------
+
 
 def _pil_decode(data: np.ndarray | bytes) -> np.ndarray:
     raw = data.item() if isinstance(data, np.ndarray) else bytes(data)  # 0-d object array
@@ -96,8 +98,9 @@ def _is_jpeg_at_least(data: tf.Tensor, decoder: tf.Tensor, size: int) -> tf.Tens
     )
 
 
-def decode_random_patches(data: tf.Tensor, decoder: tf.Tensor, size: int, count: int,
-                          allow_pil: bool = True) -> tf.Tensor:
+def decode_random_patches(
+    data: tf.Tensor, decoder: tf.Tensor, size: int, count: int, allow_pil: bool = True
+) -> tf.Tensor:
     """Random patches of one encoded image.
 
     JPEGs large enough are decoded only inside each crop window (decode_and_crop_jpeg skips the
@@ -129,8 +132,9 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.ensure_shape(image[top : top + size, left : left + size, :], [size, size, 3])
 
 
-def decode_center_crop(data: tf.Tensor, decoder: tf.Tensor, size: int,
-                       allow_pil: bool = True) -> tf.Tensor:
+def decode_center_crop(
+    data: tf.Tensor, decoder: tf.Tensor, size: int, allow_pil: bool = True
+) -> tf.Tensor:
     """Centre crop for evaluation; large JPEGs decode only the window."""
 
     def jpeg_window():
@@ -159,20 +163,26 @@ def decode_jpeg_at_least(data: tf.Tensor, size: int) -> tf.Tensor:
     short_side = tf.minimum(shape[0], shape[1])
     # How many of the ratios 2, 4, 8 keep the short side >= size: the index into JPEG_SCALES.
     index = tf.reduce_sum(tf.cast(short_side >= size * tf.constant(JPEG_SCALES[1:]), tf.int32))
-    branches = [lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
-                for ratio in JPEG_SCALES]
+    branches = [
+        lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
+        for ratio in JPEG_SCALES
+    ]
     return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
 
 
-def decode_resized(data: tf.Tensor, decoder: tf.Tensor, size: int,
-                   allow_pil: bool = True) -> tf.Tensor:
+def decode_resized(
+    data: tf.Tensor, decoder: tf.Tensor, size: int, allow_pil: bool = True
+) -> tf.Tensor:
     """Prototype mode: the whole image resized to size x size (aspect ratio not kept).
 
     JPEGs are decoded at a reduced DCT scale first (decode_jpeg_at_least); other formats in full.
     """
     is_jpeg = tf.equal(tf.cast(decoder, tf.int32), int(Decoder.JPEG))
-    image = tf.cond(is_jpeg, lambda: decode_jpeg_at_least(data, size),
-                    lambda: decode_full(data, decoder, allow_pil))
+    image = tf.cond(
+        is_jpeg,
+        lambda: decode_jpeg_at_least(data, size),
+        lambda: decode_full(data, decoder, allow_pil),
+    )
     return resize_to(image, size)
 
 
@@ -182,13 +192,16 @@ def resize_to(image: tf.Tensor, size: int) -> tf.Tensor:
     an image smaller than size on either side is enlarged bilinearly instead."""
     shape = tf.shape(image)
     shrinking = tf.logical_and(shape[0] >= size, shape[1] >= size)
-    resized = tf.cond(shrinking,
-                      lambda: tf.image.resize(image, [size, size], method="area"),
-                      lambda: tf.image.resize(image, [size, size], method="bilinear"))
+    resized = tf.cond(
+        shrinking,
+        lambda: tf.image.resize(image, [size, size], method="area"),
+        lambda: tf.image.resize(image, [size, size], method="bilinear"),
+    )
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 # --- stage: augment -------------------------------------------------------------------------
+
 
 def random_flip(patches: tf.Tensor) -> tf.Tensor:
     """Random horizontal and vertical flips (noise statistics do not depend on orientation)."""
@@ -197,6 +210,7 @@ def random_flip(patches: tf.Tensor) -> tf.Tensor:
 
 
 # --- stage: sources of encoded images -----------------------------------------------------
+
 
 def encoded_files(files: Sequence[ImageFile], shuffle: bool, repeat: bool) -> tf.data.Dataset:
     """(bytes, decoder) for image files; file names are shuffled before any read."""
@@ -217,8 +231,13 @@ def encoded_files(files: Sequence[ImageFile], shuffle: bool, repeat: bool) -> tf
     )
 
 
-def encoded_records(shard_paths: Sequence[str], shuffle: bool, repeat: bool,
-                    cycle_length: int = 4, shuffle_records: int = 32) -> tf.data.Dataset:
+def encoded_records(
+    shard_paths: Sequence[str],
+    shuffle: bool,
+    repeat: bool,
+    cycle_length: int = 4,
+    shuffle_records: int = 32,
+) -> tf.data.Dataset:
     """(bytes, decoder) from TFRecord shards, read in parallel.
 
     Training: shard order shuffled every epoch, `cycle_length` shards read at once in whatever
@@ -247,6 +266,7 @@ def encoded_records(shard_paths: Sequence[str], shuffle: bool, repeat: bool,
 
 # --- pipelines --------------------------------------------------------------------------------
 
+
 def _options(training: bool) -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = not training  # training takes whichever image decodes first
@@ -255,8 +275,9 @@ def _options(training: bool) -> tf.data.Options:
     return options
 
 
-def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
-                      allow_pil: bool = True) -> tf.data.Dataset:
+def training_pipeline(
+    encoded: tf.data.Dataset, spec: PipelineSpec, allow_pil: bool = True
+) -> tf.data.Dataset:
     """Infinite stream of {"clean": uint8 [batch, P, P, 3]} from a repeated (bytes, decoder) stream.
 
     Order: decode in parallel (AUTOTUNE, any order) -> drop unreadable images -> unbatch the
@@ -268,13 +289,15 @@ def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
         size = spec.resize
         decoded = encoded.map(
             lambda data, decoder: decode_resized(data, decoder, size, allow_pil)[None],
-            num_parallel_calls=AUTOTUNE, deterministic=False,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=False,
         )
     else:
         size, count = spec.patch_size, spec.patches_per_image
         decoded = encoded.map(
             lambda data, decoder: decode_random_patches(data, decoder, size, count, allow_pil),
-            num_parallel_calls=AUTOTUNE, deterministic=False,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=False,
         )
     dataset = (
         decoded.ignore_errors(log_warning=True)  # files that pass the scan but fail later
@@ -288,8 +311,9 @@ def training_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec,
     return dataset.with_options(_options(training=True))
 
 
-def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1,
-                  allow_pil: bool = True) -> tf.data.Dataset:
+def eval_pipeline(
+    encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1, allow_pil: bool = True
+) -> tf.data.Dataset:
     """Finite, deterministic {"clean", "index"} batches of centre crops (or resized images).
 
     `repeats` > 1 scores each image several times under different fixed noise, which steadies
@@ -301,7 +325,8 @@ def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1
     else:
         size = spec.eval_size
         decode = lambda data, decoder: decode_center_crop(  # noqa: E731
-            data, decoder, size, allow_pil)
+            data, decoder, size, allow_pil
+        )
     dataset = (
         encoded.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
         .ignore_errors(log_warning=True)
@@ -313,12 +338,3 @@ def eval_pipeline(encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1
         .prefetch(AUTOTUNE)
     )
     return dataset.with_options(_options(training=False))
-
-
-def folder_training_pipeline(files: Sequence[ImageFile], spec: PipelineSpec) -> tf.data.Dataset:
-    return training_pipeline(encoded_files(files, shuffle=True, repeat=True), spec)
-
-
-def folder_eval_pipeline(files: Sequence[ImageFile], spec: PipelineSpec,
-                         repeats: int = 1) -> tf.data.Dataset:
-    return eval_pipeline(encoded_files(files, shuffle=False, repeat=False), spec, repeats)

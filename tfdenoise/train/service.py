@@ -10,7 +10,13 @@ under the same paths (a shared filesystem, or records on object storage).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -31,26 +37,32 @@ class RunningServer:
 def check_address(address: str) -> str:
     """`HOST:PORT` or `grpc://HOST:PORT`, returned with the grpc:// prefix."""
     if not ADDRESS.match(address):
-        raise ValueError(f"tf.data service address must be HOST:PORT or grpc://HOST:PORT, "
-                         f"got {address!r}")
+        raise ValueError(
+            f"tf.data service address must be HOST:PORT or grpc://HOST:PORT, got {address!r}"
+        )
     return address if address.startswith("grpc://") else f"grpc://{address}"
 
 
 def start_dispatcher(port: int, work_dir: str | None = None) -> RunningServer:
     """Start a dispatcher; with `work_dir` it journals its state and survives restarts."""
     config = tf.data.experimental.service.DispatcherConfig(
-        port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None)
+        port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None
+    )
     server = tf.data.experimental.service.DispatchServer(config)
     return RunningServer(server, server.target)
 
 
-def start_worker(dispatcher: str, port: int, host: str = "localhost",
-                 heartbeat_ms: int = HEARTBEAT_MS) -> RunningServer:
+def start_worker(
+    dispatcher: str, port: int, host: str = "localhost", heartbeat_ms: int = HEARTBEAT_MS
+) -> RunningServer:
     """Start a worker that registers with `dispatcher`; `host` is how trainers reach it."""
     dispatcher = check_address(dispatcher).removeprefix("grpc://")
     config = tf.data.experimental.service.WorkerConfig(
-        dispatcher_address=dispatcher, worker_address=f"{host}:%port%", port=port,
-        heartbeat_interval_ms=heartbeat_ms)
+        dispatcher_address=dispatcher,
+        worker_address=f"{host}:%port%",
+        port=port,
+        heartbeat_interval_ms=heartbeat_ms,
+    )
     server = tf.data.experimental.service.WorkerServer(config)
     bound_port = server._address.rsplit(":", 1)[-1]  # differs from `port` when port is 0
     return RunningServer(server, f"{host}:{bound_port}")
@@ -64,13 +76,54 @@ def active_tasks(worker: RunningServer) -> int:
     return int(worker.server._num_tasks())
 
 
-def distribute(dataset: tf.data.Dataset, service: str, job_name: str | None = None,
-               ) -> tf.data.Dataset:
+def distribute(
+    dataset: tf.data.Dataset,
+    service: str,
+    job_name: str | None = None,
+) -> tf.data.Dataset:
     """Run `dataset` on tf.data service workers, each element read once per epoch.
 
     `distributed_epoch` splits the source (file names) between workers, so no two workers
     decode the same image in one pass. Trainers that pass the same `job_name` (all workers of
     one multi-worker run) share one job and receive disjoint elements.
     """
-    return dataset.apply(tf.data.experimental.service.distribute(
-        processing_mode="distributed_epoch", service=check_address(service), job_name=job_name))
+    return dataset.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=check_address(service), job_name=job_name
+        )
+    )
+
+
+def serve(
+    address: str,
+    role: str,
+    timeout: float | None,
+    log: Callable[[str], None],
+    status: Callable[[], str] | None = None,
+) -> str:
+    """Say where the server listens, then block until Ctrl-C, SIGTERM or `timeout`; returns the
+    closing line. `status()` (optional) is polled each second and logged whenever it changes.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log(f"tf.data service {role} listening on {address}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            if status is not None and status() != last:
+                last = status()
+                log(f"{role}: {last}")
+            stop.wait(1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        stop.set()
+    return f"{role} {'stopped' if stop.is_set() else f'timed out after {timeout:g} s'}"
+
+
+def exit_now() -> None:
+    """Leave the process without cleanup: a worker with a running task never finishes its C++
+    shutdown (it waits for the task's endless input); its in-flight elements are lost by
+    design."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

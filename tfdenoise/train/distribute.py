@@ -75,7 +75,8 @@ def replica_batch_size(global_batch: int, replicas: int) -> int:
     if global_batch % replicas:
         raise ValueError(
             f"batch size {global_batch} is not divisible by the {replicas} replicas; "
-            f"use a multiple of {replicas}")
+            f"use a multiple of {replicas}"
+        )
     return global_batch // replicas
 
 
@@ -111,8 +112,9 @@ def shard(count: int, context: tf.distribute.InputContext) -> tuple[int, int]:
     return context.num_input_pipelines, context.input_pipeline_id
 
 
-def distributed_dataset(strategy: tf.distribute.Strategy,
-                        build: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+def distributed_dataset(
+    strategy: tf.distribute.Strategy, build: Callable[[tf.distribute.InputContext], tf.data.Dataset]
+):
     """A dataset for `model.fit`: `build` gets the InputContext (shard + per-replica batch).
 
     Without distribution the plain dataset is returned, so the common path is unchanged.
@@ -131,7 +133,8 @@ def run_dir_name(run_id: str | None, choice: Choice) -> str | None:
     if run_id is None and choice.name == "multi-worker":
         raise ValueError(
             f"multi-worker training needs a run id shared by all workers: pass --run-id ID "
-            f"or set {RUN_ID_ENV} to the same value on every worker")
+            f"or set {RUN_ID_ENV} to the same value on every worker"
+        )
     return None if run_id is None else runs.check_plain_name(run_id, "run id")
 
 

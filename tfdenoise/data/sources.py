@@ -2,8 +2,9 @@
 the sample photos when DATA is omitted.
 
 A source knows its images per split and turns them into the first pipeline stage
-(encoded bytes + decoder); everything after that is shared in tfdenoise.data. `allow_pil` says
-whether the decode stage needs the PIL fallback (folders: any format; records: never).
+(encoded bytes + decoder); everything after that is shared in tfdenoise.data.pipeline.
+`allow_pil` says whether the decode stage needs the PIL fallback (folders: any format;
+records: never).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfdenoise import data, images, records, samples
+from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
+from tfdenoise.data import pipeline, samples
+from tfdenoise.io import files, records
 
 
 class FolderSource:
@@ -22,30 +25,38 @@ class FolderSource:
     kind = "folder"
     allow_pil = True  # folders may hold CMYK JPEG, BMP, WebP: TF cannot decode those exactly
 
-    def __init__(self, root: str | Path, paths: Sequence[Path] | None = None,
-                 fractions: Sequence[float] = images.DEFAULT_SPLIT,
-                 max_pixels: int = images.DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        root: str | Path,
+        paths: Sequence[Path] | None = None,
+        fractions: Sequence[float] = DEFAULT_SPLIT,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.root = Path(root)
-        self.scan = images.scan(self.root, paths, fractions, max_pixels)
+        self.scan = files.scan(self.root, paths, fractions, max_pixels)
         self.description = f"image folder {self.root}"
 
     @property
-    def skipped(self) -> list[images.Skipped]:
+    def skipped(self) -> list[files.Skipped]:
         return self.scan.skipped
 
     def count(self, split: str) -> int:
         return len(self.scan.split(split))
 
-    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
-                ) -> tf.data.Dataset:
+    def encoded(
+        self,
+        split: str,
+        training: bool,
+        shard: tuple[int, int] = (1, 0),
+    ) -> tf.data.Dataset:
         """(bytes, decoder) of one split; `shard` = (count, index) deals files out to workers."""
         count, index = shard
         files = self.scan.split(split)[index::count]
-        return data.encoded_files(files, shuffle=training, repeat=training)
+        return pipeline.encoded_files(files, shuffle=training, repeat=training)
 
-    def pil_only(self, split: str) -> list[images.ImageFile]:
+    def pil_only(self, split: str) -> list[files.ImageFile]:
         """Files only PIL decodes (CMYK JPEG, BMP, WebP): they cannot go to tf.data service."""
-        return [f for f in self.scan.split(split) if f.info.decoder == images.Decoder.PIL]
+        return [f for f in self.scan.split(split) if f.info.decoder == files.Decoder.PIL]
 
 
 class RecordSource:
@@ -59,21 +70,27 @@ class RecordSource:
         self.manifest = records.read_manifest(self.root)
         fractions = "/".join(f"{f:g}" for f in self.manifest["split_fractions"])
         self.description = f"TFRecords {self.root} (split {fractions} fixed at conversion)"
-        missing = [s["name"] for s in self.manifest["shards"]
-                   if not (self.root / s["name"]).is_file()]
+        missing = [
+            s["name"] for s in self.manifest["shards"] if not (self.root / s["name"]).is_file()
+        ]
         if missing:
-            raise ValueError(f"{self.root}: shards listed in the manifest are missing: "
-                             f"{', '.join(missing[:3])}")
+            raise ValueError(
+                f"{self.root}: shards listed in the manifest are missing: {', '.join(missing[:3])}"
+            )
 
     @property
-    def skipped(self) -> list[images.Skipped]:
-        return [images.Skipped(s["path"], s["reason"]) for s in self.manifest["skipped"]]
+    def skipped(self) -> list[files.Skipped]:
+        return [files.Skipped(s["path"], s["reason"]) for s in self.manifest["skipped"]]
 
     def count(self, split: str) -> int:
         return int(self.manifest["counts"].get(split, 0))
 
-    def encoded(self, split: str, training: bool, shard: tuple[int, int] = (1, 0),
-                ) -> tf.data.Dataset:
+    def encoded(
+        self,
+        split: str,
+        training: bool,
+        shard: tuple[int, int] = (1, 0),
+    ) -> tf.data.Dataset:
         """(bytes, decoder) of one split; `shard` = (count, index) for one of several workers.
 
         Shard files are dealt out (FILE sharding: each worker reads only its files); with
@@ -83,24 +100,27 @@ class RecordSource:
         count, index = shard
         paths = records.shard_paths(self.root, self.manifest, split)
         if count > 1 and len(paths) >= count:
-            return data.encoded_records(paths[index::count], shuffle=training, repeat=training)
-        encoded = data.encoded_records(paths, shuffle=training, repeat=training)
+            return pipeline.encoded_records(paths[index::count], shuffle=training, repeat=training)
+        encoded = pipeline.encoded_records(paths, shuffle=training, repeat=training)
         return encoded.shard(count, index) if count > 1 else encoded
 
-    def pil_only(self, split: str) -> list[images.ImageFile]:
+    def pil_only(self, split: str) -> list[files.ImageFile]:
         """Always empty: records hold JPEG and PNG only."""
         return []
 
 
-def sample_source(fractions: Sequence[float] = images.DEFAULT_SPLIT) -> FolderSource:
+def sample_source(fractions: Sequence[float] = DEFAULT_SPLIT) -> FolderSource:
     source = FolderSource(samples.sample_photo_dir(), samples.sample_photo_paths(), fractions)
     source.kind = "samples"
     source.description = f"{len(source.scan.files)} sample photos from scikit-image"
     return source
 
 
-def open_source(path: str | Path | None, fractions: Sequence[float] = images.DEFAULT_SPLIT,
-                max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FolderSource | RecordSource:
+def open_source(
+    path: str | Path | None,
+    fractions: Sequence[float] = DEFAULT_SPLIT,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FolderSource | RecordSource:
     """The source behind a DATA argument; a folder with manifest.json is read as TFRecords
     (fractions and max_pixels then come from the conversion)."""
     if path is None:

@@ -1,7 +1,7 @@
 """TFRecord datasets of images: schema, one-example encode/parse, a sharded writer, the manifest.
 
 A conversion is planned before anything is written: every file is listed and validated
-(`images.scan`), each split is sorted by relative path and cut into shards by cumulative
+(`files.scan`), each split is sorted by relative path and cut into shards by cumulative
 *source* bytes. The plan is stored in `OUT/.plan.json`, so shard names (`-NNNNN-of-MMMMM`) and
 contents are fixed before the first write. Each shard is written to a temp name and renamed
 when complete; `manifest.json` is written last. A re-run after a crash therefore keeps the
@@ -29,8 +29,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import tensorflow as tf
-from tfdenoise import __version__, atomic, images
-from tfdenoise.encoding import EncodedImage, encode_or_skip
+
+from tfdenoise import __version__
+from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
+from tfdenoise.io import atomic, files
+from tfdenoise.io.encoding import EncodedImage, encode_or_skip
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -50,6 +53,7 @@ FEATURES = {
 
 # --- one example ------------------------------------------------------------------------------
 
+
 def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
@@ -62,13 +66,15 @@ def encode_example(image: EncodedImage, source: str) -> bytes:
     """One serialized tf.train.Example in the schema of FEATURES."""
     if image.format not in ("jpeg", "png"):
         raise ValueError(f"records store jpeg or png, not {image.format!r}")
-    features = tf.train.Features(feature={
-        "image": _bytes_feature(image.data),
-        "height": _int_feature(image.height),
-        "width": _int_feature(image.width),
-        "format": _bytes_feature(image.format.encode()),
-        "source": _bytes_feature(source.encode("utf-8")),
-    })
+    features = tf.train.Features(
+        feature={
+            "image": _bytes_feature(image.data),
+            "height": _int_feature(image.height),
+            "width": _int_feature(image.width),
+            "format": _bytes_feature(image.format.encode()),
+            "source": _bytes_feature(source.encode("utf-8")),
+        }
+    )
     # deterministic: map keys sorted; otherwise the order varies between processes, and
     # a resumed run would not reproduce the bytes of an uninterrupted one.
     return tf.train.Example(features=features).SerializeToString(deterministic=True)
@@ -86,12 +92,14 @@ def parse_example(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     the PIL fallback is never needed.
     """
     features = parse_features(serialized)
-    decoder = tf.where(tf.equal(features["format"], b"jpeg"),
-                       int(images.Decoder.JPEG), int(images.Decoder.TF_IMAGE))
+    decoder = tf.where(
+        tf.equal(features["format"], b"jpeg"), int(files.Decoder.JPEG), int(files.Decoder.TF_IMAGE)
+    )
     return features["image"], tf.cast(decoder, tf.int32)
 
 
 # --- the plan ---------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class PlannedFile:
@@ -103,8 +111,8 @@ class PlannedFile:
     bytes: int  # source file size
 
     @property
-    def info(self) -> images.ImageInfo:
-        return images.ImageInfo(self.format, self.mode, self.width, self.height)
+    def info(self) -> files.ImageInfo:
+        return files.ImageInfo(self.format, self.mode, self.width, self.height)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +132,7 @@ class PlannedShard:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class ConversionPlan:
     """Everything a conversion writes, decided before the first write."""
 
     source: str  # absolute path of the converted folder
@@ -132,7 +140,7 @@ class Plan:
     shard_bytes: int
     max_pixels: int
     shards: tuple[PlannedShard, ...]
-    skipped: tuple[images.Skipped, ...]  # paths relative to source
+    skipped: tuple[files.Skipped, ...]  # paths relative to source
 
     @property
     def image_count(self) -> int:
@@ -144,33 +152,52 @@ class Plan:
 
     def options(self) -> dict:
         """The inputs that decide the plan; a resumed run must ask for the same ones."""
-        return {"source": self.source, "fractions": list(self.fractions),
-                "shard_bytes": self.shard_bytes, "max_pixels": self.max_pixels}
+        return {
+            "source": self.source,
+            "fractions": list(self.fractions),
+            "shard_bytes": self.shard_bytes,
+            "max_pixels": self.max_pixels,
+        }
 
     def to_json(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
             **self.options(),
-            "shards": [{"split": s.split, "index": s.index, "count": s.count,
-                        "files": [dataclasses.asdict(f) for f in s.files]} for s in self.shards],
+            "shards": [
+                {
+                    "split": s.split,
+                    "index": s.index,
+                    "count": s.count,
+                    "files": [dataclasses.asdict(f) for f in s.files],
+                }
+                for s in self.shards
+            ],
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
         }
 
     @classmethod
-    def from_json(cls, value: dict) -> Plan:
+    def from_json(cls, value: dict) -> ConversionPlan:
         if value.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"plan format {value.get('format_version')} is not {FORMAT_VERSION}")
         shards = tuple(
-            PlannedShard(s["split"], s["index"], s["count"],
-                         tuple(PlannedFile(**f) for f in s["files"]))
-            for s in value["shards"])
-        return cls(value["source"], tuple(value["fractions"]), value["shard_bytes"],
-                   value["max_pixels"], shards,
-                   tuple(images.Skipped(**s) for s in value["skipped"]))
+            PlannedShard(
+                s["split"], s["index"], s["count"], tuple(PlannedFile(**f) for f in s["files"])
+            )
+            for s in value["shards"]
+        )
+        return cls(
+            value["source"],
+            tuple(value["fractions"]),
+            value["shard_bytes"],
+            value["max_pixels"],
+            shards,
+            tuple(files.Skipped(**s) for s in value["skipped"]),
+        )
 
 
-def cut_into_shards(split: str, files: Sequence[PlannedFile],
-                    shard_bytes: int) -> list[PlannedShard]:
+def cut_into_shards(
+    split: str, files: Sequence[PlannedFile], shard_bytes: int
+) -> list[PlannedShard]:
     """Consecutive groups of about shard_bytes source bytes (a larger file gets its own shard)."""
     groups: list[list[PlannedFile]] = []
     size = 0
@@ -180,27 +207,47 @@ def cut_into_shards(split: str, files: Sequence[PlannedFile],
             size = 0
         groups[-1].append(planned)
         size += planned.bytes
-    return [PlannedShard(split, index, len(groups), tuple(group))
-            for index, group in enumerate(groups)]
+    return [
+        PlannedShard(split, index, len(groups), tuple(group)) for index, group in enumerate(groups)
+    ]
 
 
-def make_plan(source: str | os.PathLike, fractions: Sequence[float] = images.DEFAULT_SPLIT,
-              shard_mb: float = DEFAULT_SHARD_MB, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-              workers: int | None = None) -> Plan:
+def make_plan(
+    source: str | os.PathLike,
+    fractions: Sequence[float] = DEFAULT_SPLIT,
+    shard_mb: float = DEFAULT_SHARD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
+) -> ConversionPlan:
     """Validate every image under source and fix the shards each one goes to."""
     if shard_mb <= 0:
         raise ValueError(f"shard size must be positive, got {shard_mb} MB")
     root = Path(source).resolve()
-    scan = images.scan(root, fractions=fractions, max_pixels=max_pixels, workers=workers)
+    scan = files.scan(root, fractions=fractions, max_pixels=max_pixels, workers=workers)
     shards: list[PlannedShard] = []
-    for split in images.SPLITS:
-        files = sorted(scan.split(split), key=lambda f: f.relpath)
-        planned = [PlannedFile(f.relpath, f.info.format, f.info.mode, f.info.width,
-                               f.info.height, Path(f.path).stat().st_size) for f in files]
+    for split in files.SPLITS:
+        in_split = sorted(scan.split(split), key=lambda f: f.relpath)
+        planned = [
+            PlannedFile(
+                f.relpath,
+                f.info.format,
+                f.info.mode,
+                f.info.width,
+                f.info.height,
+                Path(f.path).stat().st_size,
+            )
+            for f in in_split
+        ]
         shards.extend(cut_into_shards(split, planned, int(shard_mb * 2**20)))
-    skipped = tuple(images.Skipped(_relative(s.path, root), s.reason) for s in scan.skipped)
-    return Plan(str(root), tuple(float(f) for f in fractions), int(shard_mb * 2**20),
-                max_pixels, tuple(shards), skipped)
+    skipped = tuple(files.Skipped(_relative(s.path, root), s.reason) for s in scan.skipped)
+    return ConversionPlan(
+        str(root),
+        tuple(float(f) for f in fractions),
+        int(shard_mb * 2**20),
+        max_pixels,
+        tuple(shards),
+        skipped,
+    )
 
 
 def _relative(path: str, root: Path) -> str:
@@ -213,12 +260,13 @@ def _relative(path: str, root: Path) -> str:
 class NothingToConvert(ValueError):
     """SRC holds no usable image; nothing was written. `skipped` says why for each file."""
 
-    def __init__(self, source: str, skipped: Sequence[images.Skipped]):
+    def __init__(self, source: str, skipped: Sequence[files.Skipped]):
         super().__init__(f"no usable images in {source} ({len(skipped)} files skipped)")
         self.skipped = list(skipped)
 
 
 # --- files on disk ----------------------------------------------------------------------------
+
 
 def count_records(path: str | os.PathLike) -> int:
     """Records in a TFRecord file, by walking the length headers (no data read, no CRC check).
@@ -248,8 +296,10 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         raise ValueError(f"not a TFRecord folder (no {MANIFEST}): {folder}")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {manifest.get('format_version')} is not "
-                         f"{FORMAT_VERSION} (convert again with this version of tfdenoise)")
+        raise ValueError(
+            f"{path}: format version {manifest.get('format_version')} is not "
+            f"{FORMAT_VERSION} (convert again with this version of tfdenoise)"
+        )
     return manifest
 
 
@@ -265,7 +315,7 @@ def shard_paths(folder: str | os.PathLike, manifest: dict, split: str) -> list[s
 def _our_files(out: Path) -> list[Path]:
     """Files a conversion creates in OUT; --overwrite removes exactly these."""
     names = [out / MANIFEST, out / PLAN, *_temporary_files(out)]
-    for split in images.SPLITS:
+    for split in files.SPLITS:
         names.extend(out.glob(f"{split}-*-of-*{SHARD_SUFFIX}"))
     return [p for p in names if p.exists()]
 
@@ -273,12 +323,13 @@ def _our_files(out: Path) -> list[Path]:
 def _temporary_files(out: Path) -> list[Path]:
     """Temp files of ours (atomic.temporary_path names) that a killed run may have left."""
     names = [atomic.temporary_path(out / name) for name in (MANIFEST, PLAN)]
-    for split in images.SPLITS:
+    for split in files.SPLITS:
         names.extend(out.glob(f".{split}-*-of-*.tmp{SHARD_SUFFIX}"))
     return [p for p in names if p.exists()]
 
 
 # --- writing ----------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class ShardResult:
@@ -287,11 +338,11 @@ class ShardResult:
     records: int
     bytes: int
     reused: bool  # finished by an earlier run
-    failed: list[images.Skipped]  # planned files that no longer decoded at write time
+    failed: list[files.Skipped]  # planned files that no longer decoded at write time
 
 
 @dataclasses.dataclass
-class Report:
+class ConversionReport:
     """What a conversion did; timing lives here, not in the (deterministic) manifest."""
 
     out: Path
@@ -315,8 +366,9 @@ class Report:
 Progress = Callable[[str, int], None]
 
 
-def _bounded_map(pool: concurrent.futures.Executor, function, jobs: Iterable[tuple],
-                 window: int) -> Iterator:
+def _bounded_map(
+    pool: concurrent.futures.Executor, function, jobs: Iterable[tuple], window: int
+) -> Iterator:
     """Like pool.map, in order, with at most `window` results in flight (bounded memory)."""
     pending: list[concurrent.futures.Future] = []
     for job in jobs:
@@ -341,16 +393,24 @@ def _finished_shard(out: Path, shard: PlannedShard) -> ShardResult | None:
     return ShardResult(shard.name, shard.split, records, path.stat().st_size, True, [])
 
 
-def _write_shard(out: Path, plan: Plan, shard: PlannedShard, pool: concurrent.futures.Executor,
-                 window: int, progress: Progress) -> ShardResult:
+def _write_shard(
+    out: Path,
+    plan: ConversionPlan,
+    shard: PlannedShard,
+    pool: concurrent.futures.Executor,
+    window: int,
+    progress: Progress,
+) -> ShardResult:
     """Convert a shard's files on the pool, write them in plan order to a temp file, rename."""
     final = out / shard.name
-    jobs = ((str(Path(plan.source) / f.relpath), f.relpath, f.info, plan.max_pixels)
-            for f in shard.files)
+    jobs = (
+        (str(Path(plan.source) / f.relpath), f.relpath, f.info, plan.max_pixels)
+        for f in shard.files
+    )
     records, failed = 0, []
     with atomic.replacing(final, durable=True) as temp, tf.io.TFRecordWriter(str(temp)) as writer:
         for planned, result in zip(shard.files, _bounded_map(pool, encode_or_skip, jobs, window)):
-            if isinstance(result, images.Skipped):
+            if isinstance(result, files.Skipped):
                 failed.append(result)
             else:
                 writer.write(encode_example(result, planned.relpath))
@@ -367,10 +427,9 @@ def _make_pool(executor: str, workers: int) -> concurrent.futures.Executor:
     return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
 
 
-def build_manifest(plan: Plan, results: Sequence[ShardResult]) -> dict:
+def build_manifest(plan: ConversionPlan, results: Sequence[ShardResult]) -> dict:
     """The manifest: deterministic for a given plan (no timestamps), so re-runs compare equal."""
-    counts = {split: sum(r.records for r in results if r.split == split)
-              for split in images.SPLITS}
+    counts = {split: sum(r.records for r in results if r.split == split) for split in files.SPLITS}
     failed = [s for r in results for s in r.failed]
     return {
         "format_version": FORMAT_VERSION,
@@ -379,29 +438,41 @@ def build_manifest(plan: Plan, results: Sequence[ShardResult]) -> dict:
         "split_fractions": list(plan.fractions),
         "shard_bytes": plan.shard_bytes,  # target, counted in source-file bytes
         "max_pixels": plan.max_pixels,
-        "features": {"image": "bytes (JPEG as in the source file, else 8-bit RGB PNG)",
-                     "height": "int64", "width": "int64", "format": "bytes: jpeg | png",
-                     "source": "bytes: path relative to the source folder"},
+        "features": {
+            "image": "bytes (JPEG as in the source file, else 8-bit RGB PNG)",
+            "height": "int64",
+            "width": "int64",
+            "format": "bytes: jpeg | png",
+            "source": "bytes: path relative to the source folder",
+        },
         "counts": counts,
         "total_records": sum(counts.values()),
-        "shards": [{"name": r.name, "split": r.split, "records": r.records, "bytes": r.bytes}
-                   for r in results],
+        "shards": [
+            {"name": r.name, "split": r.split, "records": r.records, "bytes": r.bytes}
+            for r in results
+        ],
         "skipped": [dataclasses.asdict(s) for s in (*plan.skipped, *failed)],
     }
 
 
-def _load_or_make_plan(source: Path, out: Path, fractions, shard_mb, max_pixels,
-                       workers) -> Plan:
+def _load_or_make_plan(
+    source: Path, out: Path, fractions, shard_mb, max_pixels, workers
+) -> ConversionPlan:
     """The stored plan of an unfinished run with the same options, else a new stored plan."""
     plan_path = out / PLAN
     if plan_path.is_file():
-        stored = Plan.from_json(json.loads(plan_path.read_text(encoding="utf-8")))
-        wanted = {"source": str(source.resolve()), "fractions": [float(f) for f in fractions],
-                  "shard_bytes": int(shard_mb * 2**20), "max_pixels": max_pixels}
+        stored = ConversionPlan.from_json(json.loads(plan_path.read_text(encoding="utf-8")))
+        wanted = {
+            "source": str(source.resolve()),
+            "fractions": [float(f) for f in fractions],
+            "shard_bytes": int(shard_mb * 2**20),
+            "max_pixels": max_pixels,
+        }
         if stored.options() != wanted:
             raise ValueError(
                 f"{out} holds an unfinished conversion with other options "
-                f"({stored.options()}); re-run with the same options or use --overwrite")
+                f"({stored.options()}); re-run with the same options or use --overwrite"
+            )
         return stored
     plan = make_plan(source, fractions, shard_mb, max_pixels, workers)
     if plan.image_count == 0:
@@ -417,14 +488,14 @@ def _no_progress(event: str, amount: int) -> None:
 def convert_folder(
     source: str | os.PathLike,
     out: str | os.PathLike,
-    fractions: Sequence[float] = images.DEFAULT_SPLIT,
+    fractions: Sequence[float] = DEFAULT_SPLIT,
     shard_mb: float = DEFAULT_SHARD_MB,
-    max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     executor: str = "thread",
     overwrite: bool = False,
     progress: Progress = _no_progress,
-) -> Report:
+) -> ConversionReport:
     """Convert an image folder into sharded TFRecords + manifest (resumable, see module doc)."""
     source, out = Path(source), Path(out)
     if not source.is_dir():
@@ -440,7 +511,7 @@ def convert_folder(
         for path in _our_files(out):
             path.unlink()
     elif is_records_folder(out):
-        return Report(out, read_manifest(out), 0.0, 0, 0, already_done=True)
+        return ConversionReport(out, read_manifest(out), 0.0, 0, 0, already_done=True)
 
     for stale in _temporary_files(out):  # left by a killed run; no other writer runs here
         stale.unlink()
@@ -461,4 +532,4 @@ def convert_folder(
     manifest = build_manifest(plan, results)
     atomic.write_json(out / MANIFEST, manifest)
     (out / PLAN).unlink()
-    return Report(out, manifest, time.perf_counter() - start, written, written_bytes)
+    return ConversionReport(out, manifest, time.perf_counter() - start, written, written_bytes)

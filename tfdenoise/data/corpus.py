@@ -21,15 +21,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfdenoise import images
+from tfdenoise.io import files
 
 # (format, weight): mostly JPEG like a photo collection, a few of everything else the
 # pipeline must handle. "gray" is an 8-bit grayscale JPEG (one channel, decoded as RGB).
 FORMAT_WEIGHTS: tuple[tuple[str, float], ...] = (
-    ("jpeg", 0.76), ("png", 0.10), ("gray", 0.05), ("webp", 0.05), ("bmp", 0.04),
+    ("jpeg", 0.76),
+    ("png", 0.10),
+    ("gray", 0.05),
+    ("webp", 0.05),
+    ("bmp", 0.04),
 )
-SUFFIXES = {"jpeg": ".jpg", "gray": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
-MANIFEST = "corpus.json"
+CORPUS_SUFFIXES = {"jpeg": ".jpg", "gray": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
+CORPUS_MANIFEST = "corpus.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +45,7 @@ class CorpusSpec:
     min_megapixels: float = 0.1
     max_megapixels: float = 4.0
     jpeg_quality: tuple[int, int] = (40, 95)
-    # Sources whose split (images.split_of of the source's relative path) is listed here are
+    # Sources whose split (files.split_of of the source's relative path) is listed here are
     # skipped, so a training corpus never contains crops of the evaluation photos.
     exclude_splits: tuple[str, ...] = ()
 
@@ -53,9 +57,9 @@ class CorpusSpec:
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise ValueError("JPEG qualities must satisfy 1 <= low <= high <= 100")
-        unknown = set(self.exclude_splits) - set(images.SPLITS)
+        unknown = set(self.exclude_splits) - set(files.SPLITS)
         if unknown:
-            raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {images.SPLITS}")
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {files.SPLITS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +78,14 @@ class ItemPlan:
 
     @property
     def name(self) -> str:
-        return f"img_{self.index:05d}{SUFFIXES[self.format]}"
+        return f"img_{self.index:05d}{CORPUS_SUFFIXES[self.format]}"
 
 
-def select_sources(root: Path, paths: Sequence[Path],
-                   exclude_splits: Sequence[str]) -> list[Path]:
+def select_sources(root: Path, paths: Sequence[Path], exclude_splits: Sequence[str]) -> list[Path]:
     """Source photos minus those in held-out splits (split by path relative to root)."""
-    kept = [p for p in paths
-            if images.split_of(p.relative_to(root).as_posix()) not in exclude_splits]
+    kept = [
+        p for p in paths if files.split_of(p.relative_to(root).as_posix()) not in exclude_splits
+    ]
     if not kept:
         raise ValueError(f"no source photos left in {root} after excluding {list(exclude_splits)}")
     return kept
@@ -95,17 +99,19 @@ def plan_items(sources: Sequence[Path], spec: CorpusSpec) -> list[ItemPlan]:
     for index in range(spec.count):
         rng = np.random.default_rng([spec.seed, index])
         log_low, log_high = math.log(spec.min_megapixels), math.log(spec.max_megapixels)
-        plans.append(ItemPlan(
-            index=index,
-            source=str(sources[int(rng.integers(len(sources)))]),
-            crop_fraction=float(rng.uniform(0.15, 1.0)),
-            aspect=float(math.exp(rng.uniform(math.log(0.5), math.log(2.0)))),
-            crop_x=float(rng.uniform()),
-            crop_y=float(rng.uniform()),
-            megapixels=float(math.exp(rng.uniform(log_low, log_high))),
-            format=str(rng.choice(names, p=probabilities)),
-            quality=int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1)),
-        ))
+        plans.append(
+            ItemPlan(
+                index=index,
+                source=str(sources[int(rng.integers(len(sources)))]),
+                crop_fraction=float(rng.uniform(0.15, 1.0)),
+                aspect=float(math.exp(rng.uniform(math.log(0.5), math.log(2.0)))),
+                crop_x=float(rng.uniform()),
+                crop_y=float(rng.uniform()),
+                megapixels=float(math.exp(rng.uniform(log_low, log_high))),
+                format=str(rng.choice(names, p=probabilities)),
+                quality=int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1)),
+            )
+        )
     return plans
 
 
@@ -162,9 +168,14 @@ def _make_from_source(source: str, plans: Sequence[ItemPlan], out_dir: str) -> i
     return len(plans)
 
 
-def make_corpus(source_root: str | Path, out_dir: str | Path, spec: CorpusSpec,
-                source_paths: Sequence[Path] | None = None, workers: int = 1,
-                on_source: Callable[[str, int], None] | None = None) -> dict:
+def make_corpus(
+    source_root: str | Path,
+    out_dir: str | Path,
+    spec: CorpusSpec,
+    source_paths: Sequence[Path] | None = None,
+    workers: int = 1,
+    on_source: Callable[[str, int], None] | None = None,
+) -> dict:
     """Write spec.count images into out_dir and a manifest (corpus.json); returns the manifest.
 
     Work is grouped by source photo (each large source is decoded once) and spread over
@@ -172,7 +183,7 @@ def make_corpus(source_root: str | Path, out_dir: str | Path, spec: CorpusSpec,
     """
     spec.validate()
     root = Path(source_root)
-    paths = list(source_paths) if source_paths is not None else images.list_image_files(root)
+    paths = list(source_paths) if source_paths is not None else files.list_image_files(root)
     if not paths:
         raise ValueError(f"no source photos in {root}")
     sources = select_sources(root, [Path(p) for p in paths], spec.exclude_splits)
@@ -196,12 +207,13 @@ def make_corpus(source_root: str | Path, out_dir: str | Path, spec: CorpusSpec,
                 if on_source:
                     on_source(source, done)
     manifest = _manifest(root, sources, plans, spec)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / CORPUS_MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def _manifest(root: Path, sources: Sequence[Path], plans: Sequence[ItemPlan],
-              spec: CorpusSpec) -> dict:
+def _manifest(
+    root: Path, sources: Sequence[Path], plans: Sequence[ItemPlan], spec: CorpusSpec
+) -> dict:
     formats: dict[str, int] = {}
     for plan in plans:
         formats[plan.format] = formats.get(plan.format, 0) + 1

@@ -1,0 +1,74 @@
+"""Checkpoints: a `--model` value -> a `.keras` file -> a model loaded in Keras safe mode.
+
+`--model` is a `.keras` file, a run directory (its best model), "best" (the run with the
+lowest validation loss) or nothing (the bundled model). Loading never runs code from the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from tfdenoise import models, runs
+from tfdenoise.ensemble import with_passes
+from tfdenoise.hardware import precision_policy
+
+PRETRAINED = Path(__file__).parent / "pretrained" / "denoiser.keras"
+REGISTERED = models.PACKAGE  # importing models registers the classes a .keras file names
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be loaded safely; the message says why."""
+
+
+def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
+    """Load a `.keras` file in Keras safe mode: no code from the file is ever executed.
+
+    Lambda layers and classes that are not registered (ours or Keras's) are refused.
+    `policy` (e.g. "mixed_bfloat16") sets the compute precision of the sublayers, which take
+    the global policy when they are rebuilt; weights stay float32 and the output stays float32.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"not a Keras 3 model file (expected .keras): {path}")
+    try:
+        with precision_policy(policy):
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "lambda" in message.lower() or "safe_mode" in message:
+            message = f"refused in safe mode (it would run code from the file): {message}"
+        raise ModelLoadError(f"cannot load model {path}: {message}") from error
+
+
+def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
+    """A `--model` value -> .keras file: a path, a run directory, "best", or None (bundled)."""
+    if spec is None:
+        if not PRETRAINED.is_file():
+            raise ValueError(
+                "no bundled model in this install; pass --model PATH, a run directory, or 'best'"
+            )
+        return PRETRAINED
+    if spec == "best":
+        return runs.best_run(runs_dir) / runs.BEST_MODEL
+    path = Path(spec)
+    if path.is_dir():
+        candidate = path / runs.BEST_MODEL
+        if not candidate.is_file():
+            raise ValueError(f"run directory {path} has no {runs.BEST_MODEL}")
+        return candidate
+    if not path.exists():
+        raise ValueError(f"model not found: {spec}")
+    return path
+
+
+def load_denoiser(
+    spec: str | None, runs_dir: str | Path = "runs", precision: str = "float32", ensemble: int = 1
+):
+    """The model behind a `--model` value, computing in `precision` (a Keras policy name),
+    averaged over `ensemble` flipped/transposed views (tfdenoise.ensemble) when > 1."""
+    model = load_model(resolve_model_path(spec, runs_dir), policy=precision)
+    return with_passes(model, ensemble)

@@ -1,0 +1,146 @@
+"""`tfdenoise evaluate`: the model against the noisy input and classical baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tfdenoise.cli.common import (
+    ensemble_option,
+    inference_policy,
+    log,
+    model_option,
+    name_list,
+    precision_option,
+    progress_bar,
+    runs_dir_option,
+)
+from tfdenoise.config import DEFAULT_EVAL_CROP
+
+
+@click.command("evaluate")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option
+@click.option(
+    "--all",
+    "use_all",
+    is_flag=True,
+    help="Score every image in DATA, not only its hash-split test part.",
+)
+@click.option(
+    "--crop",
+    type=click.IntRange(0),
+    default=DEFAULT_EVAL_CROP,
+    show_default=True,
+    help="Score the crop x crop centre of each image; 0 = the full image.",
+)
+@click.option(
+    "--baselines",
+    "baseline_names",
+    default=None,
+    metavar="NAMES",
+    help="Comma-separated: opencv-nlm, skimage-nlm, skimage-wavelet, cbm3d "
+    "(default: all installed); 'none' for the model only.",
+)
+@click.option(
+    "--conditions",
+    "condition_names",
+    default=None,
+    metavar="NAMES",
+    help="Comma-separated noise conditions to score: gaussian-15, gaussian-25, "
+    "gaussian-50, prototype (or seed) (default: all; the same noise as a full run).",
+)
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write an original / noisy (sigma 25) / denoised PNG grid here.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the scores as JSON here.",
+)
+@precision_option
+@ensemble_option
+@runs_dir_option
+def evaluate_command(
+    data: Path,
+    model_spec,
+    use_all,
+    crop,
+    baseline_names,
+    condition_names,
+    grid,
+    json_file,
+    precision,
+    ensemble,
+    runs_dir,
+) -> None:
+    """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
+    baselines."""
+    from tfdenoise import checkpoints, evaluate, metrics, runs
+
+    names = None
+    if baseline_names is not None:
+        names = [] if baseline_names == "none" else name_list(baseline_names)
+    conditions = None if condition_names is None else name_list(condition_names)
+    try:
+        if grid:
+            evaluate.check_grid(conditions)
+        model = checkpoints.load_denoiser(
+            model_spec, runs_dir, inference_policy(precision), ensemble
+        )
+        with progress_bar() as progress:
+            task = progress.add_task("evaluating", total=None, status="")
+            result, triples = evaluate.evaluate_folder(
+                model,
+                data,
+                use_all,
+                crop or None,
+                names,
+                on_step=lambda step: progress.update(task, status=step),
+                condition_names=conditions,
+            )
+    except (ValueError, checkpoints.ModelLoadError) as error:
+        raise click.UsageError(str(error)) from None
+    for note in result.notes:
+        log(f"note: {note}")
+    _print_evaluation(result)
+    if json_file:  # with the settings that produced the model's scores
+        runs.write_json(
+            json_file,
+            {
+                **result.to_json(),
+                "model": model_spec or "bundled",
+                "ensemble": ensemble,
+                "precision": precision,
+            },
+        )
+    if grid:
+        metrics.save_grid(evaluate.grid_image(triples), grid)
+
+
+def _print_evaluation(result) -> None:
+    crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
+    table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
+    for column in ("condition", "method", "PSNR dB", "SSIM", "ΔE00 (low-pass)", "MP/s"):
+        table.add_column(column, justify="left" if column in ("condition", "method") else "right")
+    for condition, methods in result.scores.items():
+        for method, score in methods.items():
+            speed = score.megapixels_per_second
+            table.add_row(
+                condition,
+                method,
+                f"{score.psnr:.2f}",
+                f"{score.ssim:.4f}",
+                f"{score.delta_e:.2f}",
+                "-" if speed is None else f"{speed:.3f}",
+            )
+        table.add_section()
+    Console().print(table)

@@ -1,0 +1,311 @@
+"""`tfdenoise fit`: train a denoiser (tfdenoise.train.fit) with a rich progress bar."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from tfdenoise import config as config_module
+from tfdenoise.cli.common import (
+    FIT_DEFAULTS,
+    SPLIT_DEFAULT,
+    AliasedChoice,
+    Counts,
+    SplitFractions,
+    console,
+    describe,
+    log,
+    progress_bar,
+)
+
+DEFAULTS = FIT_DEFAULTS
+
+
+def rich_progress_callback():
+    """A Keras callback drawing one rich progress bar per epoch and a line of results."""
+    import keras
+
+    class RichProgress(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.progress = progress_bar()
+            self.task = None
+
+        def on_train_begin(self, logs=None):
+            self.progress.start()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.task = self.progress.add_task(
+                f"epoch {epoch + 1}/{self.params['epochs']}", total=self.params["steps"], status=""
+            )
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            status = f"loss {logs.get('loss', math.nan):.4f} psnr {logs.get('psnr', math.nan):.2f}"
+            self.progress.update(self.task, completed=batch + 1, status=status)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.progress.update(self.task, completed=self.params["steps"], status="")
+            self.progress.console.print(
+                f"epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f} "
+                f"psnr {logs.get('psnr', math.nan):.2f} dB | val_loss "
+                f"{logs.get('val_loss', math.nan):.4f} val_psnr "
+                f"{logs.get('val_psnr', math.nan):.2f} dB"
+            )
+
+        def on_train_end(self, logs=None):
+            self.progress.stop()
+
+    return RichProgress()
+
+
+@click.command()
+@click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--model",
+    type=AliasedChoice(config_module.MODELS, config_module.PROTOTYPE_ALIASES),
+    default=DEFAULTS.model,
+    show_default=True,
+    help="unet: residual U-Net; prototype (or seed): the prototype autoencoder.",
+)
+@click.option(
+    "--widths",
+    type=Counts(1),
+    default=",".join(map(str, DEFAULTS.widths)),
+    show_default=True,
+    help="U-Net channels per level (len - 1 downsamplings).",
+)
+@click.option(
+    "--blocks",
+    type=Counts(0),
+    default=None,
+    help="Extra residual blocks after each level's encoder, one count per width, e.g. "
+    "0,0,1,1 (default: none); --init-from a model with fewer grows it.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=DEFAULTS.epochs,
+    show_default=True,
+    help="Maximum epochs (early stopping may end sooner).",
+)
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(1),
+    default=DEFAULTS.steps_per_epoch,
+    show_default=True,
+    help="Training steps per epoch.",
+)
+@click.option(
+    "--val-steps",
+    type=click.IntRange(1),
+    default=None,
+    help="Validation batches per epoch (default: the whole validation split).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=DEFAULTS.batch_size,
+    show_default=True,
+    help="Global batch size.",
+)
+@click.option(
+    "--patch-size",
+    type=click.IntRange(8),
+    default=DEFAULTS.patch_size,
+    show_default=True,
+    help="Side of the random training crops.",
+)
+@click.option(
+    "--resize",
+    type=click.IntRange(8),
+    default=None,
+    help="Prototype mode: resize whole images to this square size instead of cropping.",
+)
+@click.option(
+    "--eval-size",
+    type=click.IntRange(8),
+    default=DEFAULTS.eval_size,
+    show_default=True,
+    help="Side of the centre crops scored in validation and test.",
+)
+@click.option(
+    "--noise",
+    type=AliasedChoice(config_module.NOISES, config_module.PROTOTYPE_ALIASES),
+    default=DEFAULTS.noise,
+    show_default=True,
+    help="Training noise model (mix = blind mixture; prototype, or seed: the "
+    "prototype's uniform noise).",
+)
+@click.option(
+    "--sigma-range",
+    type=(float, float),
+    default=DEFAULTS.sigma_range,
+    show_default=True,
+    help="Gaussian sigma range on the 0-255 scale.",
+)
+@click.option(
+    "--sigma-sampling",
+    type=click.Choice(config_module.SIGMA_SAMPLINGS),
+    default=DEFAULTS.sigma_sampling,
+    show_default=True,
+    help="How sigma is drawn in that range; low = density falling linearly to zero "
+    "at the top, for the mild noise most scans have.",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(config_module.LOSSES),
+    default=DEFAULTS.loss,
+    show_default=True,
+    help="Training loss; psnr (per-image -PSNR) weighs faint and heavy noise alike.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.lr,
+    show_default=True,
+    help="Peak learning rate (cosine decay).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(config_module.PRECISIONS),
+    default=DEFAULTS.precision,
+    show_default=True,
+    help="Numeric precision; auto picks per machine and says why.",
+)
+@click.option(
+    "--xla",
+    type=click.Choice(config_module.XLA_MODES),
+    default=DEFAULTS.xla,
+    show_default=True,
+    help="XLA-compile the train step; auto = on GPUs only.",
+)
+@click.option(
+    "--split",
+    type=SplitFractions(),
+    default=SPLIT_DEFAULT,
+    show_default=True,
+    help="Train/val/test fractions (a file's split is a hash of its relative path).",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(1),
+    default=DEFAULTS.patience,
+    show_default=True,
+    help="Early stopping patience in epochs.",
+)
+@click.option(
+    "--init-from",
+    default=None,
+    metavar="MODEL",
+    help="Fine-tune: start from this model's weights (a .keras file, a run directory "
+    "or 'best'); --model and --widths must match it.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=DEFAULTS.seed,
+    show_default=True,
+    help="Seed for initial weights and data order.",
+)
+@click.option("--name", default=None, help="Suffix for the run directory name.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False),
+    default=DEFAULTS.runs_dir,
+    show_default=True,
+    help="Where run directories are created.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(config_module.STRATEGIES),
+    default=DEFAULTS.strategy,
+    show_default=True,
+    help="tf.distribute strategy; auto: mirrored on several GPUs, multi-worker when "
+    "TF_CONFIG names a cluster, else default.",
+)
+@click.option(
+    "--run-id",
+    default=None,
+    envvar="TFDENOISE_RUN_ID",
+    help="Run directory name shared by all workers (runs/RUN_ID); required for "
+    "multi-worker runs; the same id again resumes. [env: TFDENOISE_RUN_ID]",
+)
+@click.option(
+    "--data-service",
+    default=None,
+    metavar="grpc://HOST:PORT",
+    help="tf.data service dispatcher that decodes and crops the training images.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=False,
+    flag_value="last",
+    default=None,
+    metavar="[RUN]",
+    help="Continue an interrupted run (a run directory; alone: the latest run).",
+)
+def fit(data, resume, runs_dir, **options) -> None:
+    """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
+    from tfdenoise import runs
+    from tfdenoise.train.fit import fit as train
+
+    options["blocks"] = options["blocks"] or ()
+    config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
+    resume_dir = None
+    if resume is not None:
+        try:
+            resume_dir = runs.latest_run(runs_dir) if resume == "last" else Path(resume)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    try:
+        result = train(
+            config, resume=resume_dir, extra_callbacks=[rich_progress_callback()], log=log
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    except OSError as error:  # disk full, read-only runs dir: earlier files stay valid
+        console.print(
+            f"Error: cannot write the run: {describe(error)}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        # A failed HDF5 write (Keras's backup file) leaves h5py objects that segfault when
+        # finalised at interpreter shutdown. Every file of ours is complete (atomic writes)
+        # and nothing is pending, so leave without running finalizers.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    _print_metrics(result.metrics)
+    log(f"run directory: {result.run_dir}")
+
+
+def _print_metrics(metrics: dict) -> None:
+    table = Table(title=f"test split ({metrics['test_images']} images, fixed noise)")
+    for column in (
+        "condition",
+        "PSNR noisy",
+        "PSNR denoised",
+        "gain",
+        "SSIM noisy",
+        "SSIM denoised",
+    ):
+        table.add_column(column, justify="right")
+    for name, score in metrics["test"].items():
+        table.add_row(
+            name,
+            f"{score['psnr_noisy']:.2f}",
+            f"{score['psnr_denoised']:.2f}",
+            f"{score['psnr_denoised'] - score['psnr_noisy']:+.2f}",
+            f"{score['ssim_noisy']:.3f}",
+            f"{score['ssim_denoised']:.3f}",
+        )
+    console.print(table)

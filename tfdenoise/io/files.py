@@ -1,0 +1,299 @@
+"""Image files on disk: listing, the hash-stable split, validation (probe/scan), decoder choice
+and `load_rgb8`.
+
+Shared by the folder pipeline, the TFRecord writer, evaluate and predict, so every entry point
+agrees on which files are images, which split each belongs to, and why a bad file was skipped.
+One picture's pixels and metadata as predict keeps them are `tfdenoise.io.photo`'s job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+SPLITS = ("train", "val", "test")
+
+# We enforce our own pixel limit (with a clear message) before decoding, so PIL's own
+# DecompressionBombError threshold is lifted; its warning would be noise.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message is the one-line reason shown to users."""
+
+
+class Decoder(enum.IntEnum):
+    """How the tf.data pipeline decodes a file: native TF ops where they are exact, else PIL."""
+
+    JPEG = 0  # tf.image.decode_and_crop_jpeg: only the crop window is decoded
+    TF_IMAGE = 1  # tf.io.decode_image: PNG (any bit depth, palette, alpha) and GIF
+    PIL = 2  # everything TF cannot decode faithfully: CMYK JPEG, BMP variants, WebP
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """What probing a file learnt without keeping its pixels."""
+
+    format: str  # PIL format name: JPEG, PNG, GIF, BMP, WEBP
+    mode: str  # PIL mode: RGB, L, RGBA, P, I;16, CMYK, ...
+    width: int
+    height: int
+
+    @property
+    def decoder(self) -> Decoder:
+        if self.format == "JPEG" and self.mode in ("RGB", "L"):
+            return Decoder.JPEG
+        if self.format in ("PNG", "GIF"):
+            return Decoder.TF_IMAGE
+        return Decoder.PIL
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    """A validated image file and the split it belongs to."""
+
+    path: str
+    relpath: str
+    split: str
+    info: ImageInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A file left out, with the reason given to the user."""
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Scan:
+    """The result of scanning a folder: usable files and skipped ones."""
+
+    root: str
+    files: list[ImageFile]
+    skipped: list[Skipped]
+
+    def split(self, name: str) -> list[ImageFile]:
+        return [f for f in self.files if f.split == name]
+
+
+def has_image_suffix(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_image_files(root: str | os.PathLike) -> list[Path]:
+    """All files under root with an image suffix (any case), sorted by relative path.
+
+    Directory symlinks are not followed, so symlink loops cannot recurse; a directory named
+    like an image is walked into, never listed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"not a directory: {root}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in filenames:
+            if has_image_suffix(name):
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def split_of(relpath: str, fractions: Sequence[float] = DEFAULT_SPLIT) -> str:
+    """The split of a file, from a hash of its relative path.
+
+    The hash maps each path to a fixed point in [0, 1); adding or removing other files never
+    moves it, so a test image can never leak into training when a folder grows.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise ValueError(f"split needs three non-negative fractions, got {fractions}")
+    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    total = float(sum(fractions))
+    edge = 0.0
+    for name, fraction in zip(SPLITS, fractions):
+        edge += fraction / total
+        if point < edge:
+            return name
+    return SPLITS[-1]
+
+
+def _open(source: str | os.PathLike | bytes) -> Image.Image:
+    """Open lazily (header only); problems reading the file itself are "unreadable"."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty file")
+        return Image.open(io.BytesIO(source))
+    path = Path(source)
+    try:
+        if path.is_dir():
+            raise ImageError("is a directory")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file")
+        with open(path, "rb"):  # filesystem problems surface here, before any parsing
+            pass
+    except PermissionError:
+        raise ImageError("unreadable: permission denied") from None
+    except OSError as error:  # broken symlinks, symlink loops, vanished files
+        raise ImageError(f"unreadable: {error.strerror or short_reason(error)}") from None
+    return Image.open(path)
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"too large: {width}x{height} = {width * height / 1e6:.0f} MP "
+            f"exceeds the limit of {max_pixels / 1e6:.0f} MP"
+        )
+
+
+def short_reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text and text[0] else type(error).__name__
+
+
+@contextlib.contextmanager
+def reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """Open an image whose declared size is within the limit; every failure -> ImageError.
+
+    The pixel limit is checked on the header, before a single pixel is decoded, so
+    decompression bombs cost nothing.
+    """
+    try:
+        with _open(source) as image:
+            _check_pixels(image, max_pixels)
+            yield image
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised data)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
+
+
+def verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageInfo:
+    """Header facts; for PNGs also every chunk's CRC, which PIL's decoder does not check but
+    TF's does (so a file is judged the same by every command)."""
+    with reading(source, max_pixels) as image:
+        info = ImageInfo(image.format or "", image.mode, image.width, image.height)
+        if image.format == "PNG":
+            image.verify()  # leaves the image unusable: callers reopen to decode
+    return info
+
+
+def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Validate a file as an image without keeping its pixels; raise ImageError with a reason.
+
+    The data is decoded once, to catch truncation and corruption: JPEGs at 1/8 scale (the
+    entropy stream is still read to the end, at a fraction of the cost), other formats in
+    full, after the PNG checksums (see verified_info).
+    """
+    info = verified_info(source, max_pixels)
+    with reading(source, max_pixels) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    return info
+
+
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def gray_unit_float(image: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grayscale image -> H x W float32 in [0, 1].
+
+    16-bit modes are scaled by 65535; "I" by 65535 when any value exceeds 255 (PNG 16-bit
+    read by older PIL), else 255; "F" by 1 when it already is in [0, 1], else 255. Scaled,
+    not clipped, so the full range of the source survives.
+    """
+    mode = image.mode
+    if mode not in HIGH_DEPTH_MODES:
+        raise ValueError(f"not a high bit depth grayscale mode: {mode}")
+    array = np.asarray(image, dtype=np.float32)
+    if mode == "F":
+        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    return np.clip(array / top, 0.0, 1.0)
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to an H x W x 3 uint8 array.
+
+    16-bit and 32-bit integer modes are scaled (not clipped) to 8 bits; alpha is dropped
+    (predict carries it over separately); palette, CMYK and 1-bit go through PIL's conversions.
+    """
+    if image.mode in HIGH_DEPTH_MODES:
+        gray = np.round(gray_unit_float(image) * 255.0).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def load_rgb8(
+    source: str | os.PathLike | bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    apply_orientation: bool = True,
+) -> np.ndarray:
+    """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
+    verified_info(source, max_pixels)
+    with reading(source, max_pixels) as image:
+        image.load()
+        if apply_orientation:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb8(image)
+
+
+def _probe_one(path: Path, max_pixels: int) -> ImageInfo | Skipped:
+    try:
+        return probe(path, max_pixels)
+    except ImageError as error:
+        return Skipped(str(path), str(error))
+
+
+def scan(
+    root: str | os.PathLike,
+    paths: Iterable[str | os.PathLike] | None = None,
+    fractions: Sequence[float] = DEFAULT_SPLIT,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int | None = None,
+) -> Scan:
+    """Probe every image file under root (or the given paths) and assign splits.
+
+    Probing runs on a thread pool: PIL releases the GIL while decoding.
+    """
+    root = Path(root)
+    paths = [Path(p) for p in paths] if paths is not None else list_image_files(root)
+    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda p: _probe_one(p, max_pixels), paths))
+    files, skipped = [], []
+    for path, result in zip(paths, results):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            continue
+        relpath = path.relative_to(root).as_posix()
+        files.append(ImageFile(str(path), relpath, split_of(relpath, fractions), result))
+    return Scan(str(root), files, skipped)

@@ -1,0 +1,137 @@
+"""What a restored file keeps from its source besides pixels: ICC profile, EXIF, XMP and DPI.
+
+Archives need all of it: the ICC profile says what the RGB numbers mean (dropping it shifts
+colours in every colour-managed viewer), EXIF and XMP are the capture and rights record. The
+pixels predict writes are already upright, so the orientation in EXIF and XMP is reset to 1;
+EXIF is patched in place (maker notes hold absolute offsets that re-serialising can break).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import struct
+import zlib
+
+from PIL import Image
+
+from tfdenoise.io import png
+
+EXIF_HEADER = b"Exif\x00\x00"  # the APP1 prefix; PIL's JPEG writer expects it, PNG/WebP strip it
+ORIENTATION = 0x0112  # EXIF tag: how a viewer must rotate/flip the stored pixels
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # these swap width and height
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """What a restored file must keep from its source besides pixels (archives need all of it).
+
+    The ICC profile says what the RGB numbers mean: dropping it shifts colours for every
+    colour-managed viewer (Adobe RGB read as sRGB looks dull). EXIF is the capture record.
+    """
+
+    icc_profile: bytes | None = None  # the source's embedded profile, byte for byte
+    exif: bytes | None = None  # EXIF_HEADER + TIFF bytes, orientation reset to 1
+    dpi: tuple[float, float] | None = None  # (x, y) of the upright image
+    xmp: bytes | None = None  # UTF-8 XMP packet (captions, rights), orientation reset to 1
+
+    def stripped(self) -> Metadata:
+        """--strip-metadata: no profile, EXIF or XMP; DPI is a property of the scan, kept."""
+        return Metadata(dpi=self.dpi)
+
+
+def _set_orientation_in_place(tiff: bytes) -> bytes | None:
+    """TIFF (EXIF) bytes with IFD0's orientation set to 1, every other byte unchanged, or None
+    when the tag is not where the format puts it.
+
+    Patching in place keeps maker notes and thumbnails intact, which re-serialising through
+    PIL's Exif can break (maker notes hold absolute offsets).
+    """
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for index in range(count):
+            entry = ifd + 2 + 12 * index
+            tag, kind = struct.unpack_from(order + "HH", tiff, entry)
+            if tag == ORIENTATION and kind == 3:  # SHORT: the value sits in the entry itself
+                patched = bytearray(tiff)
+                struct.pack_into(order + "H", patched, entry + 8, 1)
+                return bytes(patched)
+    except struct.error:
+        return None
+    return None
+
+
+def upright_exif(image: Image.Image) -> bytes | None:
+    """The source's EXIF for an output whose pixels are already upright (orientation 1)."""
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    tiff = raw[len(EXIF_HEADER) :] if raw.startswith(EXIF_HEADER) else raw
+    if image.getexif().get(ORIENTATION, 1) == 1:
+        return EXIF_HEADER + tiff
+    patched = _set_orientation_in_place(tiff)
+    if patched is not None:
+        return EXIF_HEADER + patched
+    exif = image.getexif()  # unusual layout: let PIL rewrite it
+    exif[ORIENTATION] = 1
+    return exif.tobytes()
+
+
+XMP_ORIENTATION = (
+    re.compile(rb'(tiff:Orientation=")[0-9](")'),
+    re.compile(rb"(<tiff:Orientation>)[0-9](</tiff:Orientation>)"),
+)
+
+
+def upright_xmp(image: Image.Image) -> bytes | None:
+    """The source's XMP packet with tiff:Orientation set to 1 (PIL applies it too when EXIF
+    has none), as UTF-8 bytes (PIL reads JPEG's as bytes, PNG's as text)."""
+    xmp = image.info.get("xmp")
+    if not xmp:
+        return None
+    packet = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    for pattern in XMP_ORIENTATION:
+        packet = pattern.sub(rb"\g<1>1\g<2>", packet)
+    return packet
+
+
+def read_metadata(image: Image.Image) -> Metadata:
+    """ICC profile, EXIF and XMP (orientations reset) and DPI of an opened, not yet transposed
+    image."""
+    dpi = image.info.get("dpi")
+    if dpi and image.getexif().get(ORIENTATION, 1) in TRANSPOSING_ORIENTATIONS:
+        dpi = (dpi[1], dpi[0])
+    return Metadata(
+        icc_profile=image.info.get("icc_profile") or None,
+        exif=upright_exif(image),
+        dpi=tuple(float(d) for d in dpi) if dpi else None,
+        xmp=upright_xmp(image),
+    )
+
+
+def profile_fits(icc_profile: bytes, grayscale_output: bool) -> bool:
+    """Whether a profile describes the output's channels (ICC header bytes 16-19: the data
+    colour space), i.e. GRAY for one-channel outputs and RGB for colour ones."""
+    return icc_profile[16:20] == (b"GRAY" if grayscale_output else b"RGB ")
+
+
+PNG_XMP_KEYWORD = "XML:com.adobe.xmp"  # the iTXt keyword XMP lives under in PNG
+
+
+def png_chunks(metadata: Metadata) -> bytes:
+    """iCCP, eXIf, pHYs and XMP (iTXt) chunks, as PIL writes them, to follow IHDR."""
+    chunks = b""
+    if metadata.icc_profile:
+        chunks += png.chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(metadata.icc_profile))
+    if metadata.exif:
+        chunks += png.chunk(b"eXIf", metadata.exif.removeprefix(EXIF_HEADER))
+    if metadata.dpi:
+        per_metre = [round(value / 0.0254) for value in metadata.dpi]
+        chunks += png.chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
+    if metadata.xmp:  # keyword, uncompressed, no language or translated keyword, text
+        chunks += png.chunk(b"iTXt", PNG_XMP_KEYWORD.encode() + b"\0\0\0\0\0" + metadata.xmp)
+    return chunks

@@ -1,0 +1,309 @@
+"""predict's folder job: denoise every image under DIR at full resolution into OUT.
+
+    list -> decode (PIL, EXIF orientation, metadata) -> estimate noise -> [skip clean: copy]
+         -> tiles (or a batch of same-size small images) -> model -> compose -> write
+
+Inputs are never modified; outputs go to OUT/<relative path> with the suffix of the output
+format (.png by default; tfdenoise.io.photo keeps ICC profiles, EXIF, XMP and DPI) via temp
+file + rename, and existing outputs are kept unless overwrite is asked for. The model runs
+through tfdenoise.inference (tiles, batches, cached graphs).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import errno
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
+from tfdenoise.inference import (
+    DEFAULT_BATCH_PIXELS,
+    check_tiling,
+    denoise_image,
+    denoise_same_size,
+)
+from tfdenoise.io import files, photo
+from tfdenoise.noise_level import estimate_sigma_255
+
+
+def default_output_dir(input_dir: str | Path) -> Path:
+    """OUT defaults to DIR_denoised beside DIR."""
+    resolved = Path(input_dir).resolve()
+    return resolved.with_name(f"{resolved.name}_denoised")
+
+
+def output_path(path: Path, input_dir: Path, output_dir: Path, output_format: str = "png") -> Path:
+    """OUT/<relative path> with the suffix of the output format (see photo.output_suffix)."""
+    suffix = photo.output_suffix(path, output_format)
+    return (output_dir / path.relative_to(input_dir)).with_suffix(suffix)
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """One row of the report (and of the --report CSV)."""
+
+    input: Path
+    output: Path
+    status: str  # written | copied-clean | kept | failed
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    sigma_before: float | None = None  # Immerkaer estimate, 0-255 scale
+    sigma_after: float | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+
+REPORT_COLUMNS = tuple(field.name for field in dataclasses.fields(ImageResult))
+
+
+@dataclasses.dataclass
+class PredictReport:
+    results: list[ImageResult] = dataclasses.field(default_factory=list)
+    megapixels: float = 0.0  # of images denoised by the model
+    seconds: float = 0.0
+    stopped: str | None = None  # why the job stopped early (output disk full or read-only)
+
+    def with_status(self, status: str) -> list[ImageResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def written(self) -> list[Path]:
+        return [r.output for r in self.with_status("written")]
+
+    @property
+    def copied(self) -> list[Path]:
+        return [r.output for r in self.with_status("copied-clean")]
+
+    @property
+    def kept(self) -> list[Path]:
+        return [r.output for r in self.with_status("kept")]
+
+    @property
+    def failed(self) -> list[tuple[Path, str]]:
+        return [(r.input, r.error) for r in self.with_status("failed")]
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.megapixels / self.seconds if self.seconds else 0.0
+
+
+def write_report_csv(report: PredictReport, path: str | Path) -> None:
+    """The per-image report as CSV; sigmas with 2 decimals, empty when not measured."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        for result in report.results:
+            row = dataclasses.asdict(result)
+            for key in ("sigma_before", "sigma_after"):
+                row[key] = "" if row[key] is None else f"{row[key]:.2f}"
+            row["seconds"] = f"{row['seconds']:.3f}"
+            writer.writerow([row[column] for column in REPORT_COLUMNS])
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """How predict_folder denoises; defaults are the CLI's."""
+
+    overwrite: bool = False
+    tile: int = DEFAULT_TILE  # side of the windows the model sees; bounds memory
+    overlap: int = DEFAULT_OVERLAP  # extra context around each tile, halved at each seam
+    batch_pixels: int = DEFAULT_BATCH_PIXELS  # pixels per model call
+    skip_clean: float | None = None  # copy images whose estimated sigma is below this
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    output_format: str = "png"  # png | jpeg | webp | same (the input's, by suffix)
+    quality: int = photo.DEFAULT_QUALITY  # JPEG / WebP quality, 1-100
+    bit_depth: str = "8"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG
+    strip_metadata: bool = False  # drop ICC profile, EXIF and XMP on purpose (DPI is kept)
+
+    def __post_init__(self) -> None:
+        photo.check_output_options(self.output_format, self.quality, self.bit_depth)
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A decoded image waiting for the model (small ones wait to fill a batch)."""
+
+    result: ImageResult
+    picture: photo.Picture
+    started: float
+    output_format: str  # png | jpeg | webp, resolved for this image
+    bits: int  # 8 or 16 per output sample
+
+    @property
+    def out_dtype(self) -> type:
+        return np.uint16 if self.bits == 16 else np.uint8
+
+
+def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | _Pending:
+    """Decode and classify one input: failed, copied as clean, or waiting for the model."""
+    started = time.perf_counter()
+    result = ImageResult(path, target, "failed")
+    output_format = photo.resolve_format(path, options.output_format)
+    try:
+        picture = photo.load_picture(path, options.max_pixels)
+        photo.check_writable(picture, output_format)
+    except files.ImageError as error:
+        result.error = str(error)
+        return result
+    result.height, result.width = picture.rgb.shape[:2]
+    result.mode = picture.mode
+    result.sigma_before = estimate_sigma_255(picture.rgb)
+    if options.skip_clean is not None and result.sigma_before < options.skip_clean:
+        try:
+            photo.copy_clean(
+                path, target, picture, output_format, options.strip_metadata, options.quality
+            )
+            result.status, result.sigma_after = "copied-clean", result.sigma_before
+        except OSError as error:
+            _write_failure(result, error)
+        result.seconds = time.perf_counter() - started
+        return result
+    bits = photo.output_bits(picture, output_format, options.bit_depth)
+    return _Pending(result, picture, started, output_format, bits)
+
+
+def _write(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> None:
+    """Compose and write one output in its format and bit depth, metadata kept or stripped."""
+    photo.save_picture(
+        dataclasses.replace(pending.picture, rgb=denoised),
+        pending.result.output,
+        pending.output_format,
+        pending.bits,
+        options.quality,
+        options.strip_metadata,
+    )
+
+
+class OutputDiskError(OSError):
+    """The output disk is full or read-only: every further write would fail the same way."""
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+
+
+def _write_failure(result: ImageResult, error: OSError) -> None:
+    """Record a failed write; a full or read-only disk stops the whole job (OutputDiskError)."""
+    result.error = f"cannot write {result.output}: {error.strerror or error}"
+    if error.errno in _DISK_ERRNOS:
+        raise OutputDiskError(error.errno, error.strerror, str(result.output))
+
+
+def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> ImageResult:
+    result = pending.result
+    try:
+        _write(pending, denoised, options)
+        result.status = "written"
+        result.sigma_after = estimate_sigma_255(denoised)
+    except OSError as error:
+        _write_failure(result, error)
+    except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
+        result.error = f"cannot encode {result.output}: {error}"
+    result.seconds = time.perf_counter() - pending.started
+    return result
+
+
+def _is_small(picture: photo.Picture, tile: int) -> bool:
+    return max(picture.rgb.shape[:2]) <= tile
+
+
+def _denoise_group(model, group: list[_Pending], options: PredictOptions) -> Iterator[ImageResult]:
+    """Model outputs for decoded images: one same-size batch, or one (tiled) large image."""
+    out_dtype = group[0].out_dtype
+    if len(group) == 1 and not _is_small(group[0].picture, options.tile):
+        outputs = [
+            denoise_image(
+                model,
+                group[0].picture.rgb,
+                options.tile,
+                options.overlap,
+                options.batch_pixels,
+                out_dtype,
+            )
+        ]
+    else:
+        outputs = denoise_same_size(
+            model, [p.picture.rgb for p in group], options.batch_pixels, out_dtype
+        )
+    for pending, denoised in zip(group, outputs):
+        yield _finish(pending, denoised, options)
+
+
+def _group_key(pending: _Pending, tile: int):
+    """Consecutive small images with equal shapes, input dtypes and output depths share a
+    batch; large ones go alone."""
+    if _is_small(pending.picture, tile):
+        return pending.picture.rgb.shape, pending.picture.rgb.dtype.str, pending.bits
+    return id(pending)
+
+
+def predict_folder(
+    model,
+    input_dir: str | Path,
+    output_dir: str | Path | None = None,
+    options: PredictOptions = PredictOptions(),
+    on_image: Callable[[ImageResult], None] | None = None,
+) -> PredictReport:
+    """Denoise every image under input_dir; failures are reported, never fatal.
+
+    A full or read-only output disk stops the job at once (`Report.stopped`): every output
+    written so far is complete (temp file + rename) and a re-run continues where it stopped.
+    """
+    check_tiling(options.tile, options.overlap)
+    input_dir = Path(input_dir)
+    output_dir = Path(output_dir) if output_dir else default_output_dir(input_dir)
+    if output_dir.resolve() == input_dir.resolve():
+        raise ValueError("the output folder must differ from the input folder")
+    report = PredictReport()
+    started = time.perf_counter()
+    group: list[_Pending] = []
+    group_pixels = 0
+
+    def record(result: ImageResult) -> None:
+        report.results.append(result)
+        if result.status == "written":
+            report.megapixels += result.width * result.height / 1e6
+        if on_image:
+            on_image(result)
+
+    def flush() -> None:
+        nonlocal group, group_pixels
+        if group:
+            for result in _denoise_group(model, group, options):
+                record(result)
+        group, group_pixels = [], 0
+
+    try:
+        for path in files.list_image_files(input_dir):
+            target = output_path(path, input_dir, output_dir, options.output_format)
+            if target.exists() and not options.overwrite:
+                flush()  # keep the report in input order
+                record(ImageResult(path, target, "kept"))
+                continue
+            decoded = _decode(path, target, options)
+            if isinstance(decoded, ImageResult):
+                flush()
+                record(decoded)
+                continue
+            pixels = decoded.picture.rgb.shape[0] * decoded.picture.rgb.shape[1]
+            if group and (
+                _group_key(group[0], options.tile) != _group_key(decoded, options.tile)
+                or group_pixels + pixels > options.batch_pixels
+            ):
+                flush()
+            group.append(decoded)
+            group_pixels += pixels
+            if not _is_small(decoded.picture, options.tile):
+                flush()  # never hold a large decoded image while decoding the next one
+        flush()
+    except OutputDiskError as error:
+        report.stopped = f"{error.strerror}: {error.filename}"
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,424 @@
+"""`fit(config)`: a training run in named stages.
+
+choose the strategy -> prepare the run directory (new, named or resumed) -> open the data
+and check its splits -> precision and XLA plan -> build and compile the model (under the
+precision policy) -> callbacks -> model.fit -> score the test split -> metrics.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
+from tfdenoise.config import FitConfig
+from tfdenoise.data import pipeline, sources
+from tfdenoise.degradations import noise
+from tfdenoise.train import callbacks as cb
+from tfdenoise.train import distribute, service
+
+MIN_VAL_IMAGES = 32  # small validation sets are scored several times under different noise
+FIT_GRID_IMAGES = 6
+FIT_GRID_CONDITION = "prototype"  # the prototype's figure showed its own noise model
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    plan: hardware.HardwarePlan
+    history: list[dict]
+    metrics: dict
+
+
+def _log_default(message: str) -> None:
+    print(message, flush=True)
+
+
+def pipeline_spec(config: FitConfig, batch_size: int | None = None) -> pipeline.PipelineSpec:
+    return pipeline.PipelineSpec(
+        batch_size=batch_size or config.batch_size,
+        patch_size=config.patch_size,
+        patches_per_image=config.patches_per_image,
+        eval_size=config.eval_size,
+        resize=config.resize,
+        max_pixels=config.max_pixels,
+    )
+
+
+def eval_splits(source) -> tuple[str, str]:
+    """Splits used for (validation, test); small folders may lack one, so borrow, with a note."""
+    val = "val" if source.count("val") else "test" if source.count("test") else "train"
+    test = "test" if source.count("test") else val
+    return val, test
+
+
+def compile_denoiser(
+    model: models.Denoiser,
+    *,
+    precision: str,
+    xla: bool,
+    lr: float = 1e-3,
+    total_steps: int | None = None,
+    loss: str = "l1",
+    noise_model: Callable | None = None,
+) -> None:
+    """Compile as every training does (fit and bench time the same step): Adam, with cosine
+    decay to 1% over `total_steps` when given; a loss scale for float16; the PSNR metric."""
+    learning_rate = (
+        keras.optimizers.schedules.CosineDecay(lr, total_steps, alpha=0.01) if total_steps else lr
+    )
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if precision == "mixed_float16":
+        # The outer model is float32 (exact residual), so Keras would not wrap it for us.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(
+        optimizer=optimizer,
+        loss=losses.build_loss(loss),
+        metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
+        noise=noise_model or noise.build_noise("mix"),
+        jit_compile=xla,
+    )
+
+
+# --- stage: the run directory ---------------------------------------------------------------
+
+
+def resumed_config(config: FitConfig, resume: Path) -> FitConfig:
+    """The saved config of an interrupted run (its epochs extended, never shortened)."""
+    if not runs.is_run_dir(resume):
+        raise ValueError(f"not a run directory (no {runs.CONFIG}): {resume}")
+    if (resume / runs.METRICS).is_file():
+        raise ValueError(f"run {resume} already finished; start a new run instead")
+    saved = FitConfig.load(resume / runs.CONFIG)
+    saved.epochs = max(saved.epochs, config.epochs)
+    return saved
+
+
+def prepare_run_dir(
+    config: FitConfig, resume: Path | None, run_id: str | None, chief: bool
+) -> Path:
+    """The run directory: the resumed one, runs/<run_id> for a multi-worker run, or a new
+    timestamped one; a new directory gets config.json (on the chief only)."""
+    if resume is not None:
+        return resume
+    if run_id is not None:
+        run_dir = runs.named_run_dir(config.runs_dir, run_id, create=chief)
+    else:
+        run_dir = runs.new_run_dir(config.runs_dir, config.name)
+    if chief:
+        runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(config))
+    return run_dir
+
+
+# --- stage: the data ------------------------------------------------------------------------
+
+
+def open_data(config: FitConfig, log: Log):
+    """The training source with its splits checked and explained; (source, val, test split)."""
+    source = sources.open_source(config.data, config.split, config.max_pixels)
+    train_count = source.count("train")
+    log(
+        f"data: {source.description}: train {train_count}, val {source.count('val')}, "
+        f"test {source.count('test')} images; {len(source.skipped)} skipped"
+    )
+    if source.kind == "records" and tuple(config.split) != tuple(
+        source.manifest["split_fractions"]
+    ):
+        log(
+            f"note: --split {','.join(f'{f:g}' for f in config.split)} is ignored: records "
+            "keep the split chosen by make-tfrecords"
+        )
+    for skipped in source.skipped:
+        log(f"  skipped {skipped.path}: {skipped.reason}")
+    if train_count == 0:
+        raise ValueError(f"no usable training images in {source.description}")
+    pil_only = source.pil_only("train") if config.data_service else []
+    if pil_only:
+        raise ValueError(
+            f"{len(pil_only)} training images need PIL to decode (e.g. {pil_only[0].relpath}); "
+            f"tf.data service workers run TF ops only: convert them with "
+            f"`tfdenoise make-tfrecords` or to JPEG/PNG"
+        )
+    val_split, test_split = eval_splits(source)
+    if val_split != "val" or test_split != "test":
+        log(
+            f"note: too few images for every split; validating on '{val_split}', "
+            f"testing on '{test_split}'"
+        )
+    return source, val_split, test_split
+
+
+def _train_input(config: FitConfig, source, spec: pipeline.PipelineSpec, job_name: str):
+    """Builds one worker's training pipeline, batched per replica, for the InputContext."""
+
+    def build(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = distribute.replica_batch_size(spec.batch_size, context.num_replicas_in_sync)
+        local = dataclasses.replace(spec, batch_size=per_replica)
+        if config.data_service:
+            # Whole chain up to the batch runs remotely (few large elements cross the network,
+            # see docs/scaling-out.md); the service deals files to its workers, so no shard.
+            remote = pipeline.training_pipeline(
+                source.encoded("train", training=True), local, allow_pil=False
+            )
+            return service.distribute(remote, config.data_service, job_name).prefetch(
+                pipeline.AUTOTUNE
+            )
+        shard = distribute.shard(source.count("train"), context)
+        return pipeline.training_pipeline(
+            source.encoded("train", True, shard), local, allow_pil=source.allow_pil
+        )
+
+    return build
+
+
+def _eval_input(source, split: str, spec: pipeline.PipelineSpec, repeats: int):
+    """Builds one worker's validation pipeline; repeated when several workers share it."""
+
+    def build(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = distribute.replica_batch_size(spec.batch_size, context.num_replicas_in_sync)
+        local = dataclasses.replace(spec, batch_size=per_replica)
+        shard = distribute.shard(source.count(split), context)
+        dataset = pipeline.eval_pipeline(
+            source.encoded(split, False, shard), local, repeats, allow_pil=source.allow_pil
+        )
+        # Uneven shards would end at different steps and stall the collectives: repeat, and
+        # let validation_steps end every worker at the same step.
+        return dataset.repeat() if context.num_input_pipelines > 1 else dataset
+
+    return build
+
+
+# --- stage: the model -----------------------------------------------------------------------
+
+
+def _initialise_from(model: models.Denoiser, config: FitConfig, log: Log) -> None:
+    """Fine-tuning: start from a trained model's weights (--init-from)."""
+    path = checkpoints.resolve_model_path(config.init_from, config.runs_dir)
+    try:
+        models.copy_weights(checkpoints.load_model(path), model)
+    except ValueError as error:
+        raise ValueError(f"--init-from {path}: {error}") from None
+    log(f"initial weights: {path}")
+
+
+def build_model(
+    config: FitConfig, plan: hardware.HardwarePlan, run_dir: Path, log: Log
+) -> models.Denoiser:
+    """The compiled model, fresh or with --init-from weights (a resumed run restores its
+    backup instead: the source model may be long gone). Call inside the strategy scope."""
+    model = models.built(
+        models.build_model(config.model, config.widths, config.blocks), config.patch_size
+    )
+    if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
+        _initialise_from(model, config, log)
+    compile_denoiser(
+        model,
+        precision=plan.precision,
+        xla=plan.xla,
+        lr=config.lr,
+        total_steps=config.epochs * config.steps_per_epoch,
+        loss=config.loss,
+        noise_model=noise.build_noise(config.noise, config.sigma_range, config.sigma_sampling),
+    )
+    return model
+
+
+def make_callbacks(
+    out_dir: Path,
+    run_dir: Path,
+    config: FitConfig,
+    grid_clean: tf.Tensor,
+    extra: Sequence[keras.callbacks.Callback],
+) -> tuple[cb.HistoryFile, list]:
+    """The history file and every callback, in the order they must run at epoch end: history
+    and best model before the backup, so after a kill the backup is never ahead of the history
+    (the callbacks drop rows of epochs the restored backup re-runs)."""
+    history_file = cb.HistoryFile(out_dir / runs.HISTORY)
+    return history_file, [
+        history_file,
+        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file),
+        cb.SharedBackupAndRestore(
+            str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP), double_checkpoint=True
+        ),
+        cb.ResumableEarlyStopping(
+            history_file,
+            monitor="val_loss",
+            patience=config.patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.TensorBoard(
+            str(out_dir / runs.TENSORBOARD), write_graph=False, profile_batch=0
+        ),
+        cb.ImageGridLogger(
+            out_dir / runs.TENSORBOARD, grid_clean, noise.EVAL_CONDITIONS[FIT_GRID_CONDITION]
+        ),
+        *extra,
+    ]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def fit(
+    config: FitConfig,
+    resume: str | Path | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    log: Log = _log_default,
+) -> RunResult:
+    """Train a denoiser; with `resume`, continue that run directory from its last backup."""
+    # First, before any TF op: MultiWorkerMirroredStrategy configures collectives at start-up.
+    choice = distribute.choose(
+        config.strategy, hardware.gpu_count(), distribute.cluster_tasks(os.environ.get("TF_CONFIG"))
+    )
+    strategy = distribute.create(choice)
+    chief = distribute.is_chief(strategy)
+    run_id = distribute.run_dir_name(config.run_id, choice)
+    if resume is None and run_id is not None and runs.is_run_dir(Path(config.runs_dir) / run_id):
+        resume = Path(config.runs_dir) / run_id  # same id again: a restarted worker rejoins
+    if resume is not None:
+        resume = Path(resume)
+        config = resumed_config(config, resume)
+    config.validate()
+    if config.data_service:
+        config.data_service = service.check_address(config.data_service)
+
+    plan = hardware.plan(config.precision, config.xla)
+    log(
+        f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
+        f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})"
+    )
+    distribute.replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+    workers = distribute.num_workers(strategy)
+    hardware.check_xla(plan, workers)
+    log(
+        f"strategy: {choice.name} ({choice.reason}); {strategy.num_replicas_in_sync} replica(s) "
+        f"on {workers} worker(s); "
+        f"{'chief' if chief else 'non-chief: writes to a temporary directory'}"
+    )
+
+    source, val_split, test_split = open_data(config, log)
+    run_dir = prepare_run_dir(config, resume, run_id, chief)
+    log(f"run directory: {run_dir}")
+    with (
+        hardware.precision_policy(plan.precision),
+        distribute.worker_dir(run_dir, chief) as out_dir,
+    ):
+        return _train(
+            config,
+            plan,
+            strategy,
+            source,
+            run_dir,
+            out_dir,
+            val_split,
+            test_split,
+            extra_callbacks,
+            log,
+        )
+
+
+def _train(
+    config,
+    plan,
+    strategy,
+    source,
+    run_dir: Path,
+    out_dir: Path,
+    val_split: str,
+    test_split: str,
+    extra_callbacks,
+    log,
+) -> RunResult:
+    """`out_dir` is the run directory on the chief and a throw-away one on other workers."""
+    keras.utils.set_random_seed(config.seed)
+    spec = pipeline_spec(config)
+    train_data = distribute.distributed_dataset(
+        strategy, _train_input(config, source, spec, f"tfdenoise-{run_dir.name}")
+    )
+    val_count = source.count(val_split)
+    repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
+    val_data = distribute.distributed_dataset(
+        strategy, _eval_input(source, val_split, spec, repeats)
+    )
+    test_data = pipeline.eval_pipeline(
+        source.encoded(test_split, training=False), spec, allow_pil=source.allow_pil
+    )
+
+    with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
+        model = build_model(config, plan, run_dir, log)
+    grid_clean = next(iter(test_data.unbatch().batch(FIT_GRID_IMAGES)))["clean"]
+    history_file, callbacks = make_callbacks(out_dir, run_dir, config, grid_clean, extra_callbacks)
+    started = time.perf_counter()
+    model.fit(
+        train_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=val_data,
+        validation_steps=config.val_steps or math.ceil(val_count * repeats / spec.batch_size),
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a dataset
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - started
+    final = final_metrics(
+        out_dir,
+        model,
+        test_data,
+        grid_clean,
+        history_file,
+        source,
+        test_split,
+        plan,
+        train_seconds,
+        log,
+    )
+    return RunResult(run_dir, plan, history_file.rows, final)
+
+
+def final_metrics(
+    out_dir: Path,
+    model: models.Denoiser,
+    test_data: tf.data.Dataset,
+    grid_clean: tf.Tensor,
+    history_file: cb.HistoryFile,
+    source,
+    test_split: str,
+    plan: hardware.HardwarePlan,
+    train_seconds: float,
+    log: Log,
+) -> dict:
+    """Score the best model on the test split; write grid.png and metrics.json."""
+    best_path = out_dir / runs.BEST_MODEL
+    best = checkpoints.load_model(best_path) if best_path.is_file() else model
+    log("scoring the test split ...")
+    scores = metrics.evaluate_conditions(best, test_data)
+    grid = metrics.comparison_grid(
+        *metrics.denoise_examples(best, grid_clean, noise.EVAL_CONDITIONS[FIT_GRID_CONDITION])
+    )
+    metrics.save_grid(grid, out_dir / runs.GRID)
+
+    rows = history_file.rows
+    rates = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
+    result = {
+        "test": {name: dataclasses.asdict(score) for name, score in scores.items()},
+        "test_split": test_split,
+        "test_images": source.count(test_split),
+        "best_val_loss": history_file.best_val_loss(),
+        "epochs_trained": len(rows),
+        "plan": dataclasses.asdict(plan),
+        "train_seconds_this_session": round(train_seconds, 1),
+        "median_steps_per_second": sorted(rates)[len(rates) // 2] if rates else None,
+        "skipped_files": [dataclasses.asdict(s) for s in source.skipped],
+        "parameters": int(best.count_params()),
+    }
+    runs.write_json(out_dir / runs.METRICS, result)
+    return result
