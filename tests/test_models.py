@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfdenoise import checkpoints, hardware, losses, metrics, models
-from tfdenoise.degradations import noise
+from tfdenoise.degradations import catalog
 
 SMALL = (8, 16)
 
@@ -37,7 +37,7 @@ def compiled(model, precision="float32", xla=False, noise_name="gaussian", lr=1e
         optimizer=optimizer,
         loss=losses.build_loss("l1"),
         metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
-        noise=noise.build_noise(noise_name),
+        noise=catalog.build_noise(noise_name),
         jit_compile=xla,
     )
     return model

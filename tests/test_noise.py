@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdenoise.degradations import noise
+from tfdenoise.degradations import catalog, noise
 
 GRAY = tf.fill([64, 32, 32, 3], 0.5)  # mid-grey: no clipping for moderate noise
 
@@ -75,7 +75,7 @@ def test_salt_pepper_sets_pixels_to_black_or_white():
     "name", ["mix", "prototype", "seed", "gaussian", "poisson-gaussian", "salt-pepper"]
 )
 def test_outputs_are_clipped_and_deterministic_per_seed(name):
-    model = noise.build_noise(name)
+    model = catalog.build_noise(name)
     clean = tf.random.stateless_uniform([8, 16, 16, 3], [3, 4])
     first, again = model(clean, seed(5)).numpy(), model(clean, seed(5)).numpy()
     other = model(clean, seed(6)).numpy()
@@ -86,13 +86,13 @@ def test_outputs_are_clipped_and_deterministic_per_seed(name):
 
 def test_mixture_leaves_about_a_tenth_of_images_clean():
     clean = tf.random.stateless_uniform([400, 8, 8, 3], [1, 2], 0.2, 0.8)
-    noisy = noise.build_noise("mix")(clean, seed()).numpy()
+    noisy = catalog.build_noise("mix")(clean, seed()).numpy()
     untouched = np.all(noisy == clean.numpy(), axis=(1, 2, 3))
     assert 0.05 < untouched.mean() < 0.16
 
 
 def test_noise_runs_inside_tf_function_with_fresh_seeds():
-    model = noise.build_noise("gaussian")
+    model = catalog.build_noise("gaussian")
     generator = tf.random.Generator.from_seed(1)
 
     @tf.function
@@ -105,7 +105,7 @@ def test_noise_runs_inside_tf_function_with_fresh_seeds():
 
 def test_unknown_noise_is_refused():
     with pytest.raises(ValueError, match="unknown noise"):
-        noise.build_noise("speckle")
+        catalog.build_noise("speckle")
 
 
 def test_identical_images_score_a_finite_capped_psnr():

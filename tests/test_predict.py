@@ -356,6 +356,9 @@ def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
         "gaussian-25",
         "gaussian-50",
         "prototype",
+        "jpeg-noise",
+        "jpeg-30",
+        "correlated",
         "clean",
     }
     sigma25 = scores["scores"]["gaussian-25"]

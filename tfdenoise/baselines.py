@@ -1,9 +1,11 @@
-"""Classical denoisers to compare against, each given the true (oracle) noise sigma.
+"""Classical denoisers to compare against, each given a noise sigma (see tfdenoise.evaluate
+for which: the true one for Gaussian noise, an estimate for realistic noise).
 
 All are optional: each names the module it needs, and `tfdenoise evaluate` skips a missing
 one with a note. None is a hard dependency (BM3D's licence is non-commercial: the `bm3d`
-extra only). Every baseline maps an H x W x 3 uint8 noisy image and sigma (0-255 scale) to a
-uint8 image, like a user saving its result would.
+extra only). Every baseline maps an H x W x 3 noisy image (uint8, or for `float_input` ones
+also unclipped float on the 0-255 scale) and sigma (0-255 scale) to a uint8 image, like a
+user saving its result would.
 
 Strength parameters (h = 0.6 sigma for both non-local means) were picked on one scikit-image
 photo crop at sigma 15/25/50 among 0.3-1.2 sigma: the best of that sweep, not the default.
@@ -75,6 +77,8 @@ class Baseline:
     needs: str  # importable module; the baseline is skipped when it is missing
     install: str  # how to get it, for the skip note
     denoise: Callable[[np.ndarray, float], np.ndarray]
+    # Takes float pixels on the 0-255 scale, unclipped (the papers' protocol); else uint8 only.
+    float_input: bool = True
 
     def missing_note(self) -> str | None:
         """None when usable, else why it is skipped."""
@@ -86,7 +90,7 @@ class Baseline:
 BASELINES: dict[str, Baseline] = {
     b.name: b
     for b in (
-        Baseline("opencv-nlm", "cv2", "pip install tfdenoise[baselines]", opencv_nlm),
+        Baseline("opencv-nlm", "cv2", "pip install tfdenoise[baselines]", opencv_nlm, False),
         Baseline("skimage-nlm", "skimage", "pip install scikit-image", skimage_nl_means),
         Baseline("skimage-wavelet", "pywt", "pip install PyWavelets", skimage_wavelet),
         Baseline("cbm3d", "bm3d", "pip install tfdenoise[bm3d]; non-commercial licence", cbm3d),

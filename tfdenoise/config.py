@@ -15,12 +15,27 @@ DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each sea
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
 
 MODELS = ("unet", "prototype")
-NOISES = ("mix", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
+NOISES = ("mix", "practical", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
 # Earlier names of the prototype's model and noise, still accepted: "seed" now means the
 # random seed only.
 PROTOTYPE_ALIASES = {"seed": "prototype"}
+# `fit --degradation NAME P`: the degradations of "practical" whose probability can be set
+DEGRADATIONS = (
+    "clean",
+    "gaussian",
+    "spatial",
+    "poisson",
+    "grain",
+    "uniform",
+    "jpeg",
+    "second-round",
+    "unclipped",
+)
 SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian
 LOSSES = ("l1", "mse", "charbonnier", "psnr")
+# evaluate --protocol: "stored" = noise clipped and rounded to 8 bits, as files are stored;
+# "paper" = the protocol of the DnCNN/FFDNet/DRUNet papers (see tfdenoise.evaluate)
+PROTOCOLS = ("stored", "paper")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.train.distribute
@@ -56,8 +71,13 @@ class FitConfig:
     patches_per_image: int = 4
     # Side of the deterministic centre crops used for validation and test metrics.
     eval_size: int = 256
-    # Noise model for training (see tfdenoise.noise); validation uses it too, with fixed seeds.
+    # Noise model for training (tfdenoise.degradations.catalog): "practical" is the blind mix
+    # of realistic degradations (correlated, signal-dependent, film grain, JPEG after the
+    # noise); validation uses it too, with fixed seeds.
     noise: str = "mix"
+    # Probabilities of the "practical" degradations by name (DEGRADATIONS); unnamed ones keep
+    # the defaults of tfdenoise.degradations.practical.Practical.
+    degradation_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     # Gaussian sigma range on the 0-255 scale, for "gaussian" and the Gaussian part of "mix".
     sigma_range: tuple[float, float] = (0.0, 55.0)
     # How that sigma is drawn: "uniform", or "low" (density falling linearly to zero at the
@@ -112,6 +132,18 @@ class FitConfig:
                 f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}",
             ),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (
+                not self.degradation_weights or self.noise == "practical",
+                "degradation weights apply to noise 'practical' only",
+            ),
+            (
+                set(self.degradation_weights) <= set(DEGRADATIONS),
+                f"degradations must be some of {DEGRADATIONS}",
+            ),
+            (
+                all(0.0 <= p <= 1.0 for p in self.degradation_weights.values()),
+                "degradation probabilities must be in [0, 1]",
+            ),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.xla in XLA_MODES, f"xla must be one of {XLA_MODES}"),
             (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),

@@ -1,5 +1,17 @@
 """`tfdenoise evaluate`: the model (denoising whole images as predict does, tiled) against the
 noisy input and classical baselines, per fixed noise condition, on PSNR, SSIM and colour shift.
+
+Two protocols:
+- "stored" (default): the noisy image is what a file would hold, noise clipped and rounded to
+  8 bits; every method sees those uint8 pixels. Conditions are seeded TF noise models.
+- "paper": the protocol of the DnCNN/FFDNet/DRUNet code, so figures compare with published
+  tables: clean uint8 -> float in [0, 1], Gaussian noise from numpy (`RandomState(image
+  index)`, one seed per image) added in float32 and neither clipped nor rounded, the output
+  clipped and rounded to uint8, PSNR over RGB with no border crop, full images. It defines
+  Gaussian conditions only; the other conditions are scored as stored files, as there.
+Baselines are told the true sigma under fixed-sigma Gaussian noise, the std of the added noise
+under the prototype's (random amplitude), and an Immerkaer estimate from the noisy image under
+the realistic conditions, where a user would have nothing else.
 """
 
 from __future__ import annotations
@@ -19,13 +31,16 @@ from tfdenoise.config import (
     DEFAULT_EVAL_CROP,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
+    PROTOCOLS,
     PROTOTYPE_ALIASES,
 )
 from tfdenoise.data.pipeline import center_crop
-from tfdenoise.degradations.noise import EVAL_CONDITIONS, Gaussian, NoiseModel
+from tfdenoise.degradations.catalog import ALL_CONDITIONS, REALISTIC_CONDITIONS
+from tfdenoise.degradations.noise import Gaussian, NoiseModel
 from tfdenoise.io import files
 from tfdenoise.metrics import comparison_grid, condition_seed, image_scores
 from tfdenoise.models import to_unit_float
+from tfdenoise.noise_level import estimate_sigma_255
 
 CLEAN = "clean"  # the extra condition: no noise added; the output should equal the input
 MODEL = "model"
@@ -85,11 +100,13 @@ class Evaluation:
     crop: int | None
     scores: dict[str, dict[str, MethodScore]]
     notes: list[str]
+    protocol: str = "stored"
 
     def to_json(self) -> dict:
         return {
             "images": self.images,
             "crop": self.crop,
+            "protocol": self.protocol,
             "notes": self.notes,
             "scores": {
                 condition: {
@@ -117,13 +134,37 @@ def centre_crop_uint8(image: np.ndarray, crop: int | None) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + crop, left : left + crop])
 
 
-def oracle_sigma(condition: NoiseModel, clean: np.ndarray, noisy: np.ndarray) -> float:
-    """The sigma (0-255) a baseline is told: the nominal one for fixed-sigma Gaussian noise,
-    else the per-image std of the noise actually added (the prototype's noise has a random
-    amplitude per image)."""
+def fixed_sigma(condition: NoiseModel) -> float | None:
+    """The sigma (0-255) of fixed-sigma Gaussian noise; None for any other condition."""
     if isinstance(condition, Gaussian) and condition.sigma_min == condition.sigma_max:
         return float(condition.sigma_min)
+    return None
+
+
+def baseline_sigma(condition: NoiseModel, clean: np.ndarray, noisy: np.ndarray) -> float:
+    """The sigma (0-255) a baseline is told: the nominal one for fixed-sigma Gaussian noise;
+    an Immerkaer estimate from the noisy pixels under the realistic conditions (what a user
+    would have); else the per-image std of the noise actually added (the prototype's noise
+    has a random amplitude per image)."""
+    sigma = fixed_sigma(condition)
+    if sigma is not None:
+        return sigma
+    if any(condition is realistic for realistic in REALISTIC_CONDITIONS.values()):
+        return estimate_sigma_255(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
     return float(np.std(noisy.astype(np.float32) - clean.astype(np.float32)))
+
+
+def paper_noisy(clean: np.ndarray, sigma: float, index: int) -> np.ndarray:
+    """The papers' noisy input: float32 in [0, 1] scale plus N(0, sigma/255) from numpy seeded
+    by the image's index, neither clipped nor rounded."""
+    noisy = clean.astype(np.float32) / 255.0
+    noisy += np.random.RandomState(index).normal(0.0, sigma / 255.0, noisy.shape)
+    return noisy
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels on the 0-255 scale -> uint8, rounded and clipped (as a file stores them)."""
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def add_noise_uint8(
@@ -149,34 +190,39 @@ def check_grid(condition_names: Sequence[str] | None) -> None:
 
 
 def select_conditions(names: Sequence[str] | None) -> dict[str, NoiseModel]:
-    """The EVAL_CONDITIONS named (all of them for None), in their fixed order."""
+    """The ALL_CONDITIONS named (all of them for None), in their fixed order."""
     if names is None:
-        return dict(EVAL_CONDITIONS)
+        return dict(ALL_CONDITIONS)
     names = [PROTOTYPE_ALIASES.get(name, name) for name in names]
-    if not names or set(names) - set(EVAL_CONDITIONS):
+    if not names or set(names) - set(ALL_CONDITIONS):
         raise ValueError(
-            f"noise conditions must be some of {', '.join(EVAL_CONDITIONS)}; "
+            f"noise conditions must be some of {', '.join(ALL_CONDITIONS)}; "
             f"got {', '.join(names) or 'none'}"
         )
-    return {name: noise for name, noise in EVAL_CONDITIONS.items() if name in names}
+    return {name: noise for name, noise in ALL_CONDITIONS.items() if name in names}
 
 
 def evaluate_images(
     denoise_model: Callable[[np.ndarray], np.ndarray],
     load_clean: Sequence[Callable[[], np.ndarray]],
     baselines: Sequence[Baseline] = (),
-    conditions: Mapping[str, NoiseModel] = EVAL_CONDITIONS,
+    conditions: Mapping[str, NoiseModel] = ALL_CONDITIONS,
     on_step: Callable[[str], None] | None = None,
+    protocol: str = "stored",
 ) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]]]:
     """Score the model, the noisy input and baselines on every image under every condition.
 
-    `conditions` is EVAL_CONDITIONS or part of it (select_conditions). Each condition's noise
-    is seeded by its place in EVAL_CONDITIONS, not in `conditions`, so a run over some of them
+    `conditions` is ALL_CONDITIONS or part of it (select_conditions). Each condition's noise
+    is seeded by its place in ALL_CONDITIONS, not in `conditions`, so a run over some of them
     scores the same noisy images as a full run: an hour of CBM3D can go to one noise level.
     Images are loaded one at a time (full-size photos would not all fit in memory). Returns
     the scores and up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION.
+    `protocol` "paper" adds fixed-sigma Gaussian noise the papers' way (see the module
+    docstring); the noisy input's own score is then that of its clipped, rounded pixels.
     """
-    numbers = {name: number for number, name in enumerate(EVAL_CONDITIONS)}
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    numbers = {name: number for number, name in enumerate(ALL_CONDITIONS)}
     scores: dict[str, dict[str, MethodScore]] = {
         name: collections.defaultdict(MethodScore) for name in (*conditions, CLEAN)
     }
@@ -187,17 +233,25 @@ def evaluate_images(
         output, seconds = _timed(denoise_model, clean)
         scores[CLEAN][MODEL].add(*image_scores(clean, output), seconds, megapixels)
         for name, condition in conditions.items():
-            noisy = add_noise_uint8(clean, condition, index, numbers[name])
-            sigma = oracle_sigma(condition, clean, noisy)
+            sigma = fixed_sigma(condition)
+            if protocol == "paper" and sigma is not None:
+                noisy_float = paper_noisy(clean, sigma, index)  # model input, [0, 1] scale
+                noisy = to_uint8(noisy_float * 255.0)
+                baseline_input = noisy_float.astype(np.float64) * 255.0
+            else:
+                noisy = noisy_float = add_noise_uint8(clean, condition, index, numbers[name])
+                baseline_input = noisy
+                sigma = baseline_sigma(condition, clean, noisy)
             scores[name][NOISY].add(*image_scores(clean, noisy), 0.0, megapixels)
-            output, seconds = _timed(denoise_model, noisy)
+            output, seconds = _timed(denoise_model, noisy_float)
             scores[name][MODEL].add(*image_scores(clean, output), seconds, megapixels)
             if name == GRID_CONDITION and len(grid) < GRID_IMAGES:
                 grid.append((clean, noisy, output))
             for baseline in baselines:
                 if on_step:
                     on_step(f"image {index + 1}: {name} {baseline.name}")
-                result, seconds = _timed(baseline.denoise, noisy, sigma)
+                given = baseline_input if baseline.float_input else noisy
+                result, seconds = _timed(baseline.denoise, given, sigma)
                 scores[name][baseline.name].add(*image_scores(clean, result), seconds, megapixels)
         if on_step:
             on_step(f"image {index + 1} done")
@@ -233,8 +287,10 @@ def evaluate_folder(
     overlap: int = DEFAULT_OVERLAP,
     on_step: Callable[[str], None] | None = None,
     condition_names: Sequence[str] | None = None,
+    protocol: str = "stored",
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
-    """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines."""
+    """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines.
+    `crop` None scores full images (the papers' protocol does)."""
     chosen, notes = baselines.select(baseline_names)
     conditions = select_conditions(condition_names)
     paths = evaluation_files(root, use_all)
@@ -248,6 +304,7 @@ def evaluate_folder(
         chosen,
         conditions,
         on_step=on_step,
+        protocol=protocol,
     )
     names = [path.relative_to(root).as_posix() for path in paths]
-    return Evaluation(names, crop, scores, notes), grid
+    return Evaluation(names, crop, scores, notes, protocol), grid

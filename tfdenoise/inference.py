@@ -35,12 +35,17 @@ def _graph(
     (graph-mode op fusion), traced once for every tile and batch shape.
 
     uint8 or uint16 samples in (scaled to [0, 1]; one channel, 16-bit gray, is replicated
-    to three here), uint8 or uint16 out (rounded, clipped).
+    to three here), or float32 ones already in [0, 1] scale; uint8 or uint16 out (rounded,
+    clipped).
     """
     graphs = _GRAPHS.setdefault(model, {})
     key = (np.dtype(in_dtype).str, channels, np.dtype(out_dtype).str)
     if key not in graphs:
-        in_top, out_top = float(np.iinfo(in_dtype).max), float(np.iinfo(out_dtype).max)
+        # Integer samples are scaled to [0, 1]; float32 ones are taken as already scaled (and
+        # may lie outside [0, 1]: the papers' protocol adds unclipped noise).
+        integer = np.issubdtype(in_dtype, np.integer)
+        in_top = float(np.iinfo(in_dtype).max) if integer else 1.0
+        out_top = float(np.iinfo(out_dtype).max)
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, None, None, channels], tf.as_dtype(in_dtype))]
@@ -191,3 +196,35 @@ def denoise_same_size(
         batch = np.stack(pictures[first : first + per_batch])
         results += list(_run_model(model, batch, out_dtype))
     return results
+
+
+BLEND_PIXELS = 1 << 18  # pixels blended at a time: float temporaries of ~3 MB each
+
+
+def blend(source: np.ndarray, denoised: np.ndarray, strength: float) -> np.ndarray:
+    """`source + strength * (denoised - source)` in the output's integer samples (--strength).
+
+    `source` is the model's input (H x W x 3 uint8, or H x W x 1/3 uint16), `denoised` the
+    model's H x W x 3 uint8 or uint16 output; the source is brought to the output's bit depth
+    (x257 up, /257 down), gray replicated. Rounded and clipped, written into `denoised` in
+    place, a band of rows at a time (no whole-image float copy). Strength 1 is the model's
+    output as it is; strength 0 the source's samples exactly.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if strength == 1.0:
+        return denoised
+    scale = 1.0
+    if source.dtype != denoised.dtype:
+        scale = 257.0 if denoised.dtype == np.uint16 else 1.0 / 257.0
+    top = float(np.iinfo(denoised.dtype).max)
+    rows = max(1, BLEND_PIXELS // max(1, denoised.shape[1]))
+    for first in range(0, denoised.shape[0], rows):
+        band = slice(first, first + rows)
+        before = source[band].astype(np.float32)
+        if scale != 1.0:
+            before = np.round(before * np.float32(scale))
+        after = denoised[band].astype(np.float32)
+        mixed = before + np.float32(strength) * (after - before)
+        denoised[band] = np.clip(np.round(mixed), 0.0, top)
+    return denoised

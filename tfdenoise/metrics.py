@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tfdenoise.degradations.noise import EVAL_CONDITIONS, NoiseModel
+from tfdenoise.degradations.catalog import EVAL_CONDITIONS
+from tfdenoise.degradations.noise import NoiseModel
 from tfdenoise.io import atomic
 from tfdenoise.models import EVAL_SEED_SALT, PACKAGE, to_unit_float
 

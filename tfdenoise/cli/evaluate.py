@@ -18,7 +18,7 @@ from tfdenoise.cli.common import (
     progress_bar,
     runs_dir_option,
 )
-from tfdenoise.config import DEFAULT_EVAL_CROP
+from tfdenoise.config import DEFAULT_EVAL_CROP, PROTOCOLS
 
 
 @click.command("evaluate")
@@ -33,9 +33,18 @@ from tfdenoise.config import DEFAULT_EVAL_CROP
 @click.option(
     "--crop",
     type=click.IntRange(0),
-    default=DEFAULT_EVAL_CROP,
+    default=None,
+    help=f"Score the crop x crop centre of each image; 0 = the full image [default: "
+    f"{DEFAULT_EVAL_CROP}; full images with --protocol paper].",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOLS),
+    default="stored",
     show_default=True,
-    help="Score the crop x crop centre of each image; 0 = the full image.",
+    help="stored: noise clipped and rounded to 8 bits, as files hold it; paper: the "
+    "DnCNN/FFDNet/DRUNet protocol (unclipped float Gaussian noise, numpy seeds per image, "
+    "full images), to compare with published tables.",
 )
 @click.option(
     "--baselines",
@@ -51,7 +60,8 @@ from tfdenoise.config import DEFAULT_EVAL_CROP
     default=None,
     metavar="NAMES",
     help="Comma-separated noise conditions to score: gaussian-15, gaussian-25, "
-    "gaussian-50, prototype (or seed) (default: all; the same noise as a full run).",
+    "gaussian-50, prototype (or seed), jpeg-noise (sigma 15 then JPEG q80), jpeg-30, "
+    "correlated (default: all; the same noise as a full run).",
 )
 @click.option(
     "--grid",
@@ -74,6 +84,7 @@ def evaluate_command(
     model_spec,
     use_all,
     crop,
+    protocol,
     baseline_names,
     condition_names,
     grid,
@@ -90,6 +101,8 @@ def evaluate_command(
     if baseline_names is not None:
         names = [] if baseline_names == "none" else name_list(baseline_names)
     conditions = None if condition_names is None else name_list(condition_names)
+    if crop is None:
+        crop = 0 if protocol == "paper" else DEFAULT_EVAL_CROP
     try:
         if grid:
             evaluate.check_grid(conditions)
@@ -106,6 +119,7 @@ def evaluate_command(
                 names,
                 on_step=lambda step: progress.update(task, status=step),
                 condition_names=conditions,
+                protocol=protocol,
             )
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
@@ -128,7 +142,9 @@ def evaluate_command(
 
 def _print_evaluation(result) -> None:
     crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
-    table = Table(title=f"{len(result.images)} images, {crop}, fixed seeded noise")
+    table = Table(
+        title=f"{len(result.images)} images, {crop}, fixed seeded noise, {result.protocol} protocol"
+    )
     for column in ("condition", "method", "PSNR dB", "SSIM", "ΔE00 (low-pass)", "MP/s"):
         table.add_column(column, justify="left" if column in ("condition", "method") else "right")
     for condition, methods in result.scores.items():

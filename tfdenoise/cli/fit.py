@@ -140,8 +140,9 @@ def rich_progress_callback():
     type=AliasedChoice(config_module.NOISES, config_module.PROTOTYPE_ALIASES),
     default=DEFAULTS.noise,
     show_default=True,
-    help="Training noise model (mix = blind mixture; prototype, or seed: the "
-    "prototype's uniform noise).",
+    help="Training noise model: practical = realistic blind degradations (correlated, "
+    "signal-dependent, film grain, JPEG after the noise); mix = blind Gaussian/uniform/Poisson "
+    "mixture; prototype (or seed) = the prototype's uniform noise.",
 )
 @click.option(
     "--sigma-range",
@@ -157,6 +158,15 @@ def rich_progress_callback():
     show_default=True,
     help="How sigma is drawn in that range; low = density falling linearly to zero "
     "at the top, for the mild noise most scans have.",
+)
+@click.option(
+    "--degradation",
+    "degradation_weights",
+    type=(click.Choice(config_module.DEGRADATIONS), click.FloatRange(0, 1)),
+    multiple=True,
+    metavar="NAME P",
+    help="With --noise practical: the probability of one degradation (repeatable), e.g. "
+    "--degradation jpeg 0.9 --degradation clean 0.1.",
 )
 @click.option(
     "--loss",
@@ -258,6 +268,7 @@ def fit(data, resume, runs_dir, **options) -> None:
     from tfdenoise.train.fit import fit as train
 
     options["blocks"] = options["blocks"] or ()
+    options["degradation_weights"] = dict(options["degradation_weights"])
     config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
     resume_dir = None
     if resume is not None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import tensorflow as tf
 
-from tfdenoise.config import PROTOTYPE_ALIASES, SIGMA_SAMPLINGS
+from tfdenoise.config import SIGMA_SAMPLINGS
 
 
 class NoiseModel(Protocol):
@@ -140,34 +140,3 @@ class Mixture:
             result = tf.where(chosen, model(clean, component_seed), result)
             edge += weight
         return result
-
-
-def build_noise(
-    name: str, sigma_range: tuple[float, float] = (0.0, 55.0), sigma_sampling: str = "uniform"
-) -> NoiseModel:
-    """The noise model behind a `--noise` name."""
-    gaussian = Gaussian(*sigma_range, sampling=sigma_sampling)
-    name = PROTOTYPE_ALIASES.get(name, name)
-    if name == "prototype":
-        return UniformAmplitude()
-    if name == "gaussian":
-        return gaussian
-    if name == "poisson-gaussian":
-        return PoissonGaussian()
-    if name == "salt-pepper":
-        return SaltPepper()
-    if name == "mix":
-        return Mixture(
-            components=((0.5, gaussian), (0.2, UniformAmplitude()), (0.2, PoissonGaussian())),
-            clean=0.1,
-        )
-    raise ValueError(f"unknown noise model {name!r}")
-
-
-# The fixed conditions every run is scored on (test split metrics, `tfdenoise evaluate`).
-EVAL_CONDITIONS: dict[str, NoiseModel] = {
-    "gaussian-15": Gaussian(15.0, 15.0),
-    "gaussian-25": Gaussian(25.0, 25.0),
-    "gaussian-50": Gaussian(50.0, 50.0),
-    "prototype": UniformAmplitude(),  # the prototype's noise (its order fixes every seed)
-}

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
 from tfdenoise.config import FitConfig
 from tfdenoise.data import pipeline, sources
-from tfdenoise.degradations import noise
+from tfdenoise.degradations import catalog
 from tfdenoise.train import callbacks as cb
 from tfdenoise.train import distribute, service
 
@@ -84,7 +84,7 @@ def compile_denoiser(
         optimizer=optimizer,
         loss=losses.build_loss(loss),
         metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
-        noise=noise_model or noise.build_noise("mix"),
+        noise=noise_model or catalog.build_noise("mix"),
         jit_compile=xla,
     )
 
@@ -227,7 +227,9 @@ def build_model(
         lr=config.lr,
         total_steps=config.epochs * config.steps_per_epoch,
         loss=config.loss,
-        noise_model=noise.build_noise(config.noise, config.sigma_range, config.sigma_sampling),
+        noise_model=catalog.build_noise(
+            config.noise, config.sigma_range, config.sigma_sampling, config.degradation_weights
+        ),
     )
     return model
 
@@ -259,7 +261,7 @@ def make_callbacks(
             str(out_dir / runs.TENSORBOARD), write_graph=False, profile_batch=0
         ),
         cb.ImageGridLogger(
-            out_dir / runs.TENSORBOARD, grid_clean, noise.EVAL_CONDITIONS[FIT_GRID_CONDITION]
+            out_dir / runs.TENSORBOARD, grid_clean, catalog.EVAL_CONDITIONS[FIT_GRID_CONDITION]
         ),
         *extra,
     ]
@@ -402,7 +404,7 @@ def final_metrics(
     log("scoring the test split ...")
     scores = metrics.evaluate_conditions(best, test_data)
     grid = metrics.comparison_grid(
-        *metrics.denoise_examples(best, grid_clean, noise.EVAL_CONDITIONS[FIT_GRID_CONDITION])
+        *metrics.denoise_examples(best, grid_clean, catalog.EVAL_CONDITIONS[FIT_GRID_CONDITION])
     )
     metrics.save_grid(grid, out_dir / runs.GRID)
 
