@@ -27,6 +27,7 @@ class Fault:
     relpath: str
     usable: bool  # True: must be processed; False: must be skipped with `reason`
     reason: str = ""  # substring of the one-line reason users see
+    pages: int = 1  # a multi-page TIFF: predict writes NAME.p001.png, ... in single-page formats
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -65,13 +66,67 @@ def _exif_rotated_jpeg(path: Path) -> Path:
     return path
 
 
+def _patch_tiff_tag(data: bytes, tag: int, value: int) -> bytes:
+    """A little-endian classic TIFF with one tag of its first directory set to `value`
+    (written as a LONG)."""
+    patched = bytearray(data)
+    (ifd,) = struct.unpack_from("<I", patched, 4)
+    (count,) = struct.unpack_from("<H", patched, ifd)
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        if struct.unpack_from("<H", patched, entry)[0] == tag:
+            struct.pack_into("<HII", patched, entry + 2, 4, 1, value)
+            return bytes(patched)
+    raise KeyError(tag)
+
+
+def tiff_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A tiny TIFF whose directory declares width x height pixels (10 GP by default)."""
+    Image.fromarray(photo_like(16, 16, seed=11)).save(path, compression="tiff_deflate")
+    data = _patch_tiff_tag(path.read_bytes(), 256, width)
+    path.write_bytes(_patch_tiff_tag(data, 257, height))
+    return path
+
+
+def _tiff_faults(root: Path, rgb: np.ndarray, good, bad) -> None:
+    """Scanner TIFFs: 16-bit, multi-page, CMYK JPEG-in-TIFF; and four broken ones."""
+    import tifffile
+
+    scans = root / "scans"
+    scans.mkdir()
+    sixteen = rgb.astype(np.uint16) * 257 + 100
+    tifffile.imwrite(scans / "scan16.tif", sixteen, photometric="rgb", compression="zlib")
+    good("16-bit RGB TIFF (deflate)", "scans/scan16.tif")
+    first, second = Image.fromarray(rgb), Image.fromarray(rgb[::-1].copy())
+    first.save(scans / "pages.TIFF", save_all=True, append_images=[second], compression="tiff_lzw")
+    good("multi-page TIFF (LZW)", "scans/pages.TIFF", pages=2)
+    Image.fromarray(rgb).convert("CMYK").save(scans / "cmyk.tif", compression="jpeg")
+    good("CMYK JPEG-in-TIFF", "scans/cmyk.tif")
+
+    tifffile.imwrite(root / "truncated.tif", sixteen, photometric="rgb")  # strips after the IFD
+    data = (root / "truncated.tif").read_bytes()
+    (root / "truncated.tif").write_bytes(data[: len(data) // 2])
+    bad("truncated TIFF", "truncated.tif", "corrupt or truncated")
+    Image.fromarray(rgb).save(root / "bad_ifd.tif", compression="tiff_deflate")
+    data = bytearray((root / "bad_ifd.tif").read_bytes())
+    struct.pack_into("<I", data, 4, 10**9)  # the first directory's offset, past the end
+    (root / "bad_ifd.tif").write_bytes(bytes(data))
+    bad("TIFF with a bad IFD offset", "bad_ifd.tif", "bad IFD offset")
+    tiff_bomb(root / "bomb.tif")
+    bad("TIFF declaring 100000x100000 pixels", "bomb.tif", "too large")
+    Image.fromarray(rgb).save(root / "compression.tif", compression="tiff_deflate")
+    data = _patch_tiff_tag((root / "compression.tif").read_bytes(), 259, 12345)
+    (root / "compression.tif").write_bytes(data)
+    bad("TIFF with an unknown compression", "compression.tif", "unsupported TIFF compression")
+
+
 def make_fault_corpus(root: Path, patch_size: int = 32) -> list[Fault]:
     """Write the corpus under root; return what each file is and what must happen to it."""
     root.mkdir(parents=True, exist_ok=True)
     faults: list[Fault] = []
 
-    def good(name: str, relpath: str) -> None:
-        faults.append(Fault(name, relpath, True))
+    def good(name: str, relpath: str, pages: int = 1) -> None:
+        faults.append(Fault(name, relpath, True, pages=pages))
 
     def bad(name: str, relpath: str, reason: str) -> None:
         faults.append(Fault(name, relpath, False, reason))
@@ -118,6 +173,7 @@ def make_fault_corpus(root: Path, patch_size: int = 32) -> list[Fault]:
     bad("symlink loop", "loop_a.jpg", "unreadable")
     bad("symlink loop", "loop_b.jpg", "unreadable")
     os.symlink(".", root / "ok" / "self_loop_dir")  # a directory symlink loop: not followed
+    _tiff_faults(root, rgb, good, bad)
 
     locked = save(root / "locked.png", photo_like(32, 32, seed=9))
     os.chmod(locked, 0)

@@ -153,4 +153,6 @@ def test_bench_quick_smoke(tmp_path):
     for key in TRAIN_KEYS:
         assert results["train"][key] > 0, key
     assert results["predict"]["megapixels_per_s"] > 0
+    assert results["predict"]["model_only_mp_s"] > 0 and results["predict"]["whole_mp_s"] > 0
+    assert results["ratios"]["predict_whole_vs_model_only"] > 0
     assert "command" in results and "ratios" in results

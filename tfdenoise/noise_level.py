@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-STRIPE_ROWS = 512  # rows per stripe: float32 temporaries stay a few MB even for 50 MP images
+STRIPE_SAMPLES = 1 << 20  # samples per stripe: float32 temporaries stay a few MB at any width
 
 
 def _abs_mask_response_sum(stripe: np.ndarray) -> float:
@@ -40,9 +40,10 @@ def estimate_sigma(image: np.ndarray) -> float:
     if height < 3 or width < 3:
         return 0.0
     total = 0.0
+    stripe_rows = max(1, STRIPE_SAMPLES // (width * channels))
     # Stripes overlap by two rows so every 3x3 window is counted exactly once.
-    for top in range(0, height - 2, STRIPE_ROWS):
-        stripe = image[top : min(height, top + STRIPE_ROWS + 2)].astype(np.float32)
+    for top in range(0, height - 2, stripe_rows):
+        stripe = image[top : min(height, top + stripe_rows + 2)].astype(np.float32)
         total += _abs_mask_response_sum(stripe)
     count = 6.0 * (width - 2) * (height - 2) * channels
     return math.sqrt(math.pi / 2.0) * total / count

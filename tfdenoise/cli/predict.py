@@ -22,6 +22,22 @@ from tfdenoise.cli.common import (
 from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE
 
 
+class ShardParam(click.ParamType):
+    """`I/N` -> selection.Shard(I, N); a usage error (exit 2) unless 0 <= I < N."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        from tfdenoise.predict import selection
+
+        if isinstance(value, selection.Shard):
+            return value
+        try:
+            return selection.Shard.parse(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
 @click.command("predict")
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -64,10 +80,12 @@ from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["png", "jpeg", "webp", "same"]),
+    type=click.Choice(["png", "jpeg", "webp", "tiff", "same"]),
     default="png",
     show_default=True,
-    help="Output format; same = the input's (by suffix; BMP and GIF inputs -> PNG).",
+    help="Output format; same = the input's (by suffix; BMP and GIF inputs -> PNG; TIFF "
+    "stays TIFF, multi-page too). Multi-page TIFFs in other formats: one file per page, "
+    "NAME.p001.png, NAME.p002.png, ...",
 )
 @click.option(
     "--quality",
@@ -81,12 +99,59 @@ from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE
     type=click.Choice(["8", "16", "same"]),
     default="8",
     show_default=True,
-    help="Bits per channel of PNG outputs; same = 16 for 16-bit inputs, else 8.",
+    help="Bits per channel of PNG and TIFF outputs; same = 16 for 16-bit inputs, else 8.",
 )
 @click.option(
     "--strip-metadata",
     is_flag=True,
     help="Drop the ICC profile, EXIF and XMP (kept by default; DPI is always kept).",
+)
+@click.option(
+    "--strength",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="How much of the denoising to apply: input + S * (denoised - input); 0 returns "
+    "the input's pixels, values below 1 keep some grain.",
+)
+@click.option(
+    "--files-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Denoise only the images FILE lists, one path a line relative to DIR (blank lines "
+    "and # comments ignored; missing or non-image entries are reported as failed).",
+)
+@click.option(
+    "--shard",
+    type=ShardParam(),
+    default=None,
+    help="Denoise only shard I of N (0 <= I < N, by a hash of each relative path): N jobs "
+    "with I = 0..N-1 cover DIR without overlap.",
+)
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "beam"]),
+    default="local",
+    show_default=True,
+    help="local = this process; beam = Apache Beam workers (pip install 'tfdenoise[beam]'; "
+    "DIR and OUT on storage every worker sees).",
+)
+@click.option(
+    "--beam-args",
+    default="",
+    metavar="OPTIONS",
+    help='Beam pipeline options, e.g. "--runner=FlinkRunner --flink_master=host:8081" '
+    "(default: the DirectRunner).",
+)
+@click.option(
+    "--io-threads",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Threads decoding ahead of the model and as many writing behind it (each queue "
+    "holds at most this many images); 0 = decode, denoise and write one after another.",
 )
 @precision_option
 @ensemble_option
@@ -104,6 +169,12 @@ def predict_command(
     quality,
     bit_depth,
     strip_metadata,
+    strength,
+    files_from,
+    shard,
+    runner,
+    beam_args,
+    io_threads,
     precision,
     ensemble,
     runs_dir,
@@ -111,8 +182,7 @@ def predict_command(
     """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>, as
     PNG unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI."""
     from tfdenoise import checkpoints, inference
-    from tfdenoise.io import files
-    from tfdenoise.predict import folder
+    from tfdenoise.predict import folder, selection
 
     try:
         inference.check_tiling(tile, overlap)
@@ -125,24 +195,28 @@ def predict_command(
             quality=quality,
             bit_depth=bit_depth,
             strip_metadata=strip_metadata,
+            strength=strength,
         )
-        paths = files.list_image_files(input_dir)
-        model = checkpoints.load_denoiser(
-            model_spec, runs_dir, inference_policy(precision), ensemble
-        )
+        entries = selection.select(input_dir, files_from, shard)
+        if runner == "beam":
+            beam = _import_beam()
+            checkpoints.resolve_model_path(model_spec, runs_dir)  # fail early, on the launcher
+        else:
+            model = checkpoints.load_denoiser(
+                model_spec, runs_dir, inference_policy(precision), ensemble
+            )
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or folder.default_output_dir(input_dir)
-    with progress_bar() as progress:
-        task = progress.add_task("denoising", total=len(paths), status="")
-
-        def on_image(result):
-            progress.update(task, advance=1, status=f"{result.input.name}: {result.status}")
-
+    if runner == "beam":
+        spec = beam.ModelSpec(model_spec, str(runs_dir), precision, ensemble)
+        log(f"Apache Beam: {len(entries)} images, pipeline options: {beam_args or '(none)'}")
         try:
-            report = folder.predict_folder(model, input_dir, output, options, on_image=on_image)
+            report = beam.predict_folder_beam(input_dir, output, options, spec, entries, beam_args)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
+    else:
+        report = _predict_locally(model, input_dir, output, options, entries, io_threads)
     if report_file:
         folder.write_report_csv(report, report_file)
     _print_predict_summary(report, output, input_dir)
@@ -153,6 +227,39 @@ def predict_command(
         )
     if report.failed or report.stopped:
         sys.exit(1)
+
+
+def _predict_locally(model, input_dir, output, options, entries, io_threads):
+    from tfdenoise.predict import folder, pipelined
+
+    with progress_bar() as progress:
+        task = progress.add_task("denoising", total=len(entries), status="")
+
+        def on_image(result):
+            progress.update(task, advance=1, status=f"{result.input.name}: {result.status}")
+
+        try:
+            if io_threads == 0:
+                return folder.predict_folder(
+                    model, input_dir, output, options, on_image=on_image, entries=entries
+                )
+            return pipelined.predict_folder_pipelined(
+                model, input_dir, output, options, on_image, entries, io_threads
+            )
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+
+
+def _import_beam():
+    """tfdenoise.predict.beam, or a usage error (exit 2) saying how to install Apache Beam."""
+    try:
+        from tfdenoise.predict import beam
+    except ImportError as error:
+        raise click.UsageError(
+            f"--runner beam needs Apache Beam ({error}): pip install 'tfdenoise[beam]' "
+            "(in a checkout: pip install '.[beam]')"
+        ) from None
+    return beam
 
 
 SUMMARY_ROWS = 20  # per-image rows printed; the CSV report has them all

@@ -65,7 +65,8 @@ def make_tfrecords(
     JPEGs are stored byte-identical, other images as 8-bit RGB PNG; bad files are skipped and
     listed. An interrupted run finishes when run again; a finished OUT is left as it is.
     Exit status: 0 when records were written (even if some files were skipped), 1 when SRC
-    holds no usable image, 2 on usage errors.
+    holds no usable image, 2 on usage errors -- among them OUT being written by another
+    make-tfrecords right now (OUT/.lock is held): the second run is refused, never interleaved.
     """
     from tfdenoise.io import records
 
@@ -95,6 +96,9 @@ def make_tfrecords(
             _print_skipped([(s.path, s.reason) for s in error.skipped])
             console.print(f"[red]{error}[/red]", highlight=False)
             sys.exit(1)
+        except records.OutputBusy as error:  # a usage error too, but say it plainly
+            progress.stop()
+            raise click.UsageError(f"refused: {error}") from None
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if report.already_done:

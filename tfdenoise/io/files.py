@@ -14,7 +14,9 @@ import dataclasses
 import enum
 import hashlib
 import io
+import logging
 import os
+import struct
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -24,7 +26,7 @@ from PIL import Image, ImageOps
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
 
 # We enforce our own pixel limit (with a clear message) before decoding, so PIL's own
@@ -42,14 +44,14 @@ class Decoder(enum.IntEnum):
 
     JPEG = 0  # tf.image.decode_and_crop_jpeg: only the crop window is decoded
     TF_IMAGE = 1  # tf.io.decode_image: PNG (any bit depth, palette, alpha) and GIF
-    PIL = 2  # everything TF cannot decode faithfully: CMYK JPEG, BMP variants, WebP
+    PIL = 2  # everything TF cannot decode faithfully: CMYK JPEG, BMP variants, WebP, TIFF
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     """What probing a file learnt without keeping its pixels."""
 
-    format: str  # PIL format name: JPEG, PNG, GIF, BMP, WEBP
+    format: str  # PIL format name: JPEG, PNG, GIF, BMP, WEBP, TIFF
     mode: str  # PIL mode: RGB, L, RGBA, P, I;16, CMYK, ...
     width: int
     height: int
@@ -166,6 +168,60 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
         )
 
 
+def page_count(image: Image.Image, max_pixels: int) -> int:
+    """The pages of an open image (a multi-page TIFF has several), each page's declared size
+    checked against the limit from its header alone; the first page is current again after."""
+    pages = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+    for index in range(1, pages):
+        image.seek(index)
+        try:
+            _check_pixels(image, max_pixels)
+        except ImageError as error:
+            raise ImageError(f"page {index + 1}: {error}") from None
+    if pages > 1:
+        image.seek(0)
+    return pages
+
+
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _unidentified_reason(source: str | os.PathLike | bytes) -> str:
+    """Why PIL could not open a file: for data that starts like a TIFF, what is wrong with it
+    (tifffile reads the structure: a bad directory offset, an unknown compression)."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:4]
+        else:
+            with open(source, "rb") as stream:
+                head = stream.read(4)
+    except OSError:
+        head = b""
+    if head not in TIFF_SIGNATURES:
+        return "not an image (unrecognised data)"
+    import tifffile  # only for broken TIFFs
+
+    logger = logging.getLogger("tifffile")  # its warnings would repeat the reason on stderr
+    level, logger.level = logger.level, logging.ERROR
+    try:
+        with tifffile.TiffFile(io.BytesIO(source) if isinstance(source, bytes) else source) as tiff:
+            if not tiff.pages:
+                return "corrupt or truncated: TIFF without a readable page (bad IFD offset)"
+            page = tiff.pages[0]
+            compression = page.tags.valueof(259, 1)
+            if compression not in tuple(tifffile.COMPRESSION):
+                return f"unsupported TIFF compression {compression}"
+            return (  # a valid structure PIL has no mode for, e.g. 16-bit gray with alpha
+                f"unsupported TIFF kind: {page.bitspersample}-bit, {page.samplesperpixel} "
+                f"samples, photometric {page.photometric.name.lower()}"
+            )
+    except Exception as error:  # tifffile raises many kinds: all mean a broken structure
+        return f"corrupt or truncated: {short_reason(error)}"
+    finally:
+        logger.setLevel(level)
+    return "corrupt or truncated: unreadable TIFF structure"
+
+
 def short_reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text and text[0] else type(error).__name__
@@ -185,9 +241,14 @@ def reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Imag
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised data)") from None
+        raise ImageError(_unidentified_reason(source)) from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
+    except (struct.error, IndexError, KeyError, TypeError) as error:  # PIL's parsers on bad
+        # data (found by fuzzing: a truncated EXIF block, a PNG without IDAT, a TIFF without
+        # size, a TIFF page with an unknown compression)
+        reason = f"corrupt or truncated: malformed structure ({short_reason(error)})"
+        raise ImageError(reason) from None
 
 
 def verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageInfo:
@@ -195,6 +256,8 @@ def verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageIn
     TF's does (so a file is judged the same by every command)."""
     with reading(source, max_pixels) as image:
         info = ImageInfo(image.format or "", image.mode, image.width, image.height)
+        if image.format == "TIFF":
+            page_count(image, max_pixels)  # every page's header, before any decoding
         if image.format == "PNG":
             image.verify()  # leaves the image unusable: callers reopen to decode
     return info
@@ -212,6 +275,7 @@ def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXEL
         if image.format == "JPEG":
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
+        image.getexif()  # parsed by every loader (orientation): a broken one is judged here too
     return info
 
 

@@ -16,6 +16,7 @@ import zlib
 from PIL import Image
 
 from tfdenoise.io import png
+from tfdenoise.io.files import ImageError
 
 EXIF_HEADER = b"Exif\x00\x00"  # the APP1 prefix; PIL's JPEG writer expects it, PNG/WebP strip it
 ORIENTATION = 0x0112  # EXIF tag: how a viewer must rotate/flip the stored pixels
@@ -78,7 +79,12 @@ def upright_exif(image: Image.Image) -> bytes | None:
         return EXIF_HEADER + patched
     exif = image.getexif()  # unusual layout: let PIL rewrite it
     exif[ORIENTATION] = 1
-    return exif.tobytes()
+    try:
+        return exif.tobytes()
+    except (KeyError, struct.error, TypeError, ValueError) as error:  # found by fuzzing
+        # a tag PIL listed but cannot read back: the EXIF is damaged; writing it without the
+        # orientation reset would rotate the upright output twice, dropping it loses the record
+        raise ImageError(f"corrupt or truncated: unreadable EXIF ({error!r})") from None
 
 
 XMP_ORIENTATION = (

@@ -7,7 +7,8 @@ first), alpha (carried over, not denoised), the grayscale flag and the metadata
 TF's encoder (PIL has no 16-bit RGB) with the metadata chunks added after IHDR. A restored
 archive is only usable if it looks like the original in every colour-managed viewer, so the
 ICC profile, EXIF, XMP and DPI go into every output unless stripping is asked for (PIL writes
-no DPI into WebP).
+no DPI into WebP). TIFFs (tfdenoise.io.tiff) are read a page at a time, 16-bit colour at full
+precision, and written as lossless TIFF, 8 or 16 bits, one page after the other.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS
-from tfdenoise.io import atomic, png
+from tfdenoise.io import atomic, png, tiff
 from tfdenoise.io.files import ImageError, reading, short_reason, to_rgb8, verified_info
 from tfdenoise.io.metadata import (
     ORIENTATION,
@@ -54,9 +56,11 @@ class Picture:
     grayscale: bool  # the source had one colour channel: write mode L / I;16 (or LA)
     alpha: np.ndarray | None  # H x W uint8 (uint16 for 16-bit sources), None: no transparency
     mode: str  # the source's PIL mode (RGB;16, RGBA;16, LA;16 for 16-bit colour PNGs), reports
-    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs, else 8
-    format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP
+    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs and TIFFs, else 8
+    format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP, TIFF
     metadata: Metadata = dataclasses.field(default_factory=Metadata)
+    page: int = 0  # which page of a multi-page TIFF these pixels are (0-based)
+    pages: int = 1  # how many pages the source has (TIFF); each is loaded on its own
 
 
 def _alpha_of(image: Image.Image) -> np.ndarray | None:
@@ -129,42 +133,93 @@ def _png16_picture(
     )
 
 
-def load_picture(
-    source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS
+def _tiff16_picture(
+    source: str | os.PathLike | bytes, image: Image.Image, page: int, metadata: Metadata
 ) -> Picture:
-    """Decode for predict: pixels (EXIF orientation applied), grayscale flag, alpha, metadata."""
+    """A 16-bit gray(+alpha) or RGB(A) TIFF page at full precision (see tfdenoise.io.tiff)."""
+    samples = orient(tiff.read_samples16(source, page), image.getexif().get(ORIENTATION, 1))
+    colour_channels = 3 if image.tag_v2.get(tiff.PHOTOMETRIC) == tiff.RGB else 1
+    if samples.shape[2] < colour_channels:
+        raise ImageError(f"unsupported TIFF layout: {samples.shape[2]} samples for RGB")
+    alpha = samples[..., colour_channels].copy() if samples.shape[2] > colour_channels else None
+    pixels = samples if samples.shape[2] == colour_channels else samples[..., :colour_channels]
+    names = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
+    return Picture(
+        np.ascontiguousarray(pixels),
+        colour_channels == 1,
+        alpha,
+        names.get(samples.shape[2], "I;16"),
+        16,
+        "TIFF",
+        metadata,
+    )
+
+
+def load_picture(
+    source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, page: int = 0
+) -> Picture:
+    """Decode for predict: pixels (EXIF orientation applied), grayscale flag, alpha, metadata;
+    for a multi-page TIFF the given page (0-based; `Picture.pages` says how many there are)."""
     verified_info(source, max_pixels)
     with reading(source, max_pixels) as image:
-        image.load()
-        mode, image_format = image.mode, image.format or ""
-        metadata = read_metadata(image)
-        colour_type = _png16_colour_type(source) if image_format == "PNG" else None
-        if colour_type is not None:
-            return _png16_picture(
-                source, colour_type, image.getexif().get(ORIENTATION, 1), metadata
-            )
-        image = ImageOps.exif_transpose(image)
-        return Picture(
-            _pixels_for_model(image),
-            mode in GRAYSCALE_MODES,
-            _alpha_of(image),
-            mode,
-            16 if mode in SIXTEEN_BIT_MODES else 8,
-            image_format,
-            metadata,
-        )
+        pages = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+        if not 0 <= page < pages:
+            raise ImageError(f"has no page {page + 1} (it has {pages})")
+        if page:
+            image.seek(page)
+        picture = _load_page(source, image)
+        return dataclasses.replace(picture, page=page, pages=pages)
+
+
+def _load_page(source: str | os.PathLike | bytes, image: Image.Image) -> Picture:
+    """The current page of an open image, decoded for predict."""
+    image_format = image.format or ""
+    if image_format == "TIFF" and tiff.is_sixteen_bit_page(image):  # tifffile decodes it
+        return _tiff16_picture(source, image, image.tell(), _metadata_of(image))
+    image.load()
+    mode = image.mode
+    metadata = _metadata_of(image)
+    colour_type = _png16_colour_type(source) if image_format == "PNG" else None
+    if colour_type is not None:
+        return _png16_picture(source, colour_type, image.getexif().get(ORIENTATION, 1), metadata)
+    image = ImageOps.exif_transpose(image)
+    return Picture(
+        _pixels_for_model(image),
+        mode in GRAYSCALE_MODES,
+        _alpha_of(image),
+        mode,
+        16 if mode in SIXTEEN_BIT_MODES else 8,
+        image_format,
+        metadata,
+    )
+
+
+def _metadata_of(image: Image.Image) -> Metadata:
+    """read_metadata, plus a TIFF's descriptive tags as EXIF (PIL gives TIFFs no EXIF block)."""
+    metadata = read_metadata(image)
+    if image.format == "TIFF" and not metadata.exif:
+        metadata = dataclasses.replace(metadata, exif=tiff.tiff_exif(image))
+    return metadata
 
 
 # --- saving -------------------------------------------------------------------------------
 
-OUTPUT_FORMATS = ("png", "jpeg", "webp")  # what --format writes; plus "same"
+OUTPUT_FORMATS = ("png", "jpeg", "webp", "tiff")  # what --format writes; plus "same"
 SAME = "same"
-PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+SIXTEEN_BIT_FORMATS = ("png", "tiff")  # the output formats that hold 16 bits per sample
 # --format same, by the input's suffix. GIF is a 256-colour palette format (a denoised photo
 # would be re-quantised, i.e. noisy again) and PIL's BMP carries no profile or EXIF: both -> PNG,
 # which is lossless too.
-SAME_BY_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}
+SAME_BY_SUFFIX = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
 BIT_DEPTHS = ("8", "16", SAME)
 DEFAULT_QUALITY = 95
 PIL_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"})
@@ -183,7 +238,7 @@ def check_output_options(output_format: str, quality: int, bit_depth: str) -> No
     if bit_depth == "16" and output_format in ("jpeg", "webp"):
         raise ValueError(
             f"{output_format} holds 8 bits per channel only; 16-bit output needs "
-            "--format png (or same, for PNG inputs)"
+            "--format png or tiff (or same, for PNG and TIFF inputs)"
         )
 
 
@@ -202,8 +257,8 @@ def output_suffix(source: Path, requested: str) -> str:
 
 
 def output_bits(picture: Picture, output_format: str, bit_depth: str) -> int:
-    """8 or 16 bits per sample; only PNG outputs hold 16."""
-    if output_format != "png":
+    """8 or 16 bits per sample; only PNG and TIFF outputs hold 16."""
+    if output_format not in SIXTEEN_BIT_FORMATS:
         return 8
     return picture.bits if bit_depth == SAME else int(bit_depth)
 
@@ -212,6 +267,15 @@ def check_writable(picture: Picture, output_format: str) -> None:
     """ImageError (before any denoising) when the format would have to drop the alpha channel."""
     if output_format == "jpeg" and picture.alpha is not None:
         raise ImageError("has transparency, which JPEG cannot hold: use --format png, webp or same")
+    height, width = picture.rgb.shape[:2]
+    if output_format == "webp" and max(height, width) > WEBP_MAX_SIDE:  # found by fuzzing
+        raise ImageError(
+            f"{width}x{height} is too large for WebP (at most {WEBP_MAX_SIDE} pixels a side): "
+            "use --format png"
+        )
+
+
+WEBP_MAX_SIDE = 16383  # libwebp's limit; PIL's encoder raises ValueError beyond it
 
 
 def output_metadata(picture: Picture, output_format: str, strip: bool) -> Metadata:
@@ -260,6 +324,20 @@ def compose_output16(picture: Picture, denoised: np.ndarray) -> np.ndarray:
         channels = [denoised]
     if picture.alpha is not None:
         channels.append(_alpha_at(picture.alpha, 16)[..., None])
+    return np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
+
+
+def compose_samples(picture: Picture, denoised: np.ndarray, bits: int) -> np.ndarray:
+    """8- or 16-bit output samples as H x W x C (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA),
+    e.g. for TIFF; `denoised` is H x W x 3 at `bits` bits."""
+    if bits == 16:
+        return compose_output16(picture, denoised)
+    if picture.grayscale:
+        channels = [np.round(denoised.mean(axis=2, dtype=np.float32)).astype(np.uint8)[..., None]]
+    else:
+        channels = [denoised]
+    if picture.alpha is not None:
+        channels.append(_alpha_at(picture.alpha, 8)[..., None])
     return np.concatenate(channels, axis=2) if len(channels) > 1 else channels[0]
 
 
@@ -321,13 +399,41 @@ def save_picture(
     strip_metadata: bool = False,
 ) -> None:
     """Write a picture (e.g. a loaded one with denoised RGB pixels) atomically: `bits` 8 or 16
-    per sample (16 only in PNG), grayscale and alpha as the source had them, its metadata
-    kept (or stripped) as far as the format holds it."""
+    per sample (16 only in PNG and TIFF), grayscale and alpha as the source had them, its
+    metadata kept (or stripped) as far as the format holds it. One page: see save_tiff_pages
+    for multi-page TIFF outputs."""
     metadata = output_metadata(picture, output_format, strip_metadata)
-    if bits == 16:
+    if output_format == "tiff":
+        save_tiff_pages(path, [(picture, bits)], strip_metadata, picture.rgb.nbytes)
+    elif bits == 16:
         save_png16(compose_output16(picture, picture.rgb), path, metadata)
     else:
         save_image(compose_output(picture, picture.rgb), path, output_format, metadata, quality)
+
+
+def save_tiff_pages(
+    path: Path,
+    pages: Iterable[tuple[Picture, int]],
+    strip_metadata: bool = False,
+    uncompressed_bytes: int = 0,
+) -> int:
+    """Write (picture, bits) pairs atomically as the pages of one lossless TIFF, each page
+    composed and written as it comes (a generator can denoise them one at a time, so only one
+    page is ever in memory); return the number of pages. `uncompressed_bytes` (an estimate of
+    all pages' samples) decides between classic TIFF and BigTIFF."""
+    written = 0
+
+    def write(temporary: Path) -> None:
+        nonlocal written
+        with tiff.tiff_pages(temporary, uncompressed_bytes) as writer:
+            for picture, bits in pages:
+                metadata = output_metadata(picture, "tiff", strip_metadata)
+                samples = compose_samples(picture, picture.rgb, bits)
+                writer.write(samples, metadata, picture.grayscale)
+                written += 1
+
+    atomic.write_with(path, write)
+    return written
 
 
 def save_png16(pixels: np.ndarray, path: Path, metadata: Metadata) -> None:
@@ -367,6 +473,9 @@ def copy_clean(
     metadata = output_metadata(picture, output_format, strip_metadata)
     if picture.bits == 16 and output_format == "png":  # PIL would cut 16-bit colour to 8
         save_png16(compose_output16(picture, picture.rgb), target, metadata)
+        return
+    if output_format == "tiff":
+        save_picture(picture, target, "tiff", picture.bits, quality, strip_metadata)
         return
     with Image.open(source) as image:
         upright = _mode_for(ImageOps.exif_transpose(image), output_format)

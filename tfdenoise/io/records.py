@@ -19,6 +19,7 @@ orientation-agnostic, and JPEG bytes stay untouched).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -81,8 +82,27 @@ def encode_example(image: EncodedImage, source: str) -> bytes:
 
 
 def parse_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """All features of one serialized example (eager or in a tf.data graph)."""
-    return tf.io.parse_single_example(serialized, FEATURES)
+    """All features of one serialized example (eager or in a tf.data graph).
+
+    Bad bytes raise tf.errors.InvalidArgumentError. Found by fuzzing, eagerly: TF 2.21's
+    parser crashes the process (SIGSEGV) on some wire-corrupt examples, so eager bytes are
+    checked with protobuf first; and TF quotes bad bytes in its message and fails to decode
+    them (UnicodeDecodeError). In a tf.data graph neither guard can run: records are trusted
+    there as make-tfrecords wrote them (every record's CRC is checked on reading).
+    """
+    message = "could not parse a tf.train.Example (corrupt record)"
+    if tf.executing_eagerly():
+        from google.protobuf.message import DecodeError
+
+        data = serialized.numpy() if isinstance(serialized, tf.Tensor) else serialized
+        try:
+            tf.train.Example.FromString(data)
+        except (DecodeError, TypeError):
+            raise tf.errors.InvalidArgumentError(None, None, message) from None
+    try:
+        return tf.io.parse_single_example(serialized, FEATURES)
+    except UnicodeDecodeError:
+        raise tf.errors.InvalidArgumentError(None, None, message) from None
 
 
 def parse_example(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -177,8 +197,11 @@ class ConversionPlan:
 
     @classmethod
     def from_json(cls, value: dict) -> ConversionPlan:
-        if value.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"plan format {value.get('format_version')} is not {FORMAT_VERSION}")
+        """The plan of `to_json`; ValueError for anything else (a damaged file is untrusted)."""
+        if not isinstance(value, dict) or value.get("format_version") != FORMAT_VERSION:
+            version = value.get("format_version") if isinstance(value, dict) else None
+            raise ValueError(f"plan format {version} is not {FORMAT_VERSION}")
+        _check_plan(value)
         shards = tuple(
             PlannedShard(
                 s["split"], s["index"], s["count"], tuple(PlannedFile(**f) for f in s["files"])
@@ -193,6 +216,71 @@ class ConversionPlan:
             shards,
             tuple(files.Skipped(**s) for s in value["skipped"]),
         )
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise ValueError(f"malformed: {what}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list_of_dicts(value, keys: dict[str, Callable[[object], bool]], what: str) -> None:
+    """`value` is a list of dicts holding at least `keys`, each value passing its check."""
+    _check(isinstance(value, list), f"{what} is not a list")
+    for item in value:
+        _check(isinstance(item, dict), f"an entry of {what} is not an object")
+        for key, ok in keys.items():
+            _check(key in item and ok(item[key]), f"{what}: bad or missing {key!r}")
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, list)
+
+
+def _check_fractions(value, what: str) -> None:
+    _check(
+        isinstance(value, list) and len(value) == 3 and all(_is_number(f) for f in value),
+        f"{what} is not three numbers",
+    )
+
+
+def _check_plan(value: dict) -> None:
+    """Every field from_json and convert_folder read, with its type (fuzzed plans found
+    KeyError/TypeError/AttributeError here before)."""
+    _check(_is_str(value.get("source")), "source")
+    _check_fractions(value.get("fractions"), "fractions")
+    _check(_is_int(value.get("shard_bytes")) and _is_int(value.get("max_pixels")), "sizes")
+    shard_keys = {"split": _is_str, "index": _is_int, "count": _is_int, "files": _is_list}
+    _list_of_dicts(value.get("shards"), shard_keys, "shards")
+    fields = dataclasses.fields(PlannedFile)
+    file_keys = {f.name: _is_int if f.type == "int" else _is_str for f in fields}
+    for shard in value["shards"]:
+        _list_of_dicts(shard["files"], file_keys, "files")
+        for planned in shard["files"]:
+            _check(set(planned) == set(file_keys), "files: unknown keys")
+    _list_of_dicts(value.get("skipped"), {"path": _is_str, "reason": _is_str}, "skipped")
+    for skipped in value["skipped"]:
+        _check(set(skipped) == {"path", "reason"}, "skipped: unknown keys")
+
+
+def _check_manifest(manifest: dict) -> None:
+    """The fields fit, make-tfrecords and the records source read, with their types."""
+    counts = manifest.get("counts")
+    _check(isinstance(counts, dict) and all(_is_int(n) for n in counts.values()), "counts")
+    _check_fractions(manifest.get("split_fractions"), "split_fractions")
+    _list_of_dicts(manifest.get("shards"), {"name": _is_str, "split": _is_str}, "shards")
+    _list_of_dicts(manifest.get("skipped"), {"path": _is_str, "reason": _is_str}, "skipped")
 
 
 def cut_into_shards(
@@ -294,12 +382,20 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ValueError(f"not a TFRecord folder (no {MANIFEST}): {folder}")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format_version") != FORMAT_VERSION:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a damaged file
+        raise ValueError(f"{path}: not a manifest ({files.short_reason(error)})") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: format version {manifest.get('format_version')} is not "
+            f"{path}: format version {version} is not "
             f"{FORMAT_VERSION} (convert again with this version of tfdenoise)"
         )
+    try:
+        _check_manifest(manifest)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error} (convert again with --overwrite)") from None
     return manifest
 
 
@@ -322,9 +418,9 @@ def _our_files(out: Path) -> list[Path]:
 
 def _temporary_files(out: Path) -> list[Path]:
     """Temp files of ours (atomic.temporary_path names) that a killed run may have left."""
-    names = [atomic.temporary_path(out / name) for name in (MANIFEST, PLAN)]
+    names = [p for name in (MANIFEST, PLAN) for p in out.glob(f".{Path(name).stem}.tmp*.json")]
     for split in files.SPLITS:
-        names.extend(out.glob(f".{split}-*-of-*.tmp{SHARD_SUFFIX}"))
+        names.extend(out.glob(f".{split}-*-of-*.tmp*{SHARD_SUFFIX}"))
     return [p for p in names if p.exists()]
 
 
@@ -455,13 +551,25 @@ def build_manifest(plan: ConversionPlan, results: Sequence[ShardResult]) -> dict
     }
 
 
+def load_plan(out: Path) -> ConversionPlan | None:
+    """The stored plan of an unfinished conversion in `out`, None if there is none; ValueError
+    (with the file named) when it is not a plan of this format."""
+    path = out / PLAN
+    if not path.is_file():
+        return None
+    try:
+        return ConversionPlan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as error:
+        raise ValueError(f"{path}: {files.short_reason(error)} (use --overwrite)") from None
+
+
 def _load_or_make_plan(
     source: Path, out: Path, fractions, shard_mb, max_pixels, workers
 ) -> ConversionPlan:
     """The stored plan of an unfinished run with the same options, else a new stored plan."""
     plan_path = out / PLAN
-    if plan_path.is_file():
-        stored = ConversionPlan.from_json(json.loads(plan_path.read_text(encoding="utf-8")))
+    stored = load_plan(out)
+    if stored is not None:
         wanted = {
             "source": str(source.resolve()),
             "fractions": [float(f) for f in fractions],
@@ -507,6 +615,64 @@ def convert_folder(
         raise ValueError(f"workers must be >= 1, got {workers}")
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        args = (fractions, shard_mb, max_pixels, workers, executor, overwrite, progress, start)
+        return _convert_locked(source, out, *args)
+
+
+class OutputBusy(ValueError):
+    """OUT is being written by another conversion (its lock is held)."""
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive flock on OUT/.lock for the whole conversion; OutputBusy at once if
+    another process holds it. The kernel drops the lock with its holder's last descriptor, so
+    a killed run never leaves a stale lock (only the file, unlocked, which the next run takes
+    and removes). The file is removed before it is unlocked; a process that locked a removed
+    file (it opened it before the removal) sees that and locks the new one instead."""
+    import fcntl
+
+    path = out / LOCK
+    while True:
+        stream = open(path, "a+b")  # noqa: SIM115 - closed below on every path
+        try:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.close()
+            raise OutputBusy(
+                f"{out} is being written by another make-tfrecords (it holds {path}); "
+                "wait for it to finish, or write to another folder"
+            ) from None
+        try:
+            if os.stat(path).st_ino == os.fstat(stream.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        stream.close()  # locked a file its holder had just removed: take the new one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        stream.close()  # releases the lock
+
+
+def _convert_locked(
+    source: Path,
+    out: Path,
+    fractions,
+    shard_mb,
+    max_pixels,
+    workers,
+    executor,
+    overwrite,
+    progress: Progress,
+    start: float,
+) -> ConversionReport:
+    """convert_folder's work, with OUT locked."""
     if overwrite:
         for path in _our_files(out):
             path.unlink()

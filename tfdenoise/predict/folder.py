@@ -15,7 +15,7 @@ import csv
 import dataclasses
 import errno
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,14 @@ import numpy as np
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
 from tfdenoise.inference import (
     DEFAULT_BATCH_PIXELS,
+    blend,
     check_tiling,
     denoise_image,
     denoise_same_size,
 )
 from tfdenoise.io import files, photo
 from tfdenoise.noise_level import estimate_sigma_255
+from tfdenoise.predict import selection
 
 
 def default_output_dir(input_dir: str | Path) -> Path:
@@ -122,9 +124,12 @@ class PredictOptions:
     quality: int = photo.DEFAULT_QUALITY  # JPEG / WebP quality, 1-100
     bit_depth: str = "8"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG
     strip_metadata: bool = False  # drop ICC profile, EXIF and XMP on purpose (DPI is kept)
+    strength: float = 1.0  # output = input + strength * (denoised - input); 0 = the input
 
     def __post_init__(self) -> None:
         photo.check_output_options(self.output_format, self.quality, self.bit_depth)
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
 
 
 @dataclasses.dataclass
@@ -156,7 +161,8 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
     result.height, result.width = picture.rgb.shape[:2]
     result.mode = picture.mode
     result.sigma_before = estimate_sigma_255(picture.rgb)
-    if options.skip_clean is not None and result.sigma_before < options.skip_clean:
+    single_page = picture.pages == 1  # multi-page TIFFs are always denoised, page by page
+    if single_page and options.skip_clean is not None and result.sigma_before < options.skip_clean:
         try:
             photo.copy_clean(
                 path, target, picture, output_format, options.strip_metadata, options.quality
@@ -198,6 +204,7 @@ def _write_failure(result: ImageResult, error: OSError) -> None:
 
 def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> ImageResult:
     result = pending.result
+    denoised = blend(pending.picture.rgb, denoised, options.strength)
     try:
         _write(pending, denoised, options)
         result.status = "written"
@@ -206,6 +213,78 @@ def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) ->
         _write_failure(result, error)
     except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
         result.error = f"cannot encode {result.output}: {error}"
+    result.seconds = time.perf_counter() - pending.started
+    return result
+
+
+def page_output_path(target: Path, page: int) -> Path:
+    """The output of one page (0-based) of a multi-page TIFF written in a single-page format:
+    scan.p001.png, scan.p002.png, ... (1-based, at least three digits, the first page too)."""
+    return target.with_name(f"{target.stem}.p{page + 1:03d}{target.suffix}")
+
+
+def _denoise_page(model, picture: photo.Picture, bits: int, options: PredictOptions):
+    """One page alone (tiled when large), blended by --strength: H x W x 3 at `bits` bits."""
+    out_dtype = np.uint16 if bits == 16 else np.uint8
+    denoised = denoise_image(
+        model, picture.rgb, options.tile, options.overlap, options.batch_pixels, out_dtype
+    )
+    return blend(picture.rgb, denoised, options.strength)
+
+
+def _denoise_pages(model, pending: _Pending, options: PredictOptions) -> ImageResult:
+    """A multi-page TIFF, one page in memory at a time: into one multi-page TIFF (--format
+    same or tiff) or one file per page (see page_output_path); existing page files are kept
+    unless overwrite is asked for."""
+    result, first, path = pending.result, pending.picture, pending.result.input
+    pending.picture = dataclasses.replace(first, rgb=first.rgb[:0, :0], alpha=None)  # let go
+    result.mode = f"{first.mode}, {first.pages} pages"
+    current = {"page": 0}
+
+    def denoised_pages() -> Iterator[tuple[int, photo.Picture, int]]:
+        nonlocal first
+        for page in range(first.pages):
+            current["page"] = page
+            if pending.output_format != "tiff":
+                if page_output_path(result.output, page).exists() and not options.overwrite:
+                    continue
+            picture = first if page == 0 else photo.load_picture(path, options.max_pixels, page)
+            first = None  # page 0's samples are not kept while later pages are denoised
+            photo.check_writable(picture, pending.output_format)
+            bits = photo.output_bits(picture, pending.output_format, options.bit_depth)
+            denoised = _denoise_page(model, picture, bits, options)
+            if page == 0:
+                result.sigma_after = estimate_sigma_255(denoised)
+            yield page, dataclasses.replace(picture, rgb=denoised), bits
+
+    try:
+        if pending.output_format == "tiff":
+            # an upper bound of the samples (4 channels, 2 bytes): classic TIFF or BigTIFF
+            estimate = result.height * result.width * 8 * pending.picture.pages
+            pages = ((picture, bits) for _, picture, bits in denoised_pages())
+            photo.save_tiff_pages(result.output, pages, options.strip_metadata, estimate)
+            result.status = "written"
+        else:
+            written = 0
+            for page, picture, bits in denoised_pages():
+                photo.save_picture(
+                    picture,
+                    page_output_path(result.output, page),
+                    pending.output_format,
+                    bits,
+                    options.quality,
+                    options.strip_metadata,
+                )
+                written += 1
+            result.output = page_output_path(result.output, 0)
+            result.status = "written" if written else "kept"
+    except files.ImageError as error:
+        result.status, result.error = "failed", f"page {current['page'] + 1}: {error}"
+    except OSError as error:
+        result.status = "failed"
+        _write_failure(result, error)
+    except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
+        result.status, result.error = "failed", f"cannot encode {result.output}: {error}"
     result.seconds = time.perf_counter() - pending.started
     return result
 
@@ -250,11 +329,14 @@ def predict_folder(
     output_dir: str | Path | None = None,
     options: PredictOptions = PredictOptions(),
     on_image: Callable[[ImageResult], None] | None = None,
+    entries: Sequence[selection.Entry] | None = None,
 ) -> PredictReport:
     """Denoise every image under input_dir; failures are reported, never fatal.
 
     A full or read-only output disk stops the job at once (`Report.stopped`): every output
     written so far is complete (temp file + rename) and a re-run continues where it stopped.
+    `entries` (from `selection.select`: --files-from, --shard) replaces the listing of every
+    image under input_dir; an entry with a reason is reported as failed.
     """
     check_tiling(options.tile, options.overlap)
     input_dir = Path(input_dir)
@@ -281,7 +363,14 @@ def predict_folder(
         group, group_pixels = [], 0
 
     try:
-        for path in files.list_image_files(input_dir):
+        if entries is None:
+            entries = selection.select(input_dir)
+        for entry in entries:
+            path = entry.path
+            if entry.reason is not None:
+                flush()
+                record(ImageResult(path, output_dir / entry.relpath, "failed", error=entry.reason))
+                continue
             target = output_path(path, input_dir, output_dir, options.output_format)
             if target.exists() and not options.overwrite:
                 flush()  # keep the report in input order
@@ -291,6 +380,10 @@ def predict_folder(
             if isinstance(decoded, ImageResult):
                 flush()
                 record(decoded)
+                continue
+            if decoded.picture.pages > 1:  # multi-page TIFF: its pages one after the other
+                flush()
+                record(_denoise_pages(model, decoded, options))
                 continue
             pixels = decoded.picture.rgb.shape[0] * decoded.picture.rgb.shape[1]
             if group and (

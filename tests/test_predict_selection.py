@@ -1,0 +1,121 @@
+"""--shard I/N and --files-from: disjoint, complete shards; listed entries; usage errors."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from conftest import photo_like, save, write_bad_files
+
+from tfdenoise import checkpoints, cli
+from tfdenoise.predict import folder, selection
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    return checkpoints.load_model(tiny_model_path)
+
+
+@pytest.fixture
+def scans(tmp_path):
+    root = tmp_path / "scans"
+    for index in range(12):
+        sub = root / ("x" if index % 2 else "y")
+        save(sub / f"s{index:02d}.png", photo_like(16, 24, seed=index))
+    return root
+
+
+def test_shards_are_disjoint_and_complete(scans, tmp_path, model):
+    out = tmp_path / "out"
+    everything = {e.relpath for e in selection.select(scans)}
+    parts = [
+        {e.relpath for e in selection.select(scans, shard=selection.Shard(i, 3))} for i in range(3)
+    ]
+    assert set().union(*parts) == everything
+    assert all(not (parts[i] & parts[j]) for i in range(3) for j in range(i + 1, 3))
+    assert all(parts)  # 12 files over 3 shards: none empty for these names
+    written = []
+    for i in range(3):
+        entries = selection.select(scans, shard=selection.Shard(i, 3))
+        report = folder.predict_folder(model, scans, out, entries=entries)
+        assert not report.failed and not report.kept
+        written.append({p.relative_to(out).with_suffix("").as_posix() for p in report.written})
+    assert set().union(*written) == {path.removesuffix(".png") for path in everything}
+    assert sum(map(len, written)) == len(everything)
+    # a retried shard keeps what it wrote
+    again = folder.predict_folder(
+        model, scans, out, entries=selection.select(scans, shard=selection.Shard(1, 3))
+    )
+    assert not again.written and len(again.kept) == len(parts[1])
+
+
+def test_adding_files_never_moves_others_between_shards(scans):
+    before = {e.relpath: selection.shard_of(e.relpath, 4) for e in selection.select(scans)}
+    save(scans / "z" / "new.png", photo_like(8, 8))
+    after = {e.relpath: selection.shard_of(e.relpath, 4) for e in selection.select(scans)}
+    assert {k: after[k] for k in before} == before
+
+
+def test_files_from_selects_and_reports_bad_entries(scans, tmp_path, model):
+    write_bad_files(scans / "bad")
+    (scans / "notes.txt").write_text("not an image")
+    (scans / "folder.png").mkdir()
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        "# wanted\n\nx/s01.png\n  y/s02.png  \n./x/s01.png\nmissing.png\nnotes.txt\n"
+        "folder.png\n../outside.png\n/etc/passwd\nbad/empty.png\n"
+    )
+    entries = selection.select(scans, listing)
+    assert [e.relpath for e in entries if e.reason is None] == [
+        "bad/empty.png",
+        "x/s01.png",
+        "y/s02.png",
+    ]
+    reasons = {e.relpath: e.reason for e in entries if e.reason}
+    assert reasons["missing.png"] == "listed but not found"
+    assert "not an image" in reasons["notes.txt"]
+    assert "not a file" in reasons["folder.png"]
+    assert "outside" in reasons["../outside.png"] and "outside" in reasons["/etc/passwd"]
+    out = tmp_path / "out"
+    report = folder.predict_folder(model, scans, out, entries=entries)
+    assert sorted(p.relative_to(out).as_posix() for p in report.written) == [
+        "x/s01.png",
+        "y/s02.png",
+    ]
+    assert len(report.failed) == 6  # 5 bad entries + the empty image
+    assert not (out / "missing.png").exists()
+
+
+def test_files_from_and_shard_combine(scans, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(e.relpath for e in selection.select(scans)[:8]) + "\nnope.png\n")
+    union = []
+    for i in range(2):
+        union += [e.relpath for e in selection.select(scans, listing, selection.Shard(i, 2))]
+    assert sorted(union) == sorted(e.relpath for e in selection.select(scans, listing))
+
+
+@pytest.mark.parametrize("value", ["3/3", "-1/3", "1", "a/b", "0/0", "1/2/3"])
+def test_bad_shard_is_a_usage_error(scans, value):
+    result = CliRunner().invoke(cli.predict_command, [str(scans), "--shard", value])
+    assert result.exit_code == 2, result.output
+    assert "--shard" in result.output
+
+
+def test_cli_files_from_and_shard(scans, tmp_path, tiny_model_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("x/s01.png\ny/s02.png\nmissing.png\n")
+    out = tmp_path / "out"
+    results = [
+        CliRunner().invoke(
+            cli.predict_command,
+            [str(scans), "-o", str(out), "--model", str(tiny_model_path), "--ensemble", "1"]
+            + ["--files-from", str(listing), "--shard", f"{i}/2"],
+        )
+        for i in range(2)
+    ]
+    assert sorted(r.exit_code for r in results) == [0, 1]  # missing.png fails in one shard
+    assert "missing.png: listed but not found" in "".join(r.output for r in results)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "x/s01.png",
+        "y/s02.png",
+    ]

@@ -1,0 +1,333 @@
+"""TIFF in and out (8/16-bit, channels, pages, ICC, DPI, broken files) and --strength."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tifffile
+from click.testing import CliRunner
+from conftest import photo_like
+from faults import tiff_bomb
+from PIL import Image, ImageCms
+
+from tfdenoise import checkpoints, cli, evaluate, inference
+from tfdenoise.data import pipeline
+from tfdenoise.io import files, photo, records
+from tfdenoise.io.metadata import Metadata
+from tfdenoise.predict import folder
+
+RGB = photo_like(40, 56, seed=4)
+RGB16 = RGB.astype(np.uint16) * 256 + np.arange(56, dtype=np.uint16)[:, None]  # low byte too
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def write16(path, samples, **kwargs):
+    photometric = "rgb" if samples.ndim == 3 and samples.shape[2] >= 3 else "minisblack"
+    if samples.ndim == 3 and samples.shape[2] in (2, 4):
+        kwargs.setdefault("extrasamples", ("unassalpha",))
+    if kwargs.get("planarconfig") == "separate":  # one plane per sample: S x H x W
+        samples = np.moveaxis(samples, -1, 0)
+    tifffile.imwrite(path, samples, photometric=photometric, **kwargs)
+    return path
+
+
+# --- reading every kind --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("rgb", {"compression": "lzw"}),
+        ("rgb", {"compression": "zlib", "tile": (16, 16)}),
+        ("rgb", {"compression": "packbits", "planarconfig": "separate"}),
+        ("rgba", {"compression": "lzw"}),
+        ("gray", {"compression": "zlib", "rowsperstrip": 7}),
+    ],
+)
+def test_16_bit_tiffs_keep_every_sample_through_a_round_trip(tmp_path, kind, options):
+    alpha = (np.arange(40 * 56, dtype=np.uint16).reshape(40, 56) * 29) % 65535
+    samples = {
+        "rgb": RGB16,
+        "rgba": np.dstack([RGB16, alpha]),
+        "gray": RGB16[..., 1],
+    }[kind]
+    source = write16(tmp_path / "scan.tif", samples, **options)
+    picture = photo.load_picture(source)
+    assert picture.bits == 16 and picture.format == "TIFF" and picture.rgb.dtype == np.uint16
+    assert picture.grayscale == kind.startswith("gray")
+    assert (picture.alpha is not None) == (kind in ("rgba", "gray_alpha"))
+    colour = samples if samples.ndim == 2 else samples[..., : 1 if picture.grayscale else 3]
+    np.testing.assert_array_equal(picture.rgb.reshape(colour.shape), colour)
+
+    photo.save_picture(photo.load_picture(source), tmp_path / "out.tif", "tiff", 16)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), samples)
+
+
+@pytest.mark.parametrize(
+    "mode, compression",
+    [
+        ("RGB", "tiff_lzw"),
+        ("RGB", "jpeg"),
+        ("L", "tiff_deflate"),
+        ("RGBA", "packbits"),
+        ("CMYK", "tiff_lzw"),
+        ("P", "packbits"),
+    ],
+)
+def test_8_bit_tiffs_of_every_mode_decode_like_pil(tmp_path, mode, compression):
+    path = tmp_path / "scan.tiff"
+    Image.fromarray(RGB).convert(mode).save(path, compression=compression)
+    picture = photo.load_picture(path)
+    assert picture.bits == 8 and picture.rgb.dtype == np.uint8
+    assert picture.grayscale == (mode == "L")
+    assert (picture.alpha is not None) == (mode == "RGBA")
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(picture.rgb, files.to_rgb8(image))
+    np.testing.assert_array_equal(files.load_rgb8(path), picture.rgb)
+    assert files.probe(path).decoder == files.Decoder.PIL
+    photo.save_picture(picture, tmp_path / "out.tif", "tiff", 8)
+    again = photo.load_picture(tmp_path / "out.tif")
+    np.testing.assert_array_equal(again.rgb, picture.rgb)  # lossless
+    assert again.grayscale == picture.grayscale
+
+
+def test_icc_dpi_xmp_and_descriptive_tags_are_kept(tmp_path):
+    source = write16(
+        tmp_path / "scan.tif",
+        RGB16,
+        compression="zlib",
+        iccprofile=SRGB,
+        resolution=(600, 600),
+        resolutionunit="INCH",
+        extratags=[(271, "s", 0, "ScanCo", True), (700, "B", 9, b"<x:xmp/>\n", True)],
+    )
+    picture = photo.load_picture(source)
+    assert picture.metadata.icc_profile == SRGB and picture.metadata.dpi == (600.0, 600.0)
+    for output_format, name in (("tiff", "out.tif"), ("png", "out.png")):
+        photo.save_picture(picture, tmp_path / name, output_format, 16)
+        again = photo.load_picture(tmp_path / name)
+        assert again.metadata.icc_profile == SRGB, output_format
+        assert again.metadata.dpi == pytest.approx((600, 600), abs=0.01)  # PNG: per metre
+        assert again.metadata.xmp == b"<x:xmp/>\n", output_format
+        assert again.bits == 16
+    with Image.open(tmp_path / "out.tif") as image:
+        assert image.tag_v2[271] == "ScanCo"  # make, from the source's directory
+    stripped = photo.output_metadata(picture, "tiff", strip=True)
+    assert stripped == Metadata(dpi=(600.0, 600.0))
+
+
+def test_jpeg_exif_make_reaches_a_tiff_output(tmp_path):
+    image = Image.fromarray(RGB)
+    exif = image.getexif()
+    exif[271] = "CameraCo"
+    image.save(tmp_path / "photo.jpg", exif=exif.tobytes(), dpi=(300, 300), quality=95)
+    picture = photo.load_picture(tmp_path / "photo.jpg")
+    photo.save_picture(picture, tmp_path / "photo.tif", "tiff", 8)
+    with Image.open(tmp_path / "photo.tif") as written:
+        assert written.tag_v2[271] == "CameraCo"
+        assert written.info["dpi"] == (300.0, 300.0)
+
+
+def test_pages_load_one_at_a_time_and_write_back_as_pages(tmp_path):
+    path = tmp_path / "book.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(RGB16, photometric="rgb", compression="zlib")
+        writer.write(RGB[:20], photometric="rgb")
+        writer.write(RGB16[..., 0], photometric="minisblack")
+    pictures = [photo.load_picture(path, page=page) for page in range(3)]
+    assert [p.pages for p in pictures] == [3, 3, 3]
+    assert [(p.bits, p.grayscale, p.rgb.shape) for p in pictures] == [
+        (16, False, (40, 56, 3)),
+        (8, False, (20, 56, 3)),
+        (16, True, (40, 56, 1)),
+    ]
+    with pytest.raises(files.ImageError, match="no page 4"):
+        photo.load_picture(path, page=3)
+    count = photo.save_tiff_pages(tmp_path / "out.tif", [(p, p.bits) for p in pictures])
+    assert count == 3
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        np.testing.assert_array_equal(written.pages[0].asarray(), RGB16)
+        np.testing.assert_array_equal(written.pages[1].asarray(), RGB[:20])
+        np.testing.assert_array_equal(written.pages[2].asarray(), RGB16[..., 0])
+
+
+def test_a_tiff_pil_cannot_open_is_skipped_with_its_kind(tmp_path):
+    alpha = np.full((40, 56), 65535, np.uint16)
+    path = write16(tmp_path / "gray_alpha.tif", np.dstack([RGB16[..., 1], alpha]))
+    with pytest.raises(files.ImageError, match="unsupported TIFF kind: 16-bit, 2 samples"):
+        files.probe(path)
+
+
+# --- broken TIFFs: one-line reasons, limits from the header ---------------------------------
+
+
+def test_a_huge_later_page_is_refused_from_its_header(tmp_path):
+    bomb = tiff_bomb(tmp_path / "bomb.tif")
+    with pytest.raises(files.ImageError, match="too large"):
+        files.probe(bomb)
+    path = tmp_path / "two.tif"
+    small = Image.fromarray(RGB)
+    small.save(path, save_all=True, append_images=[small])
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tiff:  # page 2's width and height entries
+        offsets = {tag: tiff.pages[1].tags[tag].offset for tag in (256, 257)}
+    for tag, offset in offsets.items():  # declared 100000 x 100000
+        struct.pack_into("<HHII", data, offset, tag, 4, 1, 100_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(files.ImageError, match="page 2: too large"):
+        files.probe(path)
+
+
+# --- every command lists TIFFs ----------------------------------------------------------------
+
+
+def test_every_command_lists_tiffs(tmp_path):
+    root = tmp_path / "scans"
+    root.mkdir()
+    for index, name in enumerate(["a.tif", "b.TIF", "c.tiff", "d.TIFF"] * 3):
+        path = root / f"{index:02d}{name}"
+        Image.fromarray(photo_like(36, 44, seed=index)).save(path, compression="tiff_lzw")
+    write16(root / "sixteen.tif", RGB16, compression="lzw")
+    listed = files.list_image_files(root)
+    assert len(listed) == 13
+    scan = files.scan(root)  # fit's folder source and make-tfrecords' plan
+    assert len(scan.files) == 13 and not scan.skipped
+    assert len(evaluate.evaluation_files(root, use_all=True)) == 13
+    data = (root / "sixteen.tif").read_bytes()
+    decoded = pipeline.decode_full(tf.constant(data), tf.constant(int(files.Decoder.PIL)))
+    np.testing.assert_array_equal(decoded.numpy(), files.load_rgb8(root / "sixteen.tif"))
+
+    report = records.convert_folder(root, tmp_path / "records", workers=1)
+    assert report.manifest["skipped"] == []
+    stored = 0
+    for shard in sorted((tmp_path / "records").glob("*.tfrecord")):
+        for serialized in tf.data.TFRecordDataset(str(shard)):
+            features = records.parse_features(serialized)
+            assert features["format"].numpy() == b"png"  # converted losslessly, 8-bit RGB
+            stored += 1
+    assert stored == 13
+
+
+# --- predict: formats, pages, strength ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_path):
+    return checkpoints.load_model(tiny_model_path)
+
+
+def test_predict_keeps_tiff_16_bit_and_pages(tmp_path, tiny_model):
+    source = tmp_path / "in"
+    source.mkdir()
+    write16(
+        source / "scan.tif",
+        RGB16,
+        compression="lzw",
+        iccprofile=SRGB,
+        resolution=(1200, 1200),
+        resolutionunit="INCH",
+    )
+    with tifffile.TiffWriter(source / "book.tiff") as writer:
+        writer.write(RGB16, photometric="rgb")
+        writer.write(RGB, photometric="rgb")
+    options = folder.PredictOptions(output_format="same", bit_depth="same")
+    report = folder.predict_folder(tiny_model, source, tmp_path / "same", options)
+    assert not report.failed
+    scan = photo.load_picture(tmp_path / "same" / "scan.tif")
+    assert scan.bits == 16 and scan.metadata.icc_profile == SRGB
+    assert scan.metadata.dpi == (1200.0, 1200.0)
+    with tifffile.TiffFile(tmp_path / "same" / "book.tiff") as book:
+        assert [page.dtype for page in book.pages] == [np.uint16, np.uint8]
+
+    report = folder.predict_folder(
+        tiny_model, source, tmp_path / "png", folder.PredictOptions(bit_depth="same")
+    )
+    assert not report.failed
+    names = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert names == ["book.p001.png", "book.p002.png", "scan.png"]
+    assert photo.load_picture(tmp_path / "png" / "book.p001.png").bits == 16
+    again = folder.predict_folder(
+        tiny_model, source, tmp_path / "png", folder.PredictOptions(bit_depth="same")
+    )
+    assert [r.status for r in again.results] == ["kept", "kept"]  # page files exist
+
+
+def test_blend_in_integer_samples():
+    source = np.array([[[0, 100, 255]]], np.uint8)
+    model = np.array([[[255, 50, 0]]], np.uint8)
+    assert inference.blend(source, model.copy(), 1.0).tolist() == model.tolist()
+    assert inference.blend(source, model.copy(), 0.0).tolist() == source.tolist()
+    assert inference.blend(source, model.copy(), 0.5).tolist() == [[[128, 75, 128]]]
+    gray16 = np.array([[[1000]]], np.uint16)
+    out16 = np.array([[[3000, 3000, 3000]]], np.uint16)
+    assert inference.blend(gray16, out16.copy(), 0.0).tolist() == [[[1000] * 3]]
+    eight_to_16 = inference.blend(source, model.astype(np.uint16) * 257, 0.0)
+    assert eight_to_16.tolist() == (source.astype(np.uint16) * 257).tolist()
+    with pytest.raises(ValueError, match="strength"):
+        inference.blend(source, model.copy(), 1.5)
+
+
+def test_strength_0_returns_the_input_and_1_the_model_output(tmp_path, tiny_model):
+    source = tmp_path / "in"
+    source.mkdir()
+    write16(source / "scan.tif", RGB16, compression="zlib")
+    Image.fromarray(RGB).save(source / "photo.png")
+    outputs = {}
+    for strength in (0.0, 0.5, 1.0):
+        out = tmp_path / f"s{strength}"
+        options = folder.PredictOptions(output_format="same", bit_depth="same", strength=strength)
+        assert not folder.predict_folder(tiny_model, source, out, options).failed
+        outputs[strength] = (
+            tifffile.imread(out / "scan.tif"),
+            np.asarray(Image.open(out / "photo.png")),
+        )
+    np.testing.assert_array_equal(outputs[0.0][0], RGB16)  # exactly the input's samples
+    np.testing.assert_array_equal(outputs[0.0][1], RGB)
+    expected16 = inference.denoise_image(tiny_model, RGB16, out_dtype=np.uint16)
+    np.testing.assert_array_equal(outputs[1.0][0], expected16)
+    np.testing.assert_array_equal(outputs[1.0][1], inference.denoise_rgb8(tiny_model, RGB))
+    for index in (0, 1):
+        low = np.minimum(outputs[0.0][index], outputs[1.0][index]).astype(np.int64)
+        high = np.maximum(outputs[0.0][index], outputs[1.0][index]).astype(np.int64)
+        half = outputs[0.5][index].astype(np.int64)
+        assert np.all(low <= half) and np.all(half <= high)
+        assert np.abs(half - (low + high) / 2).max() <= 1
+
+
+def test_cli_strength_and_tiff_format(tmp_path, tiny_model_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.fromarray(RGB).save(source / "photo.jpg", quality=95)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli.predict_command,
+        [
+            str(source),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_model_path),
+            "--format",
+            "tiff",
+            "--bit-depth",
+            "16",
+            "--strength",
+            "0.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert tifffile.imread(tmp_path / "out" / "photo.tif").dtype == np.uint16
+    result = runner.invoke(cli.predict_command, [str(source), "--strength", "1.5"])
+    assert result.exit_code == 2
+
+
+def test_non_ascii_tag_text_keeps_its_bytes(tmp_path):
+    text = "© Jürgen".encode()  # UTF-8 in an "ASCII" tag, as many writers do
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, RGB, photometric="rgb", extratags=[(33432, "s", 0, text, True)])
+    photo.save_picture(photo.load_picture(path), tmp_path / "out.tif", "tiff", 8)
+    with open(tmp_path / "out.tif", "rb") as stream:
+        assert text in stream.read()

@@ -1,0 +1,179 @@
+"""TIFF, the scanner's format: 16-bit samples read with tifffile, pages, and TIFF writing.
+
+Pillow decodes every TIFF kind at 8 bits per sample (RGB, RGBA, grayscale, CMYK, palette;
+LZW, deflate, PackBits, JPEG; tiled or striped) and checks each page's declared size before a
+pixel is decoded (tfdenoise.io.files). What it cannot do is keep 16-bit colour: for 16-bit
+grayscale, gray + alpha, RGB and RGBA pages the samples are read here with tifffile (with
+imagecodecs for LZW, JPEG and the other compressions), at full precision.
+
+Outputs are written with tifffile, deflate-compressed with the horizontal predictor (lossless),
+8 or 16 bits per sample, one page after the other (a multi-page output never holds more than one
+page in memory), with the ICC profile, the resolution in dots per inch, the XMP packet and the
+descriptive EXIF tags (camera/scanner make and model, software, date, artist, copyright,
+description) in each page's directory. EXIF's own sub-directory (exposure settings) is not
+carried into TIFF outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tfdenoise.io.files import ImageError, short_reason
+from tfdenoise.io.metadata import EXIF_HEADER, Metadata
+
+BITS_PER_SAMPLE = 258
+SAMPLE_FORMAT = 339  # 1 = unsigned integer (the default)
+PHOTOMETRIC = 262
+MINISBLACK, RGB = 1, 2  # the photometric interpretations read at 16 bits here
+XMP_TAG = 700
+# Descriptive IFD0 tags kept in TIFF outputs (ASCII): the scanner's record of the scan.
+DESCRIPTIVE_TAGS = {
+    270: "ImageDescription",
+    271: "Make",
+    272: "Model",
+    305: "Software",
+    306: "DateTime",
+    315: "Artist",
+    33432: "Copyright",
+}
+READ_BUFFER_BYTES = 1 << 24
+TIFF_COMPRESSION = "zlib"  # Adobe deflate: lossless, written without imagecodecs
+
+
+def is_sixteen_bit_page(image: Image.Image) -> bool:
+    """Whether the current page of an open TIFF holds 16-bit unsigned gray(+alpha) or
+    RGB(A) samples, which Pillow would cut to 8 bits (plain 16-bit gray it keeps as I;16)."""
+    tags = getattr(image, "tag_v2", {})
+    bits = tags.get(BITS_PER_SAMPLE, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    sample_format = tags.get(SAMPLE_FORMAT, 1)
+    sample_format = sample_format[0] if isinstance(sample_format, tuple) else sample_format
+    return set(bits) == {16} and sample_format == 1 and tags.get(PHOTOMETRIC) in (MINISBLACK, RGB)
+
+
+def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
+    """One 16-bit page's samples as H x W x S uint16 (S = 1 gray, 2 gray + alpha, 3 RGB,
+    4 RGBA), whatever its compression, tiling or planar layout; ImageError if unusable."""
+    import io
+
+    import tifffile
+
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with tifffile.TiffFile(stream) as tiff:
+            tiff_page = tiff.pages[page]
+            # compressed data read 16 MB at a time: tifffile's default buffer holds up to
+            # 256 MB of it besides the samples (a 35 MP scan peaked 470 MB higher)
+            samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
+            axes = tiff_page.axes
+    except ImageError:
+        raise
+    except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
+        raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
+    if samples.dtype != np.uint16:
+        raise ImageError(f"unexpected TIFF samples: {samples.dtype}")
+    if axes.startswith("S"):  # planar configuration "separate": one plane per sample
+        samples = np.moveaxis(samples, 0, -1)
+    if samples.ndim == 2:
+        samples = samples[..., None]
+    if samples.ndim != 3 or samples.shape[2] > 4:
+        raise ImageError(f"unsupported TIFF layout: axes {axes}, shape {samples.shape}")
+    return np.ascontiguousarray(samples)
+
+
+def tiff_exif(image: Image.Image) -> bytes | None:
+    """EXIF bytes holding a TIFF source's descriptive IFD0 tags (make, model, date, ...), so
+    that they reach outputs in any format; None when it has none."""
+    tags = getattr(image, "tag_v2", {})
+    exif = Image.Exif()
+    for tag in DESCRIPTIVE_TAGS:
+        value = tags.get(tag)
+        if isinstance(value, str) and value:
+            exif[tag] = _ascii_tag_bytes(value)  # as bytes: PIL would write non-ASCII as "?"
+    if not len(exif):
+        return None
+    data = exif.tobytes()  # PIL prefixes the APP1 header (as metadata.Metadata keeps EXIF)
+    return data if data.startswith(EXIF_HEADER) else EXIF_HEADER + data
+
+
+def descriptive_tags(exif: bytes | None) -> list[tuple[int, str]]:
+    """The descriptive IFD0 tags of EXIF bytes, as (tag, text) pairs."""
+    if not exif:
+        return []
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif.removeprefix(EXIF_HEADER))
+    except Exception:  # unreadable EXIF is dropped from the TIFF output, not fatal
+        return []
+    return [
+        (tag, parsed[tag])
+        for tag in DESCRIPTIVE_TAGS
+        if isinstance(parsed.get(tag), str) and parsed[tag]
+    ]
+
+
+def _ascii_tag_bytes(text: str) -> bytes:
+    """The bytes of a TIFF/EXIF "ASCII" tag as PIL read them: PIL decodes them as Latin-1, so
+    encoding back gives the source's bytes (UTF-8 text, a (c) sign, stays as it was)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def _page_options(samples: np.ndarray, metadata: Metadata, grayscale: bool) -> dict:
+    """tifffile's write options for one output page."""
+    channels = samples.shape[2]
+    options: dict = {
+        "photometric": "minisblack" if grayscale else "rgb",
+        "compression": TIFF_COMPRESSION,
+        "predictor": True,
+        "metadata": None,  # no tifffile JSON in ImageDescription
+        "software": False,
+    }
+    if channels in (2, 4):
+        options["extrasamples"] = ("unassalpha",)
+    if metadata.icc_profile:
+        options["iccprofile"] = metadata.icc_profile
+    if metadata.dpi:
+        options.update(resolution=tuple(metadata.dpi), resolutionunit="INCH")
+    extratags = []
+    for tag, text in descriptive_tags(metadata.exif):
+        extratags.append((tag, "s", 0, _ascii_tag_bytes(text), True))
+    if metadata.xmp:
+        extratags.append((XMP_TAG, "B", len(metadata.xmp), metadata.xmp, True))
+    options["extratags"] = extratags
+    return options
+
+
+class PageWriter:
+    """Appends output pages to an open TIFF file (see tiff_pages)."""
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+
+    def write(self, samples: np.ndarray, metadata: Metadata, grayscale: bool) -> None:
+        """One page: H x W x C uint8 or uint16 samples (C = 1 gray, 2 gray + alpha, 3 RGB,
+        4 RGBA)."""
+        data = samples[..., 0] if samples.shape[2] == 1 else samples
+        self._writer.write(data, **_page_options(samples, metadata, grayscale))
+
+
+CLASSIC_TIFF_BYTES = 2**31  # above this many uncompressed bytes, write BigTIFF (no 4 GB limit)
+
+
+@contextlib.contextmanager
+def tiff_pages(path: Path, uncompressed_bytes: int = 0) -> Iterator[PageWriter]:
+    """A TIFF being written at path, one page per `write`: classic TIFF (read everywhere),
+    BigTIFF when the samples could pass classic TIFF's 4 GB offsets."""
+    import tifffile
+
+    bigtiff = uncompressed_bytes > CLASSIC_TIFF_BYTES
+    with tifffile.TiffWriter(path, bigtiff=bigtiff) as writer:
+        yield PageWriter(writer)

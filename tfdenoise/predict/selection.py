@@ -1,0 +1,131 @@
+"""Which images under DIR one predict job works on: all of them, the ones a list names
+(`--files-from FILE`), and/or one shard of N (`--shard I/N`).
+
+A shard is decided by a hash of each file's relative path (like the train/val/test split in
+`tfdenoise.io.files.split_of`), so adding files to DIR never moves others between shards: N
+processes or machines, each with its own I, write disjoint parts of OUT, and skip-existing
+makes a retried shard safe. Entries of a list that cannot be predicted (missing, not a file,
+not an image, outside DIR) are kept with a reason, to be reported as failed, never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+from tfdenoise.io import files
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (0 <= index < count)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N and N >= 1")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`"2/8"` -> Shard(2, 8); ValueError with the reason otherwise."""
+        index, slash, count = str(text).strip().partition("/")
+        try:
+            if not slash:
+                raise ValueError
+            shard_index, shard_count = int(index), int(count)
+        except ValueError:
+            raise ValueError(f"shard {text!r} is not I/N (e.g. 0/4)") from None
+        return cls(shard_index, shard_count)
+
+    def holds(self, relpath: str) -> bool:
+        return shard_of(relpath, self.count) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_of(relpath: str, count: int) -> int:
+    """The shard (0..count-1) of a relative POSIX path, from its SHA-256.
+
+    Uses other digest bytes than `files.split_of`, so shards are not correlated with splits.
+    """
+    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    return int.from_bytes(digest[8:16], "big") % count
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One image to predict, or (reason set) a listed entry that cannot be predicted."""
+
+    path: Path  # DIR / relative path (the line itself when it escapes DIR)
+    relpath: str  # POSIX path relative to DIR; the line as written when it escapes DIR
+    reason: str | None = None
+
+
+def read_list(list_file: str | os.PathLike) -> list[str]:
+    """The entries of a --files-from file: one path a line; blank lines and `#` comments
+    (whole lines) ignored; surrounding whitespace stripped."""
+    try:
+        text = Path(list_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the file list {list_file}: {error}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _listed_entry(input_dir: Path, line: str) -> Entry:
+    """A line of the list as an Entry: relative to DIR (an absolute path must lie in DIR)."""
+    candidate = Path(line)
+    if candidate.is_absolute():
+        try:
+            candidate = candidate.relative_to(input_dir.resolve())
+        except ValueError:
+            try:
+                candidate = candidate.relative_to(input_dir.absolute())
+            except ValueError:
+                return Entry(candidate, line, "outside the input folder: refused")
+    relpath = os.path.normpath(candidate.as_posix()).replace(os.sep, "/")
+    if relpath == ".." or relpath.startswith("../") or relpath == ".":
+        return Entry(Path(line), line, "outside the input folder: refused")
+    path = input_dir / relpath
+    if not path.exists():
+        return Entry(path, relpath, "listed but not found")
+    if not path.is_file():
+        return Entry(path, relpath, "listed but not a file")
+    if not files.has_image_suffix(path):
+        return Entry(path, relpath, "listed but not an image (suffix)")
+    return Entry(path, relpath)
+
+
+def select(
+    input_dir: str | os.PathLike,
+    files_from: str | os.PathLike | None = None,
+    shard: Shard | None = None,
+) -> list[Entry]:
+    """The entries of one job, sorted by relative path, duplicates once.
+
+    Without a list: every image under DIR (`files.list_image_files`). With a shard: only the
+    entries (bad listed ones too, so each is reported by exactly one shard) whose relative
+    path hashes to it.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise ValueError(f"not a directory: {input_dir}")
+    if files_from is None:
+        entries = [
+            Entry(path, path.relative_to(input_dir).as_posix())
+            for path in files.list_image_files(input_dir)
+        ]
+    else:
+        unique = {}
+        for line in read_list(files_from):
+            entry = _listed_entry(input_dir, line)
+            unique.setdefault(entry.relpath, entry)
+        entries = sorted(unique.values(), key=lambda entry: entry.relpath)
+    if shard is not None:
+        entries = [entry for entry in entries if shard.holds(entry.relpath)]
+    return entries
