@@ -111,7 +111,11 @@ def _tiff_faults(root: Path, rgb: np.ndarray, good, bad) -> None:
     data = bytearray((root / "bad_ifd.tif").read_bytes())
     struct.pack_into("<I", data, 4, 10**9)  # the first directory's offset, past the end
     (root / "bad_ifd.tif").write_bytes(bytes(data))
-    bad("TIFF with a bad IFD offset", "bad_ifd.tif", "bad IFD offset")
+    bad(
+        "TIFF with a bad IFD offset",
+        "bad_ifd.tif",
+        "corrupt or truncated: TIFF without a readable page (bad IFD offset)",
+    )
     tiff_bomb(root / "bomb.tif")
     bad("TIFF declaring 100000x100000 pixels", "bomb.tif", "too large")
     Image.fromarray(rgb).save(root / "compression.tif", compression="tiff_deflate")

@@ -206,3 +206,21 @@ def test_picture_wider_than_webp_allows_is_refused_before_denoising():
     with pytest.raises(files.ImageError, match="too large for WebP"):
         photo.check_writable(picture, "webp")
     photo.check_writable(picture, "png")
+
+
+def test_picture_taller_than_jpeg_allows_is_refused_before_denoising():
+    """Found by fuzzing: a 10 x 65531 TIFF written as JPEG -> OSError("broken data stream")
+    from libjpeg (65500 pixels a side at most); now an ImageError from check_writable."""
+    data = (REGRESSIONS / "metadata_roundtrip" / "taller-than-jpeg-allows.tif").read_bytes()
+    picture = photo.load_picture(data)
+    with pytest.raises(files.ImageError, match="too large for JPEG"):
+        photo.check_writable(picture, "jpeg")
+    photo.check_writable(picture, "png")
+    photo.check_writable(picture, "tiff")
+
+
+def test_a_resolution_no_output_can_hold_is_dropped():
+    """Found by fuzzing: a TIFF saying 1 x 4013994048 DPI -> OverflowError from PIL's PNG
+    writer (pHYs holds 32 bits per metre); a DPI that is not in (0, 65535] is now dropped."""
+    data = (REGRESSIONS / "metadata_roundtrip" / "tiff-dpi-beyond-png-phys.tif").read_bytes()
+    assert photo.load_picture(data).metadata.dpi is None

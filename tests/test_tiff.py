@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from PIL import Image, ImageCms
 
 from tfdenoise import checkpoints, cli, evaluate, inference
 from tfdenoise.data import pipeline
-from tfdenoise.io import files, photo, records
+from tfdenoise.io import files, metadata, photo, records, tiff
 from tfdenoise.io.metadata import Metadata
 from tfdenoise.predict import folder
 
@@ -331,3 +333,101 @@ def test_non_ascii_tag_text_keeps_its_bytes(tmp_path):
     photo.save_picture(photo.load_picture(path), tmp_path / "out.tif", "tiff", 8)
     with open(tmp_path / "out.tif", "rb") as stream:
         assert text in stream.read()
+
+
+# --- fuzz findings in the TIFF writer (reproducers in tests/fuzz_regressions/) --------------
+
+FUZZ_REGRESSIONS = Path(__file__).resolve().parent / "fuzz_regressions" / "metadata_roundtrip"
+
+
+def test_non_ascii_exif_text_of_every_descriptive_tag_writes_byte_for_byte(tmp_path):
+    """Found by fuzzing: `ValueError: TIFF strings must be 7-bit ASCII` from tifffile when a
+    JPEG's EXIF make/model/software/date/artist/copyright/description held non-ASCII bytes
+    (Latin-1, UTF-8, or none). Each tag's bytes now reach the TIFF output unchanged."""
+    data = (FUZZ_REGRESSIONS / "tiff-output-non-ascii-exif-text.jpg").read_bytes()
+    with Image.open(io.BytesIO(data)) as source:  # PIL reads "ASCII" tags as Latin-1
+        expected = {tag: source.getexif()[tag].encode("latin-1") for tag in tiff.DESCRIPTIVE_TAGS}
+    assert all(max(raw) > 127 for raw in expected.values())
+    picture = photo.load_picture(data)
+    for bits in (8, 16):
+        out = tmp_path / f"out{bits}.tif"
+        photo.save_picture(picture, out, "tiff", bits)
+        with Image.open(out) as written:
+            kept = {tag: written.tag_v2[tag].encode("latin-1") for tag in tiff.DESCRIPTIVE_TAGS}
+        assert kept == expected, bits
+        again = photo.load_picture(out)  # and on from the TIFF into any other output
+        assert dict(tiff.descriptive_tags(again.metadata.exif)) == {
+            tag: raw.decode("latin-1") for tag, raw in expected.items()
+        }
+
+
+UNTERMINATED_XMP = b'<x:xmpmeta><rdf:Description tiff:Orientation="6\xde\xc7></x:xmpmeta>'
+
+
+@pytest.mark.parametrize(
+    "xmp",
+    [
+        b'<rdf:Description tiff:Orientation="6"/>',
+        b"<tiff:Orientation>8</tiff:Orientation>",
+        UNTERMINATED_XMP,  # the fuzz finding: PIL still reads 6 from it
+        b"<rdf:Description tiff:Orientation='6'/>",
+        b'<rdf:Description tiff:Orientation = "5"/>',
+    ],
+)
+def test_upright_xmp_resets_every_orientation_a_reader_applies(xmp):
+    image = Image.new("RGB", (3, 2))
+    image.info["xmp"] = xmp
+    if b'Orientation="' in xmp or b"Orientation>" in xmp:  # PIL reads these (else: others)
+        assert image.getexif()[metadata.ORIENTATION] != 1
+    reset = metadata.upright_xmp(image)
+    again = Image.new("RGB", (3, 2))
+    again.info["xmp"] = reset
+    assert again.getexif().get(metadata.ORIENTATION, 1) == 1
+    digit = next(i for i in range(xmp.index(b"Orientation"), len(xmp)) if xmp[i : i + 1].isdigit())
+    assert reset == xmp[:digit] + b"1" + xmp[digit + 1 :]  # nothing else changed
+
+
+def test_tiff_output_of_a_rotated_jpeg_reads_back_upright(tmp_path):
+    """Found by fuzzing: a JPEG whose only orientation is an XMP tiff:Orientation="6 cut short
+    (no closing quote; EXIF has a make and an odd extra tag) was loaded rotated, as PIL reads
+    it, but the XMP kept its 6 and the TIFF output had no Orientation tag: read back, PIL
+    applied the 6 again, width and height swapped. Now the XMP says 1 and every TIFF output
+    page carries Orientation 1."""
+    data = (
+        FUZZ_REGRESSIONS / "xmp-orientation-cut-short-tiff-output-rotated-twice.jpg"
+    ).read_bytes()
+    with Image.open(io.BytesIO(data)) as source:
+        assert source.getexif()[metadata.ORIENTATION] == 6 and source.size == (10, 12)
+    picture = photo.load_picture(data)
+    assert picture.rgb.shape[:2] == (10, 12)  # upright: the stored 10 x 12 turned by 90
+    assert b'tiff:Orientation="1' in picture.metadata.xmp
+    for strip in (False, True):
+        out = tmp_path / f"out-{strip}.tif"
+        photo.save_picture(picture, out, "tiff", 8, strip_metadata=strip)
+        with Image.open(out) as written:
+            assert written.tag_v2[tiff.ORIENTATION_TAG] == 1
+            assert written.getexif()[metadata.ORIENTATION] == 1
+        again = photo.load_picture(out)
+        assert again.rgb.shape[:2] == picture.rgb.shape[:2], strip
+        np.testing.assert_array_equal(again.rgb, picture.rgb)  # lossless and not turned again
+
+
+@pytest.mark.parametrize("kind", ["xmp", "long"])
+def test_orientation_pil_rewrites_still_turns_the_pixels(kind, tmp_path):
+    """The same finding's cause, in every output format: an orientation that is not a SHORT in
+    EXIF's IFD0 (only XMP's, or a LONG) took the rewrite fallback, which set 1 on the image's
+    own Exif before exif_transpose read it: the pixels stayed unturned."""
+    if kind == "xmp":  # EXIF with a make only, the orientation in XMP
+        exif = b"MM\x00*\x00\x00\x00\x08\x00\x01" + struct.pack(">HHI4s", 271, 2, 4, b"Cam\0")
+        xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    else:  # orientation 6 as a LONG
+        exif = b"MM\x00*\x00\x00\x00\x08\x00\x01" + struct.pack(">HHII", 274, 4, 1, 6)
+        xmp = b"<x:xmpmeta/>"
+    stream = io.BytesIO()
+    Image.fromarray(RGB).save(stream, "JPEG", exif=b"Exif\0\0" + exif + b"\0" * 4, xmp=xmp)
+    picture = photo.load_picture(stream.getvalue())
+    assert picture.rgb.shape[:2] == RGB.shape[1::-1]  # 40 x 56 stored, turned by 90 degrees
+    for output_format in ("tiff", "png", "jpeg"):
+        out = tmp_path / f"out{photo.OUTPUT_SUFFIXES[output_format]}"
+        photo.save_picture(picture, out, output_format)
+        assert photo.load_picture(out).rgb.shape == picture.rgb.shape, output_format

@@ -77,9 +77,13 @@ def upright_exif(image: Image.Image) -> bytes | None:
     patched = _set_orientation_in_place(tiff)
     if patched is not None:
         return EXIF_HEADER + patched
-    exif = image.getexif()  # unusual layout: let PIL rewrite it
-    exif[ORIENTATION] = 1
+    # unusual layout (no SHORT orientation in IFD0: a LONG one, or only XMP's): let PIL
+    # rewrite a copy. Never image.getexif() itself: exif_transpose reads that very object
+    # afterwards, and an orientation set to 1 there left the pixels unturned (found by fuzzing)
+    exif = Image.Exif()
     try:
+        exif.load(tiff)
+        exif[ORIENTATION] = 1  # said explicitly: it also overrides any orientation in XMP
         return exif.tobytes()
     except (KeyError, struct.error, TypeError, ValueError) as error:  # found by fuzzing
         # a tag PIL listed but cannot read back: the EXIF is damaged; writing it without the
@@ -87,22 +91,37 @@ def upright_exif(image: Image.Image) -> bytes | None:
         raise ImageError(f"corrupt or truncated: unreadable EXIF ({error!r})") from None
 
 
-XMP_ORIENTATION = (
-    re.compile(rb'(tiff:Orientation=")[0-9](")'),
-    re.compile(rb"(<tiff:Orientation>)[0-9](</tiff:Orientation>)"),
-)
+# Every tiff:Orientation value a reader may apply: PIL's own pattern (Image.getexif) is
+# `tiff:Orientation(="|>)([0-9])` -- no closing quote or tag needed -- so an attribute cut
+# short (found by fuzzing: `tiff:Orientation="6\xde\xc7>`) still rotates; spaces and single
+# quotes are accepted as XML allows them.
+XMP_ORIENTATION = re.compile(rb"""(tiff:Orientation\s*(?:=\s*["']|>)\s*)[0-9]+""")
 
 
 def upright_xmp(image: Image.Image) -> bytes | None:
-    """The source's XMP packet with tiff:Orientation set to 1 (PIL applies it too when EXIF
-    has none), as UTF-8 bytes (PIL reads JPEG's as bytes, PNG's as text)."""
+    """The source's XMP packet with every tiff:Orientation set to 1 (PIL applies it too when
+    EXIF has none), as UTF-8 bytes (PIL reads JPEG's as bytes, PNG's as text)."""
     xmp = image.info.get("xmp")
     if not xmp:
         return None
     packet = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
-    for pattern in XMP_ORIENTATION:
-        packet = pattern.sub(rb"\g<1>1\g<2>", packet)
-    return packet
+    return XMP_ORIENTATION.sub(rb"\g<1>1", packet)
+
+
+MAX_DPI = 65535.0  # JFIF's 16-bit density; PNG's pHYs (32-bit per metre) holds less than 1.1e8
+
+
+def _usable_dpi(dpi) -> tuple[float, float] | None:
+    """(x, y) DPI every output format can hold, or None: a resolution that is not positive,
+    not finite or beyond MAX_DPI is damage, not a scan's (found by fuzzing: a TIFF saying
+    4e9 DPI made PIL's PNG writer raise OverflowError)."""
+    try:
+        values = tuple(float(d) for d in dpi) if dpi else ()
+    except (TypeError, ValueError):
+        return None
+    if len(values) != 2 or not all(0.0 < value <= MAX_DPI for value in values):
+        return None
+    return values
 
 
 def read_metadata(image: Image.Image) -> Metadata:
@@ -114,7 +133,7 @@ def read_metadata(image: Image.Image) -> Metadata:
     return Metadata(
         icc_profile=image.info.get("icc_profile") or None,
         exif=upright_exif(image),
-        dpi=tuple(float(d) for d in dpi) if dpi else None,
+        dpi=_usable_dpi(dpi),
         xmp=upright_xmp(image),
     )
 

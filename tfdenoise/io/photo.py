@@ -264,7 +264,8 @@ def output_bits(picture: Picture, output_format: str, bit_depth: str) -> int:
 
 
 def check_writable(picture: Picture, output_format: str) -> None:
-    """ImageError (before any denoising) when the format would have to drop the alpha channel."""
+    """ImageError (before any denoising) when the format would have to drop the alpha channel
+    or cannot hold the picture's size."""
     if output_format == "jpeg" and picture.alpha is not None:
         raise ImageError("has transparency, which JPEG cannot hold: use --format png, webp or same")
     height, width = picture.rgb.shape[:2]
@@ -273,9 +274,15 @@ def check_writable(picture: Picture, output_format: str) -> None:
             f"{width}x{height} is too large for WebP (at most {WEBP_MAX_SIDE} pixels a side): "
             "use --format png"
         )
+    if output_format == "jpeg" and max(height, width) > JPEG_MAX_SIDE:  # found by fuzzing
+        raise ImageError(
+            f"{width}x{height} is too large for JPEG (at most {JPEG_MAX_SIDE} pixels a side): "
+            "use --format png or tiff"
+        )
 
 
 WEBP_MAX_SIDE = 16383  # libwebp's limit; PIL's encoder raises ValueError beyond it
+JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION; PIL's encoder raises OSError beyond it
 
 
 def output_metadata(picture: Picture, output_format: str, strip: bool) -> Metadata:

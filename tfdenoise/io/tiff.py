@@ -10,8 +10,11 @@ Outputs are written with tifffile, deflate-compressed with the horizontal predic
 8 or 16 bits per sample, one page after the other (a multi-page output never holds more than one
 page in memory), with the ICC profile, the resolution in dots per inch, the XMP packet and the
 descriptive EXIF tags (camera/scanner make and model, software, date, artist, copyright,
-description) in each page's directory. EXIF's own sub-directory (exposure settings) is not
-carried into TIFF outputs.
+description) in each page's directory, and Orientation 1 (the pixels are written upright).
+Descriptive text keeps its bytes: non-ASCII text (Latin-1, UTF-8) goes into the "ASCII" tags
+byte for byte, as Pillow, libtiff and exiftool write and read it, rather than being dropped,
+replaced by "?" or moved to an UNDEFINED-typed tag that readers of Make/Model ignore. EXIF's
+own sub-directory (exposure settings) is not carried into TIFF outputs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SAMPLE_FORMAT = 339  # 1 = unsigned integer (the default)
 PHOTOMETRIC = 262
 MINISBLACK, RGB = 1, 2  # the photometric interpretations read at 16 bits here
 XMP_TAG = 700
+ORIENTATION_TAG = 274  # written as 1 (top-left): the pixels written are already upright
 # Descriptive IFD0 tags kept in TIFF outputs (ASCII): the scanner's record of the scan.
 DESCRIPTIVE_TAGS = {
     270: "ImageDescription",
@@ -143,7 +147,9 @@ def _page_options(samples: np.ndarray, metadata: Metadata, grayscale: bool) -> d
         options["iccprofile"] = metadata.icc_profile
     if metadata.dpi:
         options.update(resolution=tuple(metadata.dpi), resolutionunit="INCH")
-    extratags = []
+    # Orientation 1 said explicitly: without the tag, readers fall back to the XMP packet's
+    # tiff:Orientation (PIL does), so any rotation left in it would be applied a second time
+    extratags = [(ORIENTATION_TAG, "H", 1, 1, True)]
     for tag, text in descriptive_tags(metadata.exif):
         extratags.append((tag, "s", 0, _ascii_tag_bytes(text), True))
     if metadata.xmp:
