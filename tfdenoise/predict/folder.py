@@ -293,25 +293,22 @@ def _is_small(picture: photo.Picture, tile: int) -> bool:
     return max(picture.rgb.shape[:2]) <= tile
 
 
-def _denoise_group(model, group: list[_Pending], options: PredictOptions) -> Iterator[ImageResult]:
+def _model_outputs(model, group: list[_Pending], options: PredictOptions) -> list:
     """Model outputs for decoded images: one same-size batch, or one (tiled) large image."""
     out_dtype = group[0].out_dtype
     if len(group) == 1 and not _is_small(group[0].picture, options.tile):
-        outputs = [
+        picture = group[0].picture
+        return [
             denoise_image(
-                model,
-                group[0].picture.rgb,
-                options.tile,
-                options.overlap,
-                options.batch_pixels,
-                out_dtype,
+                model, picture.rgb, options.tile, options.overlap, options.batch_pixels, out_dtype
             )
         ]
-    else:
-        outputs = denoise_same_size(
-            model, [p.picture.rgb for p in group], options.batch_pixels, out_dtype
-        )
-    for pending, denoised in zip(group, outputs):
+    return denoise_same_size(model, [p.picture.rgb for p in group], options.batch_pixels, out_dtype)
+
+
+def _denoise_group(model, group: list[_Pending], options: PredictOptions) -> Iterator[ImageResult]:
+    """Denoise and write a group of decoded images (see _model_outputs)."""
+    for pending, denoised in zip(group, _model_outputs(model, group, options)):
         yield _finish(pending, denoised, options)
 
 

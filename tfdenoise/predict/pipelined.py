@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tfdenoise.inference import check_tiling, denoise_image, denoise_same_size
+from tfdenoise.inference import check_tiling
 from tfdenoise.predict import folder, selection
 from tfdenoise.predict.folder import ImageResult, OutputDiskError, PredictOptions, PredictReport
 
@@ -107,7 +107,7 @@ def predict_folder_pipelined(
     def flush() -> None:
         nonlocal group, group_pixels
         if group:
-            for pending, denoised in zip(group, _model_outputs(model, group, options)):
+            for pending, denoised in zip(group, folder._model_outputs(model, group, options)):
                 write_behind(threads - 1)
                 behind.append(writers.submit(folder._finish, pending, denoised, options))
         group, group_pixels = [], 0
@@ -151,16 +151,3 @@ def predict_folder_pipelined(
     report.results.sort(key=lambda result: order.get(result.input, len(order)))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _model_outputs(model, group: list[folder._Pending], options: PredictOptions):
-    """The model's outputs for a group, as folder._denoise_group computes them (no writing)."""
-    out_dtype = group[0].out_dtype
-    if len(group) == 1 and not folder._is_small(group[0].picture, options.tile):
-        picture = group[0].picture
-        return [
-            denoise_image(
-                model, picture.rgb, options.tile, options.overlap, options.batch_pixels, out_dtype
-            )
-        ]
-    return denoise_same_size(model, [p.picture.rgb for p in group], options.batch_pixels, out_dtype)
