@@ -114,3 +114,24 @@ def test_identical_images_score_a_finite_capped_psnr():
     image = tf.fill([2, 16, 16, 3], 0.5)
     psnr, _ = metrics.scores(image, image)
     assert np.all(psnr.numpy() == metrics.PSNR_CAP)
+
+
+def test_blind_is_half_papers_white_gaussian_half_practical():
+    """--noise blind: the white half is unclipped, channel-independent Gaussian for about half
+    of its images (the papers' protocol) and 8-bit for the rest; no image is left clean by it."""
+    white = catalog.white_gaussian((25.0, 25.0))
+    clean = tf.fill([200, 32, 32, 3], 0.5)
+    noisy = white(clean, seed(3)).numpy()
+    residual = noisy - 0.5
+    eight_bit = np.all(np.abs(noisy * 255 - np.round(noisy * 255)) < 1e-4, axis=(1, 2, 3))
+    assert 0.35 < eight_bit.mean() < 0.65
+    np.testing.assert_allclose(residual[~eight_bit].std(), 25 / 255, rtol=0.03)
+    channels = residual[~eight_bit].reshape(-1, 3)
+    assert abs(np.corrcoef(channels.T)[0, 1]) < 0.02  # white: no colour correlation
+    assert not np.any(np.all(residual == 0, axis=(1, 2, 3)))
+
+    blind = catalog.build_noise("blind")
+    photos = tf.random.stateless_uniform([64, 24, 24, 3], [1, 2], 0.2, 0.8)
+    first, again = blind(photos, seed(5)).numpy(), blind(photos, seed(5)).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, blind(photos, seed(6)).numpy())

@@ -15,7 +15,7 @@ DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each sea
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
 
 MODELS = ("unet", "prototype")
-NOISES = ("mix", "practical", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
+NOISES = ("mix", "practical", "blind", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
 # Earlier names of the prototype's model and noise, still accepted: "seed" now means the
 # random seed only.
 PROTOTYPE_ALIASES = {"seed": "prototype"}

@@ -141,7 +141,8 @@ def rich_progress_callback():
     default=DEFAULTS.noise,
     show_default=True,
     help="Training noise model: practical = realistic blind degradations (correlated, "
-    "signal-dependent, film grain, JPEG after the noise); mix = blind Gaussian/uniform/Poisson "
+    "signal-dependent, film grain, JPEG after the noise); blind = half practical, half white "
+    "Gaussian (--sigma-range) as the papers add it; mix = blind Gaussian/uniform/Poisson "
     "mixture; prototype (or seed) = the prototype's uniform noise.",
 )
 @click.option(

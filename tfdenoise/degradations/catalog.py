@@ -32,6 +32,23 @@ def practical_field(degradation: str) -> str:
     return "p_" + degradation.replace("-", "_")
 
 
+def white_gaussian(sigma_range: tuple[float, float] = (0.0, 55.0)) -> Practical:
+    """Blind white Gaussian noise as the papers add it: a `p_unclipped` half left unclipped
+    floats (their protocol), the other half clipped and rounded to 8 bits (a stored file)."""
+    return Practical(
+        p_clean=0.0,
+        p_gaussian=1.0,
+        p_spatial=0.0,
+        p_poisson=0.0,
+        p_grain=0.0,
+        p_uniform=0.0,
+        p_jpeg=0.0,
+        p_second_round=0.0,
+        p_unclipped=0.5,
+        gaussian=CorrelatedGaussian(sigma_range=sigma_range, p_white=1.0, p_gray=0.0),
+    )
+
+
 def build_noise(
     name: str,
     sigma_range: tuple[float, float] = (0.0, 55.0),
@@ -56,6 +73,8 @@ def build_noise(
             components=((0.5, gaussian), (0.2, UniformAmplitude()), (0.2, PoissonGaussian())),
             clean=0.1,
         )
+    if name == "blind":
+        return Mixture(components=((0.5, white_gaussian(sigma_range)), (0.5, Practical())))
     if name == "practical":
         unknown = set(weights or {}) - set(DEGRADATIONS)
         if unknown:
