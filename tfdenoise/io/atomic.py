@@ -1,12 +1,20 @@
-"""Atomic file replacement: readers see the old file or the new one, never a partial write.
+"""Atomic file writes: readers see the old file or the new one, never a partial write.
 
-Every output that a killed or failing job could leave half-written (run files, manifests,
-models, denoised images) goes through `replacing`.
+Every output that a killed or failing job could leave half-written goes through a temp file
+beside it. Two ways to move the complete temp file into place:
+
+- `replacing` / `write_with` rename it over the target (the last writer wins): run files,
+  manifests, models, and predict outputs under `--overwrite`.
+- `creating` / `create_with` publish it only if the target does not exist yet, else raise
+  `OutputExists` (hard link, which refuses an existing name atomically; see `publish`):
+  predict's outputs, so that two jobs on one output (a retried job overlapping the first)
+  write each image exactly once, the second keeping the first's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -20,7 +28,8 @@ def temporary_path(path: Path) -> Path:
     """`.name.tmp-PID-RANDOM.ext` beside the target: hidden, same file system, same extension
     (writers such as PIL and Keras choose the format from it), and unique per writer: two
     processes writing the same output (a retried job overlapping the first) never write into
-    one temp file; each renames its own complete file, the last rename wins. The host is in
+    one temp file; each moves its own complete file into place (see `replacing` and
+    `creating` for who wins). The host is in
     the name too: on a shared file system only temp files of this host are judged stale."""
     tag = f"{HOST}-{os.getpid()}-{secrets.token_hex(4)}"
     return path.with_name(f".{path.stem}.tmp-{tag}{path.suffix}")
@@ -77,13 +86,45 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-@contextlib.contextmanager
-def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
+class OutputExists(FileExistsError):
+    """`publish` refused: the target exists (another job wrote it since it was checked)."""
 
-    `durable` also fsyncs the file and its folder, so the new content survives a power cut
-    (used where a later run trusts the file to decide what is already done).
+
+# os.link's errors on file systems without hard links (some FUSE, SMB/CIFS, FAT mounts)
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
+
+
+def publish(temporary: Path, path: Path) -> None:
+    """Give the complete file `temporary` the name `path` unless `path` exists: then raise
+    `OutputExists`, leaving `path` as it is and `temporary` to the caller to remove.
+
+    A hard link refuses an existing name atomically, so of two writers publishing one target
+    exactly one succeeds; the temp name is removed right after. (A writer killed between the
+    two leaves a second name of the complete output, removed as any stale temp file.) Where
+    the file system has no hard links (`NO_HARD_LINKS`), this falls back to a check then
+    `os.replace`: two writers publishing within that instant may both succeed (both files
+    complete, the last one wins), as with `replacing`.
     """
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        if not os.path.lexists(path):
+            os.replace(temporary, path)
+            return
+    else:
+        os.unlink(temporary)
+        return
+    raise OutputExists(errno.EEXIST, "exists already, written by another job", str(path))
+
+
+@contextlib.contextmanager
+def _writing(
+    path: str | os.PathLike, durable: bool, move: Callable[[Path, Path], None]
+) -> Iterator[Path]:
     path = Path(path)
     temporary = temporary_path(path)
     sweep_once(path.parent)
@@ -92,11 +133,31 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
         if durable:
             with open(temporary, "rb+") as stream:
                 os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        move(temporary, path)
         if durable:
             _fsync_dir(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def replacing(
+    path: str | os.PathLike, durable: bool = False
+) -> contextlib.AbstractContextManager[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
+
+    `durable` also fsyncs the file and its folder, so the new content survives a power cut
+    (used where a later run trusts the file to decide what is already done).
+    """
+    return _writing(path, durable, os.replace)
+
+
+def creating(
+    path: str | os.PathLike, durable: bool = False
+) -> contextlib.AbstractContextManager[Path]:
+    """`replacing`, but never over an existing `path`: on success the temp file is published
+    with `publish`, which raises `OutputExists` (the temp file removed, `path` untouched) when
+    another writer created `path` first."""
+    return _writing(path, durable, publish)
 
 
 def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -105,6 +166,15 @@ def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as temporary:
+        write(temporary)
+
+
+def create_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """`write_with` without replacing: `OutputExists` when `path` exists by the time the
+    temp file is complete (see `creating`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with creating(path) as temporary:
         write(temporary)
 
 

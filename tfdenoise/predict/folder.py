@@ -4,9 +4,11 @@
          -> tiles (or a batch of same-size small images) -> model -> compose -> write
 
 Inputs are never modified; outputs go to OUT/<relative path> with the suffix of the output
-format (.png by default; tfdenoise.io.photo keeps ICC profiles, EXIF, XMP and DPI) via temp
-file + rename, and existing outputs are kept unless overwrite is asked for. The model runs
-through tfdenoise.inference (tiles, batches, cached graphs).
+format (.png by default; tfdenoise.io.photo keeps ICC profiles, EXIF, XMP and DPI) via a temp
+file, and existing outputs are kept unless overwrite is asked for: an output is published only
+if no other job (a retried one overlapping this) has written it since it was found missing,
+else the image is reported `kept` (see `_publish`). The model runs through
+tfdenoise.inference (tiles, batches, cached graphs).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tfdenoise.inference import (
     denoise_image,
     denoise_same_size,
 )
-from tfdenoise.io import files, photo
+from tfdenoise.io import atomic, files, photo
 from tfdenoise.noise_level import estimate_sigma_255
 from tfdenoise.predict import selection
 
@@ -51,7 +53,7 @@ class ImageResult:
 
     input: Path
     output: Path
-    status: str  # written | copied-clean | kept | failed
+    status: str  # written | copied-clean | kept (existed, or another job wrote it) | failed
     width: int = 0
     height: int = 0
     mode: str = ""
@@ -62,6 +64,14 @@ class ImageResult:
 
 
 REPORT_COLUMNS = tuple(field.name for field in dataclasses.fields(ImageResult))
+
+
+def kept_existing(path: Path, target: Path) -> ImageResult:
+    """An image whose output exists already. Its folder's stale temp files are swept as a
+    write would sweep them: a job killed between publishing an output and removing its temp
+    name leaves a second name of it, and a re-run that writes nothing there must remove it."""
+    atomic.sweep_once(target.parent)
+    return ImageResult(path, target, "kept")
 
 
 @dataclasses.dataclass
@@ -164,10 +174,16 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
     single_page = picture.pages == 1  # multi-page TIFFs are always denoised, page by page
     if single_page and options.skip_clean is not None and result.sigma_before < options.skip_clean:
         try:
-            photo.copy_clean(
-                path, target, picture, output_format, options.strip_metadata, options.quality
+            _publish(
+                target,
+                lambda output: photo.copy_clean(
+                    path, output, picture, output_format, options.strip_metadata, options.quality
+                ),
+                options.overwrite,
             )
             result.status, result.sigma_after = "copied-clean", result.sigma_before
+        except atomic.OutputExists:
+            result.status = "kept"
         except OSError as error:
             _write_failure(result, error)
         result.seconds = time.perf_counter() - started
@@ -176,16 +192,32 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
     return _Pending(result, picture, started, output_format, bits)
 
 
+def _publish(target: Path, write: Callable[[Path], None], overwrite: bool) -> None:
+    """Write one output with `write(path)` (an atomic photo writer). With overwrite it replaces
+    `target`; without, it is written to a temp file and published only if `target` still does
+    not exist, else `atomic.OutputExists` (the temp file removed): another job on the same
+    output wrote it after this one found it missing, and the image counts as kept."""
+    if overwrite:
+        write(target)
+    else:
+        atomic.create_with(target, write)
+
+
+def _picture_writer(
+    picture: photo.Picture, output_format: str, bits: int, options: PredictOptions
+) -> Callable[[Path], None]:
+    """Writes one picture to a given path in its format and bit depth, metadata kept or
+    stripped."""
+    return lambda output: photo.save_picture(
+        picture, output, output_format, bits, options.quality, options.strip_metadata
+    )
+
+
 def _write(pending: _Pending, denoised: np.ndarray, options: PredictOptions) -> None:
     """Compose and write one output in its format and bit depth, metadata kept or stripped."""
-    photo.save_picture(
-        dataclasses.replace(pending.picture, rgb=denoised),
-        pending.result.output,
-        pending.output_format,
-        pending.bits,
-        options.quality,
-        options.strip_metadata,
-    )
+    picture = dataclasses.replace(pending.picture, rgb=denoised)
+    writer = _picture_writer(picture, pending.output_format, pending.bits, options)
+    _publish(pending.result.output, writer, options.overwrite)
 
 
 class OutputDiskError(OSError):
@@ -209,6 +241,8 @@ def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) ->
         _write(pending, denoised, options)
         result.status = "written"
         result.sigma_after = estimate_sigma_255(denoised)
+    except atomic.OutputExists:  # another job wrote it meanwhile: kept, not an error
+        result.status = "kept"
     except OSError as error:
         _write_failure(result, error)
     except ValueError as error:  # PIL refusing metadata, e.g. EXIF over JPEG's 64 KB limit
@@ -262,22 +296,27 @@ def _denoise_pages(model, pending: _Pending, options: PredictOptions) -> ImageRe
             # an upper bound of the samples (4 channels, 2 bytes): classic TIFF or BigTIFF
             estimate = result.height * result.width * 8 * pending.picture.pages
             pages = ((picture, bits) for _, picture, bits in denoised_pages())
-            photo.save_tiff_pages(result.output, pages, options.strip_metadata, estimate)
+            _publish(
+                result.output,
+                lambda output: photo.save_tiff_pages(
+                    output, pages, options.strip_metadata, estimate
+                ),
+                options.overwrite,
+            )
             result.status = "written"
         else:
             written = 0
             for page, picture, bits in denoised_pages():
-                photo.save_picture(
-                    picture,
-                    page_output_path(result.output, page),
-                    pending.output_format,
-                    bits,
-                    options.quality,
-                    options.strip_metadata,
-                )
-                written += 1
+                try:
+                    writer = _picture_writer(picture, pending.output_format, bits, options)
+                    _publish(page_output_path(result.output, page), writer, options.overwrite)
+                    written += 1
+                except atomic.OutputExists:  # this page written by another job meanwhile
+                    pass
             result.output = page_output_path(result.output, 0)
             result.status = "written" if written else "kept"
+    except atomic.OutputExists:  # the multi-page TIFF written by another job meanwhile
+        result.status = "kept"
     except files.ImageError as error:
         result.status, result.error = "failed", f"page {current['page'] + 1}: {error}"
     except OSError as error:
@@ -371,7 +410,7 @@ def predict_folder(
             target = output_path(path, input_dir, output_dir, options.output_format)
             if target.exists() and not options.overwrite:
                 flush()  # keep the report in input order
-                record(ImageResult(path, target, "kept"))
+                record(kept_existing(path, target))
                 continue
             decoded = _decode(path, target, options)
             if isinstance(decoded, ImageResult):

@@ -90,7 +90,7 @@ def predict_folder_pipelined(
                     entry.path, input_dir, output_dir, options.output_format
                 )
                 if target.exists() and not options.overwrite:
-                    ahead.append(_done(ImageResult(entry.path, target, "kept")))
+                    ahead.append(_done(folder.kept_existing(entry.path, target)))
                 else:
                     ahead.append(decoders.submit(folder._decode, entry.path, target, options))
             if not ahead:
