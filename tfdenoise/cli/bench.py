@@ -8,13 +8,26 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tfdenoise.cli.common import Counts, console
 
 
 @click.command("bench")
-@click.option("--quick", is_flag=True, help="Short timings and a smaller corpus (~4 minutes).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Smoke test: 1 round of short timings on a smaller corpus (~4 minutes); every figure "
+    "is a single noisy measurement.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=None,
+    help="Interleaved rounds of every figure (A B C A B C ...); the table shows medians and "
+    "min-max spreads over them [default: 5; 1 with --quick].",
+)
 @click.option(
     "--json",
     "json_path",
@@ -38,13 +51,13 @@ from tfdenoise.cli.common import Counts, console
     "--seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Timed seconds per pipeline figure (after warm-up).",
+    help="Timed seconds per pipeline figure and round (after warm-up).",
 )
 @click.option(
     "--train-seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Timed seconds per training figure (after warm-up).",
+    help="Timed seconds per training figure and round (after warm-up).",
 )
 @click.option(
     "--train-steps",
@@ -74,6 +87,7 @@ from tfdenoise.cli.common import Counts, console
 )
 def bench_command(
     quick,
+    rounds,
     json_path,
     corpus,
     images,
@@ -93,6 +107,7 @@ def bench_command(
         key: value
         for key, value in dict(
             corpus=corpus,
+            rounds=rounds,
             images=images,
             pipeline_seconds=seconds,
             train_seconds=train_seconds,
@@ -117,7 +132,7 @@ def bench_command(
     )
     out = Console()
     if not out.is_terminal:
-        out = Console(width=110)  # files and CI logs: keep each row on one line
+        out = Console(width=150)  # files and CI logs: keep each row on one line
     out.print(_bench_table(results))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,24 +144,47 @@ def _fmt(value, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _fmt_spread(spread, digits: int = 1) -> str:
+    return "" if spread is None else f"{_fmt(spread[0], digits)}–{_fmt(spread[1], digits)}"
+
+
+def _caption(measurement: dict) -> str:
+    """How to read the figures: medians over rounds, or (one round) single noisy measurements."""
+    if measurement["single_noisy_measurements"]:
+        return (
+            "1 round: every figure is a single noisy measurement (a neighbour's load can move a "
+            "ratio 2x). Smoke test only; run without --quick for medians over rounds."
+        )
+    return (
+        f"median over {measurement['rounds']} interleaved rounds (A B C A B C ...); spread = "
+        "min–max over rounds; each ratio is computed per round from the two figures measured "
+        "side by side in it, then the median of those ratios is shown."
+    )
+
+
 def _bench_table(results: dict) -> Table:
     """Figures with the ratio each is judged by and its target (ratios from this run only)."""
     from tfdenoise import bench
 
-    pipe = results["pipeline"]
+    pipe, measurement = results["pipeline"], results["measurement"]
     table = Table(
         title=f"tfdenoise bench ({results['machine']['cpus']} CPUs, "
-        f"{pipe['images']} images, {pipe['mean_megapixels']} MP mean)"
+        f"{pipe['images']} images, {pipe['mean_megapixels']} MP mean, "
+        f"{measurement['rounds']} round{'s' if measurement['rounds'] != 1 else ''})",
+        caption=_caption(measurement),
     )
-    for column in ("figure", "value", "unit", "ratio", "vs", "target"):
-        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    columns = ("figure", "median", "min–max", "unit", "ratio", "ratio min–max", "vs", "target")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("figure", "unit", "vs") else "right")
     for row in bench.table_rows(results):
         mark = "" if row.met is None else (" ok" if row.met else " MISSED")
         table.add_row(
-            row.figure,
+            escape(row.figure),  # "[headline]" is text, not a rich style
             _fmt(row.value),
+            _fmt_spread(row.spread),
             row.unit,
             _fmt(row.ratio, 2),
+            _fmt_spread(row.ratio_spread, 2),
             row.versus,
             f">= {row.target}{mark}" if row.target else "",
         )
