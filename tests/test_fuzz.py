@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -67,6 +68,16 @@ def test_target_finds_nothing_in_a_short_run(target, image_seeds, tmp_path):
     assert result.returncode == 0, log[-4000:]
     assert "Done" in log and "stat::number_of_executed_units" in log, log[-2000:]
     assert not list(findings.glob("*")), log[-4000:]
+    # guided by coverage: libFuzzer prints "cov:" only when the parsers are instrumented
+    inited = re.search(r"INITED cov: (\d+)", log)
+    assert inited and int(inited.group(1)) > 0, log[-2000:]
+
+
+def test_parsers_imported_before_instrumentation_are_refused():
+    """A module imported before atheris instruments it would be fuzzed blind (this test
+    process has imported tfdenoise.io already): the harness must say so, not run blind."""
+    with pytest.raises(RuntimeError, match="before instrumentation"):
+        fuzz.instrument(fuzz.TARGETS["image"])
 
 
 BROKEN = """

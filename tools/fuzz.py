@@ -453,17 +453,24 @@ def warm_up(target: Target) -> None:
         tf.io.decode_png(encoded, channels=0, dtype=tf.uint16).numpy()
 
 
-def fuzz(target: Target, seconds: float, corpus: Path, findings: Path, extra=()) -> None:
-    """Run atheris on `target` (never returns: libFuzzer exits, non-zero on a finding)."""
+INSTRUMENTED = ("tfdenoise", "PIL")  # the packages whose branches guide the search
+
+
+def instrument(target: Target) -> None:
+    """Import every parser under atheris's instrumentation, before anything else imports it:
+    a module already in sys.modules is not instrumented, and libFuzzer then mutates blind (no
+    coverage: "INITED exec/s" with no "cov:"). Seeding the corpus imports them too, so this
+    runs first; a module imported too early is an error, not a silently blind campaign."""
     import atheris
 
-    corpus.mkdir(parents=True, exist_ok=True)
-    if not any(corpus.iterdir()):
-        target.seeds(corpus)
-        for path in sorted((REGRESSIONS / target.name).glob("*")):  # earlier findings
-            _add_seed(corpus, path.read_bytes())
-    findings.mkdir(parents=True, exist_ok=True)
-    with atheris.instrument_imports(include=["tfdenoise", "PIL"]):
+    early = sorted(
+        name
+        for name in sys.modules
+        if name.split(".")[0] in INSTRUMENTED and name != "tfdenoise"  # the bare package: empty
+    )
+    if early:
+        raise RuntimeError(f"imported before instrumentation (would not be covered): {early}")
+    with atheris.instrument_imports(include=list(INSTRUMENTED)):
         import PIL.Image  # noqa: F401 - the format plugins, instrumented
 
         import tfdenoise.io.files  # noqa: F401
@@ -473,9 +480,22 @@ def fuzz(target: Target, seconds: float, corpus: Path, findings: Path, extra=())
 
         if target.documented in (_tf_errors, _value_errors):
             import tfdenoise.io.records  # noqa: F401
-    from PIL import Image
+        from PIL import Image
 
-    Image.init()  # every plugin registered (and instrumented) before the first input
+        Image.init()  # every plugin registered (and instrumented) before the first input
+
+
+def fuzz(target: Target, seconds: float, corpus: Path, findings: Path, extra=()) -> None:
+    """Run atheris on `target` (never returns: libFuzzer exits, non-zero on a finding)."""
+    import atheris
+
+    instrument(target)
+    corpus.mkdir(parents=True, exist_ok=True)
+    if not any(corpus.iterdir()):
+        target.seeds(corpus)
+        for path in sorted((REGRESSIONS / target.name).glob("*")):  # earlier findings
+            _add_seed(corpus, path.read_bytes())
+    findings.mkdir(parents=True, exist_ok=True)
     warm_up(target)
     argv = [
         sys.argv[0],
