@@ -290,3 +290,42 @@ def test_fit_cli_refuses_bad_widths_and_blocks(image_folder, tmp_path, args, mes
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_gradients_are_clipped_to_the_configured_global_norm():
+    """--clip-norm: Adam clips the gradients' global norm (a loss spike once killed a U-Net at
+    lr 1e-3); 0 on the command line means no clipping; old configs get the default."""
+    from tfdenoise import models
+    from tfdenoise.config import DEFAULT_CLIP_NORM
+    from tfdenoise.train.fit import compile_denoiser
+
+    model = models.built(models.build_model("unet", (4, 8)), 16)
+    compile_denoiser(model, precision="float32", xla=False, clip_norm=0.5)
+    spike = [keras.ops.ones(v.shape) * 100.0 for v in model.trainable_variables]
+    clipped = model.optimizer._clip_gradients(spike)
+    assert float(keras.ops.sqrt(sum(keras.ops.sum(g * g) for g in clipped))) == pytest.approx(0.5)
+    compile_denoiser(model, precision="float32", xla=False, clip_norm=None)
+    assert model.optimizer.global_clipnorm is None
+    assert FitConfig.from_dict({"lr": 1e-3}).clip_norm == DEFAULT_CLIP_NORM
+    with pytest.raises(ValueError, match="clip_norm"):
+        FitConfig(clip_norm=-1.0).validate()
+
+
+def test_fit_cli_clip_norm_zero_turns_clipping_off(image_folder, tmp_path):
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "fit",
+            str(image_folder),
+            "--runs-dir",
+            str(tmp_path),
+            "--clip-norm",
+            "0",
+            "--widths",
+            "4,8",
+        ]
+        + QUICK,
+    )
+    assert result.exit_code == 0, result.output
+    (config_file,) = tmp_path.glob(f"*/{runs.CONFIG}")
+    assert json.loads(config_file.read_text())["clip_norm"] is None

@@ -12,6 +12,7 @@ DEFAULT_SPLIT = (0.7, 0.1, 0.2)  # train/val/test fractions; a file's split hash
 DEFAULT_MAX_PIXELS = 100_000_000  # refused before decoding (decompression bombs)
 DEFAULT_TILE = 512  # side of the windows predict and evaluate run the model on; bounds memory
 DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each seam
+DEFAULT_CLIP_NORM = 1.0  # fit: Adam's global gradient-norm clip (FitConfig.clip_norm)
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
 
 MODELS = ("unet", "prototype")
@@ -88,6 +89,10 @@ class FitConfig:
     loss: str = "l1"
     # Peak learning rate of Adam; cosine decay to 1% over the whole run.
     lr: float = 1e-3
+    # Adam's global gradient-norm clip; None = no clipping. A loss spike at lr 1e-3 once
+    # killed a U-Net for good (every later output = its input); typical norms are ~0.25 (L1,
+    # 4.6 M parameters), so 1.0 only cuts the spikes.
+    clip_norm: float | None = DEFAULT_CLIP_NORM
     # "auto" chooses per machine (tfdenoise.hardware), or force a Keras mixed precision policy.
     precision: str = "auto"
     # XLA compilation of the train step: "auto" (GPU only), "on" or "off".
@@ -163,6 +168,7 @@ class FitConfig:
                 "sigma_range must be 0 <= min <= max",
             ),
             (self.lr > 0, "lr must be > 0"),
+            (self.clip_norm is None or self.clip_norm > 0, "clip_norm must be > 0 or None"),
             (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be positive"),
             (
                 not self.blocks or (len(self.blocks) == len(self.widths) and min(self.blocks) >= 0),

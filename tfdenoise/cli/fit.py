@@ -184,6 +184,13 @@ def rich_progress_callback():
     help="Peak learning rate (cosine decay).",
 )
 @click.option(
+    "--clip-norm",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.clip_norm,
+    show_default=True,
+    help="Clip the gradients' global norm to this (cuts loss spikes); 0 = no clipping.",
+)
+@click.option(
     "--precision",
     type=click.Choice(config_module.PRECISIONS),
     default=DEFAULTS.precision,
@@ -270,6 +277,7 @@ def fit(data, resume, runs_dir, **options) -> None:
 
     options["blocks"] = options["blocks"] or ()
     options["degradation_weights"] = dict(options["degradation_weights"])
+    options["clip_norm"] = options["clip_norm"] or None  # 0 = off
     config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
     resume_dir = None
     if resume is not None:

@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
-from tfdenoise.config import FitConfig
+from tfdenoise.config import DEFAULT_CLIP_NORM, FitConfig
 from tfdenoise.data import pipeline, sources
 from tfdenoise.degradations import catalog
 from tfdenoise.train import callbacks as cb
@@ -70,13 +70,15 @@ def compile_denoiser(
     total_steps: int | None = None,
     loss: str = "l1",
     noise_model: Callable | None = None,
+    clip_norm: float | None = DEFAULT_CLIP_NORM,
 ) -> None:
     """Compile as every training does (fit and bench time the same step): Adam, with cosine
-    decay to 1% over `total_steps` when given; a loss scale for float16; the PSNR metric."""
+    decay to 1% over `total_steps` when given and its gradients' global norm clipped to
+    `clip_norm`; a loss scale for float16; the PSNR metric."""
     learning_rate = (
         keras.optimizers.schedules.CosineDecay(lr, total_steps, alpha=0.01) if total_steps else lr
     )
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
     if precision == "mixed_float16":
         # The outer model is float32 (exact residual), so Keras would not wrap it for us.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -230,6 +232,7 @@ def build_model(
         noise_model=catalog.build_noise(
             config.noise, config.sigma_range, config.sigma_sampling, config.degradation_weights
         ),
+        clip_norm=config.clip_norm,
     )
     return model
 
