@@ -135,3 +135,16 @@ def test_blind_is_half_papers_white_gaussian_half_practical():
     first, again = blind(photos, seed(5)).numpy(), blind(photos, seed(5)).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, blind(photos, seed(6)).numpy())
+
+
+def test_degradation_weights_set_the_practical_half_of_blind():
+    """`--noise blind --degradation clean 0.2`: a fifth of the practical half stays clean, so
+    about a tenth of all images."""
+    photos = tf.random.stateless_uniform([600, 8, 8, 3], [1, 2], 0.2, 0.8)
+    noisy = catalog.build_noise("blind", weights={"clean": 0.2})(photos, seed(4)).numpy()
+    untouched = np.all(noisy == photos.numpy(), axis=(1, 2, 3)).mean()
+    assert 0.06 < untouched < 0.14
+    default = catalog.build_noise("blind")(photos, seed(4)).numpy()
+    assert np.all(default == photos.numpy(), axis=(1, 2, 3)).mean() < 0.05
+    with pytest.raises(ValueError, match="practical or blind"):
+        catalog.build_noise("mix", weights={"clean": 0.2})

@@ -32,6 +32,7 @@ DEGRADATIONS = (
     "second-round",
     "unclipped",
 )
+WEIGHTED_NOISES = ("practical", "blind")  # the --noise names `--degradation` applies to
 SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian
 LOSSES = ("l1", "mse", "charbonnier", "psnr")
 # evaluate --protocol: "stored" = noise clipped and rounded to 8 bits, as files are stored;
@@ -138,8 +139,8 @@ class FitConfig:
             ),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
             (
-                not self.degradation_weights or self.noise == "practical",
-                "degradation weights apply to noise 'practical' only",
+                not self.degradation_weights or self.noise in WEIGHTED_NOISES,
+                "degradation weights apply to noise 'practical' or 'blind' only",
             ),
             (
                 set(self.degradation_weights) <= set(DEGRADATIONS),

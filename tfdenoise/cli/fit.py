@@ -166,7 +166,8 @@ def rich_progress_callback():
     type=(click.Choice(config_module.DEGRADATIONS), click.FloatRange(0, 1)),
     multiple=True,
     metavar="NAME P",
-    help="With --noise practical: the probability of one degradation (repeatable), e.g. "
+    help="With --noise practical (or blind: its practical half): the probability of one "
+    "degradation (repeatable), e.g. "
     "--degradation jpeg 0.9 --degradation clean 0.1.",
 )
 @click.option(

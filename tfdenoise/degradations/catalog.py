@@ -14,7 +14,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tfdenoise.config import DEGRADATIONS, PROTOTYPE_ALIASES
+from tfdenoise.config import DEGRADATIONS, PROTOTYPE_ALIASES, WEIGHTED_NOISES
 from tfdenoise.degradations.noise import (
     Gaussian,
     Mixture,
@@ -55,10 +55,11 @@ def build_noise(
     sigma_sampling: str = "uniform",
     weights: dict[str, float] | None = None,
 ) -> NoiseModel:
-    """The noise model behind a `--noise` name; `weights` set Practical's probabilities."""
+    """The noise model behind a `--noise` name; `weights` set Practical's probabilities (for
+    "blind": those of its practical half)."""
     name = PROTOTYPE_ALIASES.get(name, name)
-    if weights and name != "practical":
-        raise ValueError(f"degradation weights apply to --noise practical, not {name!r}")
+    if weights and name not in WEIGHTED_NOISES:
+        raise ValueError(f"degradation weights apply to --noise practical or blind, not {name!r}")
     gaussian = Gaussian(*sigma_range, sampling=sigma_sampling)
     if name == "prototype":
         return UniformAmplitude()
@@ -73,16 +74,17 @@ def build_noise(
             components=((0.5, gaussian), (0.2, UniformAmplitude()), (0.2, PoissonGaussian())),
             clean=0.1,
         )
-    if name == "blind":
-        return Mixture(components=((0.5, white_gaussian(sigma_range)), (0.5, Practical())))
-    if name == "practical":
+    if name in WEIGHTED_NOISES:
         unknown = set(weights or {}) - set(DEGRADATIONS)
         if unknown:
             raise ValueError(
                 f"unknown degradation(s) {sorted(unknown)}; choose from {', '.join(DEGRADATIONS)}"
             )
         fields = {practical_field(key): float(value) for key, value in (weights or {}).items()}
-        return Practical(**fields)
+        practical = Practical(**fields)
+        if name == "blind":
+            return Mixture(components=((0.5, white_gaussian(sigma_range)), (0.5, practical)))
+        return practical
     raise ValueError(f"unknown noise model {name!r}")
 
 
