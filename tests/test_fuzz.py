@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import load_tool
 from PIL import Image
@@ -235,3 +236,26 @@ def test_a_resolution_no_output_can_hold_is_dropped():
     writer (pHYs holds 32 bits per metre); a DPI that is not in (0, 65535] is now dropped."""
     data = (REGRESSIONS / "metadata_roundtrip" / "tiff-dpi-beyond-png-phys.tif").read_bytes()
     assert photo.load_picture(data).metadata.dpi is None
+
+
+def test_sparse_rle_bitmap_is_refused_from_its_header_and_real_rle_bitmaps_still_load(tmp_path):
+    """Found by fuzzing (a "hang"): 606 bytes of RLE BMP declaring 589968 x 12 pixels kept
+    PIL's Python RLE decoder busy for seconds. Refused before decoding; a genuine RLE bitmap
+    (runs of real pixels) still loads."""
+    data = (REGRESSIONS / "image" / "sparse-rle-bmp-589968x12.bmp").read_bytes()
+    with pytest.raises(files.ImageError, match="RLE bitmap declares 589968x12"):
+        files.probe(data)
+    # a real 8-bit RLE bitmap: 64 x 32, each row four runs of 16 pixels of one palette index
+    width, height = 64, 32
+    rows = b"".join(bytes([16, 1, 16, 2, 16, 3, 16, 4, 0, 0]) for _ in range(height)) + b"\0\1"
+    palette = b"".join(bytes([i * 60 % 256, (255 - i * 60) % 256, 128, 0]) for i in range(256))
+    header_size, info_size = 14, 40
+    offset = header_size + info_size + len(palette)
+    info = struct.pack(
+        "<IiiHHIIiiII", info_size, width, height, 1, 8, 1, len(rows), 2835, 2835, 256, 0
+    )
+    header = b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset)
+    bitmap = header + info + palette + rows
+    assert files.probe(bitmap).width == width
+    pixels = files.load_rgb8(bitmap)
+    assert pixels.shape == (height, width, 3) and len(np.unique(pixels.reshape(-1, 3), axis=0)) == 4
