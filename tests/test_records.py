@@ -71,11 +71,16 @@ def snapshot(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
-def decode(image_bytes: bytes, format_: bytes) -> np.ndarray:
-    decoder = image_files.Decoder.JPEG if format_ == b"jpeg" else image_files.Decoder.TF_IMAGE
-    return pipeline.decode_full(
-        tf.constant(image_bytes), tf.constant(int(decoder)), allow_pil=False
-    ).numpy()
+def decode(image_bytes: bytes, format_: bytes, shape: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Pixels of a record's image bytes (raw records need their (height, width))."""
+    data = tf.constant(image_bytes)
+    if format_ == b"raw":
+        data, decoder = records.with_raw_shape(data, *shape), records.RAW_DECODER
+    elif format_ == b"jpeg":
+        decoder = image_files.Decoder.JPEG
+    else:
+        decoder = image_files.Decoder.TF_IMAGE
+    return pipeline.decode_full(data, tf.constant(int(decoder)), allow_pil=False).numpy()
 
 
 # --- one example ----------------------------------------------------------------------------
@@ -85,7 +90,7 @@ def test_png_stored_example_round_trips_losslessly(tmp_path):
     files = write_good_zoo(tmp_path)
     for name in ("rgba.PNG", "gray16.png", "cmyk.jpeg", "image.webp", "palette.png"):
         info = image_files.probe(files[name])
-        stored = encoding.encode_for_storage(files[name], info)
+        stored = encoding.encode_for_storage(files[name], info, lossless="png")
         assert stored.format == "png", name
         parsed = records.parse_features(records.encode_example(stored, name))
         assert parsed["format"].numpy() == b"png"
@@ -109,8 +114,10 @@ def test_jpeg_example_keeps_the_file_bytes(tmp_path):
 
 
 def test_encode_example_rejects_other_formats():
-    with pytest.raises(ValueError, match="jpeg or png"):
+    with pytest.raises(ValueError, match="not 'webp'"):
         records.encode_example(encoding.EncodedImage(b"x", "webp", 1, 1), "a.webp")
+    with pytest.raises(ValueError, match="not 5"):  # raw: the byte count must match the shape
+        records.encode_example(encoding.EncodedImage(b"x" * 5, "raw", 1, 2), "a.png")
 
 
 def test_count_records_matches_tf_and_detects_truncation(tmp_path):
@@ -150,21 +157,21 @@ def test_records_hold_exactly_the_good_images(tmp_path):
     good = write_good_zoo(tmp_path / "src" / "zoo")
     bad = write_bad_files(tmp_path / "src" / "bad")
     out = tmp_path / "out"
-    report = records.convert_folder(tmp_path / "src", out, fractions=(1, 0, 0), workers=2)
+    report = records.convert_folder(
+        tmp_path / "src", out, fractions=(1, 0, 0), workers=2, lossless="raw"
+    )
     found = read_records(out)
     assert set(found) == {f"zoo/{name}" for name in good}
     for name, path in good.items():
         record = found[f"zoo/{name}"]
-        pixels = decode(record["image"], record["format"])
+        pixels = decode(record["image"], record["format"], (record["height"], record["width"]))
         if name in ("rgb.jpg", "gray.JPG"):
             assert record["format"] == b"jpeg" and record["image"] == path.read_bytes()
             expected = tf.io.decode_jpeg(path.read_bytes(), channels=3).numpy()
-        elif name == "rgb.png":  # 8-bit RGB PNG: already what we would write
-            assert record["format"] == b"png" and record["image"] == path.read_bytes()
+        else:  # 8-bit RGB PNG and CMYK JPEG included: raw pixels (--lossless raw)
+            assert record["format"] == b"raw", name
             expected = image_files.load_rgb8(path, apply_orientation=False)
-        else:  # CMYK JPEG included: TF's JPEG decoder cannot read it
-            assert record["format"] == b"png" and record["image"] != path.read_bytes(), name
-            expected = image_files.load_rgb8(path, apply_orientation=False)
+            assert record["image"] == expected.tobytes(), name
         np.testing.assert_array_equal(pixels, expected, err_msg=name)
         assert (record["height"], record["width"]) == pixels.shape[:2]
     skipped = {entry["path"]: entry["reason"] for entry in report.manifest["skipped"]}

@@ -297,7 +297,8 @@ def _write_example_seeds(folder: Path) -> None:
 
 def _sample_plan() -> dict:
     return {
-        "format_version": 1,
+        "format_version": 2,
+        "lossless": "raw",
         "source": "/data/scans",
         "fractions": [0.8, 0.1, 0.1],
         "shard_bytes": 134217728,
@@ -325,7 +326,8 @@ def _sample_plan() -> dict:
 
 def _sample_manifest() -> dict:
     return {
-        "format_version": 1,
+        "format_version": 2,
+        "lossless": "raw",
         "source": "/data/scans",
         "split_fractions": [0.8, 0.1, 0.1],
         "shard_bytes": 134217728,

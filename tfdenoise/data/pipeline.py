@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS
 from tfdenoise.io.files import Decoder, ImageError, ImageFile, load_rgb8
-from tfdenoise.io.records import parse_example
+from tfdenoise.io.records import RAW_DECODER, decode_raw_pixels, parse_example
 from tfdenoise.padding import mirror_pad_to
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -49,10 +49,11 @@ def _pil_decode(data: np.ndarray | bytes) -> np.ndarray:
 
 
 def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> tf.Tensor:
-    """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise.
+    """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise; raw
+    record pixels (records.RAW_DECODER) by a copy, their size checked (InvalidArgumentError).
 
     allow_pil=False leaves the PIL branch (a tf.numpy_function) out of the graph, for sources
-    that hold only JPEG/PNG (TFRecords): such a graph can be serialized and shipped to
+    that hold only JPEG/PNG/raw (TFRecords): such a graph can be serialized and shipped to
     tf.data service workers. A PIL decoder id then goes to tf.io.decode_image.
     """
 
@@ -66,7 +67,12 @@ def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> 
         image = tf.numpy_function(_pil_decode, [data], tf.uint8, stateful=False)
         return tf.ensure_shape(image, [None, None, 3])
 
-    branches = [jpeg, tf_image, pil] if allow_pil else [jpeg, tf_image]
+    def raw():
+        return decode_raw_pixels(data)
+
+    # indexed by decoder id: files.Decoder's JPEG, TF_IMAGE, PIL, then RAW_DECODER
+    branches = [jpeg, tf_image, pil if allow_pil else tf_image, raw]
+    assert len(branches) == RAW_DECODER + 1
     image = tf.switch_case(tf.cast(decoder, tf.int32), branches)  # out of range: last branch
     return tf.ensure_shape(image, [None, None, 3])
 
@@ -77,9 +83,19 @@ def _random_offsets(height, width, size):
     return top, left
 
 
+def _mirror_pad_if_smaller(image: tf.Tensor, size: int) -> tf.Tensor:
+    """mirror_pad_to(image, size, size), skipped when both sides are >= size already: there it
+    is an identity that still gathers every pixel twice (~1 ms for a 0.25 MP image, 10x the
+    cost of four 128^2 crops; measured with tools/record_formats.py's raw records)."""
+    shape = tf.shape(image)
+    small = tf.logical_or(shape[0] < size, shape[1] < size)
+    padded = tf.cond(small, lambda: mirror_pad_to(image, size, size), lambda: image)
+    return tf.ensure_shape(padded, [None, None, 3])
+
+
 def random_crops(image: tf.Tensor, size: int, count: int) -> tf.Tensor:
     """`count` random size x size crops ([count, size, size, 3]); small images are mirror-padded."""
-    image = mirror_pad_to(image, size, size)
+    image = _mirror_pad_if_smaller(image, size)
     shape = tf.shape(image)
     crops = []
     for _ in range(count):
@@ -126,7 +142,7 @@ def decode_random_patches(
 
 def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     """Deterministic size x size centre crop; smaller images are mirror-padded first."""
-    image = mirror_pad_to(image, size, size)
+    image = _mirror_pad_if_smaller(image, size)
     shape = tf.shape(image)
     top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
     return tf.ensure_shape(image[top : top + size, left : left + size, :], [size, size, 3])

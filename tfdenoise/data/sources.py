@@ -63,7 +63,7 @@ class RecordSource:
     """Sharded TFRecords written by `tfdenoise make-tfrecords`; splits fixed at conversion."""
 
     kind = "records"
-    allow_pil = False  # records hold JPEG and PNG only
+    allow_pil = False  # records hold JPEG, PNG and raw pixels only
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -105,7 +105,7 @@ class RecordSource:
         return encoded.shard(count, index) if count > 1 else encoded
 
     def pil_only(self, split: str) -> list[files.ImageFile]:
-        """Always empty: records hold JPEG and PNG only."""
+        """Always empty: records hold JPEG, PNG and raw pixels only."""
         return []
 
 

@@ -9,11 +9,16 @@ finished shards (their record counts are checked against the plan), rewrites the
 ends with the same files as an uninterrupted run. The stored plan wins over the folder's
 current state: files added after the plan are picked up only by a fresh run (`overwrite`).
 
-Stored bytes: JPEGs that TF decodes natively, and PNGs that are 8-bit RGB already, are kept
-byte-identical; everything else (other PNGs, GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette)
-is converted to 8-bit RGB and stored as lossless PNG. EXIF orientation is not applied to either,
-so every record keeps the pixel layout its file stores (training patches are
-orientation-agnostic, and JPEG bytes stay untouched).
+Stored bytes: JPEGs that TF decodes natively are kept byte-identical; everything else (PNG,
+GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette) is converted to 8-bit RGB and stored
+losslessly, as the plan's `lossless` says: "raw" pixels (format version 2: decoded by a copy,
+4-7x faster than PNG, see tools/record_formats.py) or PNG (the default, as DESIGN.md says) (8-bit RGB PNGs then kept
+byte-identical). EXIF orientation is not applied, so every record keeps the pixel layout its
+file stores (training patches are orientation-agnostic, and JPEG bytes stay untouched).
+
+Format versions: 1 stored PNG for every non-JPEG image; 2 adds raw records and the `lossless`
+choice to the plan and the manifest. Both read the same way (each record says its own format);
+an unfinished version-1 conversion resumes as version 1.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import tensorflow as tf
 from tfdenoise import __version__
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
 from tfdenoise.io import atomic, files
-from tfdenoise.io.encoding import EncodedImage, encode_or_skip
+from tfdenoise.io.encoding import DEFAULT_LOSSLESS, LOSSLESS_FORMATS, EncodedImage, encode_or_skip
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this version writes
+READABLE_VERSIONS = (1, 2)  # manifests and plans this version reads
+RECORD_FORMATS = ("jpeg", "png", "raw")  # the values of the `format` feature
 MANIFEST = "manifest.json"
 PLAN = ".plan.json"
 SHARD_SUFFIX = ".tfrecord"
@@ -44,12 +51,21 @@ DEFAULT_SHARD_MB = 128
 EXECUTORS = ("thread", "process")
 
 FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),  # encoded JPEG or PNG bytes
+    "image": tf.io.FixedLenFeature([], tf.string),  # JPEG or PNG bytes, or raw RGB pixels
     "height": tf.io.FixedLenFeature([], tf.int64),
     "width": tf.io.FixedLenFeature([], tf.int64),
-    "format": tf.io.FixedLenFeature([], tf.string),  # b"jpeg" or b"png"
+    "format": tf.io.FixedLenFeature([], tf.string),  # b"jpeg", b"png" or b"raw" (version 2)
     "source": tf.io.FixedLenFeature([], tf.string),  # path relative to the converted folder
 }
+
+# Decoder id of raw records in the (bytes, decoder) pipeline stage, after files.Decoder's ids.
+RAW_DECODER = max(files.Decoder) + 1
+# A raw record's bytes in that stage: the pixels, then its shape as a fixed-width trailer
+# (height and width, RAW_SHAPE_DIGITS decimal digits each), so the stage stays (bytes, decoder)
+# for every source. A trailer, not a header: decode_raw(fixed_length=) then reads the pixels
+# without another copy.
+RAW_SHAPE_DIGITS = 10
+RAW_TRAILER_BYTES = 2 * RAW_SHAPE_DIGITS
 
 
 # --- one example ------------------------------------------------------------------------------
@@ -65,8 +81,13 @@ def _int_feature(value: int) -> tf.train.Feature:
 
 def encode_example(image: EncodedImage, source: str) -> bytes:
     """One serialized tf.train.Example in the schema of FEATURES."""
-    if image.format not in ("jpeg", "png"):
-        raise ValueError(f"records store jpeg or png, not {image.format!r}")
+    if image.format not in RECORD_FORMATS:
+        raise ValueError(f"records store one of {RECORD_FORMATS}, not {image.format!r}")
+    if image.format == "raw" and len(image.data) != image.height * image.width * 3:
+        raise ValueError(
+            f"raw pixels of {image.height} x {image.width} x 3 are "
+            f"{image.height * image.width * 3} bytes, not {len(image.data)}"
+        )
     features = tf.train.Features(
         feature={
             "image": _bytes_feature(image.data),
@@ -106,16 +127,66 @@ def parse_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def parse_example(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(encoded bytes, decoder id): the first pipeline stage, as for image folders.
+    """(bytes, decoder id): the first pipeline stage, as for image folders.
 
-    Records hold only JPEG (TF's JPEG decoder, crop windows) and PNG (tf.io.decode_image), so
-    the PIL fallback is never needed.
+    Records hold only JPEG (TF's JPEG decoder, crop windows), PNG (tf.io.decode_image) and raw
+    pixels (RAW_DECODER; the bytes get their shape trailer, see with_raw_shape), so the PIL
+    fallback is never needed. A raw record whose size does not match its shape fails in the
+    decode stage (InvalidArgumentError), like a corrupt PNG.
     """
     features = parse_features(serialized)
+    image, format_ = features["image"], features["format"]
+    is_raw = tf.equal(format_, b"raw")
     decoder = tf.where(
-        tf.equal(features["format"], b"jpeg"), int(files.Decoder.JPEG), int(files.Decoder.TF_IMAGE)
+        is_raw,
+        RAW_DECODER,
+        tf.where(tf.equal(format_, b"jpeg"), int(files.Decoder.JPEG), int(files.Decoder.TF_IMAGE)),
     )
-    return features["image"], tf.cast(decoder, tf.int32)
+    data = tf.cond(
+        is_raw,
+        lambda: with_raw_shape(image, features["height"], features["width"]),
+        lambda: image,
+    )
+    return data, tf.cast(decoder, tf.int32)
+
+
+def with_raw_shape(pixels: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Raw pixel bytes + their shape trailer: what the decode stage reads for RAW_DECODER."""
+    limit = 10**RAW_SHAPE_DIGITS - 1  # out-of-range sizes are caught by the size check
+
+    def digits(value):
+        value = tf.clip_by_value(tf.cast(value, tf.int64), 0, limit)
+        return tf.strings.as_string(value, width=RAW_SHAPE_DIGITS, fill="0")
+
+    return tf.strings.join([pixels, digits(height), digits(width)])
+
+
+def decode_raw_pixels(data: tf.Tensor) -> tf.Tensor:
+    """[H, W, 3] uint8 from raw pixels + shape trailer (with_raw_shape); InvalidArgumentError
+    when the byte count is not H * W * 3 (a corrupt record), never a crash."""
+    pixel_bytes = tf.cast(tf.strings.length(data), tf.int64) - RAW_TRAILER_BYTES
+    with tf.control_dependencies(
+        [tf.debugging.assert_non_negative(pixel_bytes, message="raw record: no shape trailer")]
+    ):
+        trailer = tf.strings.substr(data, pixel_bytes, tf.constant(RAW_TRAILER_BYTES, tf.int64))
+    digits = RAW_SHAPE_DIGITS
+    height = tf.strings.to_number(tf.strings.substr(trailer, 0, digits), tf.int64)
+    width = tf.strings.to_number(tf.strings.substr(trailer, digits, digits), tf.int64)
+    expected = height * width * 3
+    checks = [
+        tf.debugging.assert_positive(
+            tf.stack([height, width]), message="raw record: height and width must be > 0"
+        ),
+        tf.debugging.assert_equal(
+            pixel_bytes,
+            expected,
+            message="raw record: byte count is not height * width * 3 (corrupt record)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        # the first H * W * 3 bytes, one copy; a string tensor is < 2 GiB, so int32 holds it
+        pixels = tf.io.decode_raw(data, tf.uint8, fixed_length=tf.cast(expected, tf.int32))
+    return tf.reshape(pixels, tf.stack([height, width, 3]))
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -161,6 +232,8 @@ class ConversionPlan:
     max_pixels: int
     shards: tuple[PlannedShard, ...]
     skipped: tuple[files.Skipped, ...]  # paths relative to source
+    lossless: str = DEFAULT_LOSSLESS  # how non-JPEG images are stored: "raw" or "png"
+    format_version: int = FORMAT_VERSION  # 1: an unfinished conversion of an older version
 
     @property
     def image_count(self) -> int:
@@ -177,12 +250,16 @@ class ConversionPlan:
             "fractions": list(self.fractions),
             "shard_bytes": self.shard_bytes,
             "max_pixels": self.max_pixels,
+            "lossless": self.lossless,
         }
 
     def to_json(self) -> dict:
+        options = self.options()
+        if self.format_version == 1:
+            del options["lossless"]  # always png; version 1 had no such field
         return {
-            "format_version": FORMAT_VERSION,
-            **self.options(),
+            "format_version": self.format_version,
+            **options,
             "shards": [
                 {
                     "split": s.split,
@@ -197,11 +274,14 @@ class ConversionPlan:
 
     @classmethod
     def from_json(cls, value: dict) -> ConversionPlan:
-        """The plan of `to_json`; ValueError for anything else (a damaged file is untrusted)."""
-        if not isinstance(value, dict) or value.get("format_version") != FORMAT_VERSION:
-            version = value.get("format_version") if isinstance(value, dict) else None
-            raise ValueError(f"plan format {version} is not {FORMAT_VERSION}")
+        """The plan of `to_json` (format version 1 or 2); ValueError for anything else (a
+        damaged file is untrusted)."""
+        version = value.get("format_version") if isinstance(value, dict) else None
+        if not _is_int(version) or version not in READABLE_VERSIONS:
+            raise ValueError(f"plan format {version} is not one of {READABLE_VERSIONS}")
         _check_plan(value)
+        lossless = "png" if version == 1 else value.get("lossless")
+        _check(lossless in LOSSLESS_FORMATS, f"lossless is not one of {LOSSLESS_FORMATS}")
         shards = tuple(
             PlannedShard(
                 s["split"], s["index"], s["count"], tuple(PlannedFile(**f) for f in s["files"])
@@ -215,6 +295,8 @@ class ConversionPlan:
             value["max_pixels"],
             shards,
             tuple(files.Skipped(**s) for s in value["skipped"]),
+            lossless,
+            version,
         )
 
 
@@ -306,10 +388,13 @@ def make_plan(
     shard_mb: float = DEFAULT_SHARD_MB,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
+    lossless: str = DEFAULT_LOSSLESS,
 ) -> ConversionPlan:
     """Validate every image under source and fix the shards each one goes to."""
     if shard_mb <= 0:
         raise ValueError(f"shard size must be positive, got {shard_mb} MB")
+    if lossless not in LOSSLESS_FORMATS:
+        raise ValueError(f"lossless must be one of {LOSSLESS_FORMATS}, got {lossless!r}")
     root = Path(source).resolve()
     scan = files.scan(root, fractions=fractions, max_pixels=max_pixels, workers=workers)
     shards: list[PlannedShard] = []
@@ -335,6 +420,7 @@ def make_plan(
         max_pixels,
         tuple(shards),
         skipped,
+        lossless,
     )
 
 
@@ -378,7 +464,8 @@ def count_records(path: str | os.PathLike) -> int:
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of a finished conversion; ValueError if absent or of another format."""
+    """The manifest of a finished conversion (format version 1 or 2: both read the same way);
+    ValueError if absent or of another format."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ValueError(f"not a TFRecord folder (no {MANIFEST}): {folder}")
@@ -387,10 +474,10 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a damaged file
         raise ValueError(f"{path}: not a manifest ({files.short_reason(error)})") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: format version {version} is not "
-            f"{FORMAT_VERSION} (convert again with this version of tfdenoise)"
+            f"{path}: format version {version} is not one of "
+            f"{READABLE_VERSIONS} (convert again with this version of tfdenoise)"
         )
     try:
         _check_manifest(manifest)
@@ -500,7 +587,7 @@ def _write_shard(
     """Convert a shard's files on the pool, write them in plan order to a temp file, rename."""
     final = out / shard.name
     jobs = (
-        (str(Path(plan.source) / f.relpath), f.relpath, f.info, plan.max_pixels)
+        (str(Path(plan.source) / f.relpath), f.relpath, f.info, plan.max_pixels, plan.lossless)
         for f in shard.files
     )
     records, failed = 0, []
@@ -524,21 +611,34 @@ def _make_pool(executor: str, workers: int) -> concurrent.futures.Executor:
 
 
 def build_manifest(plan: ConversionPlan, results: Sequence[ShardResult]) -> dict:
-    """The manifest: deterministic for a given plan (no timestamps), so re-runs compare equal."""
+    """The manifest: deterministic for a given plan (no timestamps), so re-runs compare equal.
+    Of the plan's format version (a resumed version-1 conversion ends as version 1)."""
     counts = {split: sum(r.records for r in results if r.split == split) for split in files.SPLITS}
     failed = [s for r in results for s in r.failed]
+    if plan.format_version == 1:
+        storage = {}
+        image = "bytes (JPEG as in the source file, else 8-bit RGB PNG)"
+        formats = "bytes: jpeg | png"
+    else:
+        storage = {"lossless": plan.lossless}  # how images other than JPEGs are stored
+        image = (
+            "bytes (JPEG as in the source file, else 8-bit RGB: raw = height * width * 3 "
+            "bytes, row-major; png = lossless PNG)"
+        )
+        formats = "bytes: jpeg | png | raw"
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": plan.format_version,
         "created_by": f"tfdenoise {__version__}",
         "source": plan.source,
         "split_fractions": list(plan.fractions),
         "shard_bytes": plan.shard_bytes,  # target, counted in source-file bytes
         "max_pixels": plan.max_pixels,
+        **storage,
         "features": {
-            "image": "bytes (JPEG as in the source file, else 8-bit RGB PNG)",
+            "image": image,
             "height": "int64",
             "width": "int64",
-            "format": "bytes: jpeg | png",
+            "format": formats,
             "source": "bytes: path relative to the source folder",
         },
         "counts": counts,
@@ -564,9 +664,12 @@ def load_plan(out: Path) -> ConversionPlan | None:
 
 
 def _load_or_make_plan(
-    source: Path, out: Path, fractions, shard_mb, max_pixels, workers
+    source: Path, out: Path, fractions, shard_mb, max_pixels, workers, lossless: str | None
 ) -> ConversionPlan:
-    """The stored plan of an unfinished run with the same options, else a new stored plan."""
+    """The stored plan of an unfinished run with the same options, else a new stored plan.
+
+    lossless=None: the stored plan's (an unfinished version-1 run resumes as PNG), else
+    DEFAULT_LOSSLESS."""
     plan_path = out / PLAN
     stored = load_plan(out)
     if stored is not None:
@@ -575,6 +678,7 @@ def _load_or_make_plan(
             "fractions": [float(f) for f in fractions],
             "shard_bytes": int(shard_mb * 2**20),
             "max_pixels": max_pixels,
+            "lossless": stored.lossless if lossless is None else lossless,
         }
         if stored.options() != wanted:
             raise ValueError(
@@ -582,7 +686,8 @@ def _load_or_make_plan(
                 f"({stored.options()}); re-run with the same options or use --overwrite"
             )
         return stored
-    plan = make_plan(source, fractions, shard_mb, max_pixels, workers)
+    lossless = DEFAULT_LOSSLESS if lossless is None else lossless
+    plan = make_plan(source, fractions, shard_mb, max_pixels, workers, lossless)
     if plan.image_count == 0:
         raise NothingToConvert(str(source), plan.skipped)
     atomic.write_json(plan_path, plan.to_json())
@@ -603,13 +708,19 @@ def convert_folder(
     executor: str = "thread",
     overwrite: bool = False,
     progress: Progress = _no_progress,
+    lossless: str | None = None,
 ) -> ConversionReport:
-    """Convert an image folder into sharded TFRecords + manifest (resumable, see module doc)."""
+    """Convert an image folder into sharded TFRecords + manifest (resumable, see module doc).
+
+    lossless: how images other than JPEGs are stored, "raw" or "png"; None = the unfinished
+    run's choice when OUT holds one, else DEFAULT_LOSSLESS."""
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise ValueError(f"not a directory: {source}")
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if lossless is not None and lossless not in LOSSLESS_FORMATS:
+        raise ValueError(f"lossless must be one of {LOSSLESS_FORMATS}, got {lossless!r}")
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -617,7 +728,7 @@ def convert_folder(
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
         args = (fractions, shard_mb, max_pixels, workers, executor, overwrite, progress, start)
-        return _convert_locked(source, out, *args)
+        return _convert_locked(source, out, *args, lossless)
 
 
 class OutputBusy(ValueError):
@@ -671,6 +782,7 @@ def _convert_locked(
     overwrite,
     progress: Progress,
     start: float,
+    lossless: str | None,
 ) -> ConversionReport:
     """convert_folder's work, with OUT locked."""
     if overwrite:
@@ -682,7 +794,7 @@ def _convert_locked(
     for stale in _temporary_files(out):  # left by a killed run; no other writer runs here
         stale.unlink()
     progress("planning", 0)
-    plan = _load_or_make_plan(source, out, fractions, shard_mb, max_pixels, workers)
+    plan = _load_or_make_plan(source, out, fractions, shard_mb, max_pixels, workers, lossless)
     progress("plan", plan.image_count)
     results, written, written_bytes = [], 0, 0
     with _make_pool(executor, workers) as pool:
