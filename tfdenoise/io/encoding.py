@@ -23,7 +23,9 @@ PNG_COMPRESS_LEVEL = 3  # lossless at any level; 3 is much faster than PIL's 6 f
 # but decoded at many times the cost of a JPEG. Measured with tools/record_formats.py
 # (benchmarks/README.md, "Record formats for non-JPEG images").
 LOSSLESS_FORMATS = ("raw", "png")
-DEFAULT_LOSSLESS = "png"  # the contract (DESIGN.md: "re-encoded losslessly (PNG)"); raw is faster: --lossless raw
+DEFAULT_LOSSLESS = (
+    "png"  # the contract (DESIGN.md: "re-encoded losslessly (PNG)"); raw is faster: --lossless raw
+)
 
 
 @dataclasses.dataclass(frozen=True)
