@@ -12,9 +12,10 @@ current state: files added after the plan are picked up only by a fresh run (`ov
 Stored bytes: JPEGs that TF decodes natively are kept byte-identical; everything else (PNG,
 GIF, BMP, WebP, CMYK JPEG, 16-bit, alpha, palette) is converted to 8-bit RGB and stored
 losslessly, as the plan's `lossless` says: "raw" pixels (format version 2: decoded by a copy,
-4-7x faster than PNG, see tools/record_formats.py) or PNG (the default, as DESIGN.md says) (8-bit RGB PNGs then kept
-byte-identical). EXIF orientation is not applied, so every record keeps the pixel layout its
-file stores (training patches are orientation-agnostic, and JPEG bytes stay untouched).
+4-7x faster than PNG, see tools/record_formats.py) or PNG (the default, as DESIGN.md says;
+8-bit RGB PNGs then kept byte-identical). EXIF orientation is not applied, so every record
+keeps the pixel layout its file stores (training patches are orientation-agnostic, and JPEG
+bytes stay untouched).
 
 Format versions: 1 stored PNG for every non-JPEG image; 2 adds raw records and the `lossless`
 choice to the plan and the manifest. Both read the same way (each record says its own format);
