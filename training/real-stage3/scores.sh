@@ -5,7 +5,7 @@ cd /work/main
 M=${1:-/work/train-runs/real-stage3/best.keras}
 K=/work/shared/data/kodak24
 E=/work/evals
-tfdenoise evaluate $K --all --protocol paper --conditions gaussian-15,gaussian-25,gaussian-50 --baselines none --ensemble 1 --model $M --json $E/new-paper.json > $E/new-paper.log 2>&1
+tfdenoise evaluate $K --all --protocol paper --conditions gaussian-15,gaussian-25,gaussian-50 --baselines none --ensemble 1 --model $M --json $E/kodak24-paper.json > $E/new-paper.log 2>&1
 tfdenoise evaluate $K --all --conditions gaussian-15,gaussian-25,gaussian-50,prototype,jpeg-noise,jpeg-30,correlated --baselines none --ensemble 1 --model $M --json $E/new-stored.json > $E/new-stored.log 2>&1
 tfdenoise evaluate $K --all --conditions gaussian-15,gaussian-25,gaussian-50,prototype,jpeg-noise,jpeg-30,correlated --baselines none --ensemble 1 --json $E/bundled-stored.json > $E/bundled-stored.log 2>&1
 python tools/predict_scores.py $K $E/ps-new --condition jpeg-noise --condition jpeg-30 --predict-arg=--model --predict-arg=$M --json $E/ps-new.json > $E/ps-new.log 2>&1
