@@ -27,6 +27,7 @@ ALL_OFF = dict(
     p_jpeg=0.0,
     p_second_round=0.0,
     p_unclipped=1.0,
+    p_compressed=0.0,
 )
 
 
@@ -247,6 +248,32 @@ def test_clean_share_is_left_exactly_unchanged_and_the_rest_always_gets_noise():
     )
     changed = np.abs(rare(images, seed()).numpy() - images.numpy()).max(axis=(1, 2, 3))
     assert changed.min() > 1e-3
+
+
+def test_compressed_share_is_jpeg_alone_without_noise():
+    """A flat mid-grey (128) survives JPEG exactly, noise never: the compressed share comes out
+    unchanged there; on photos it comes out 8-bit, close to the clean image, and compressed."""
+    flat = tf.fill([64, 16, 16, 3], 128.0 / 255.0)
+    model = practical.Practical(p_clean=0.0, p_compressed=0.5, p_unclipped=0.0)
+    unchanged = np.all(np.abs(model(flat, seed()).numpy() - flat.numpy()) < 1e-6, axis=(1, 2, 3))
+    assert 16 < unchanged.sum() < 48
+    only_jpeg = practical.Practical(p_clean=0.0, p_compressed=1.0)
+    np.testing.assert_allclose(only_jpeg(flat, seed()).numpy(), flat.numpy(), atol=1e-6)
+    photos = tf.image.resize(tf.random.stateless_uniform([4, 8, 8, 3], [3, 3]), [32, 32])
+    out = only_jpeg(photos, seed()).numpy()
+    assert is_8bit(out)
+    def rms(a: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.mean((a - photos.numpy()) ** 2, axis=(1, 2, 3)))
+
+    pixels = tf.cast(tf.round(photos * 255.0), tf.uint8)
+    worst = [tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=20)) for image in pixels]
+    worst_error = rms(np.stack([image.numpy() / 255.0 for image in worst]))
+    # compressed (more than 8-bit rounding), never noised (no worse than libjpeg at quality 20)
+    assert np.all(rms(out) > 1 / 255) and np.all(rms(out) < 1.2 * worst_error)
+    # the share leaves the other images' draws as they were
+    without = practical.Practical(p_clean=0.0, p_compressed=0.0, p_unclipped=0.0)(flat, seed())
+    kept = ~unchanged
+    np.testing.assert_array_equal(model(flat, seed()).numpy()[kept], without.numpy()[kept])
 
 
 def test_unclipped_share_leaves_range_and_clipped_share_is_8bit():

@@ -31,6 +31,7 @@ DEGRADATIONS = (
     "jpeg",
     "second-round",
     "unclipped",
+    "compressed",
 )
 WEIGHTED_NOISES = ("practical", "blind")  # the --noise names `--degradation` applies to
 SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian

@@ -45,6 +45,7 @@ def white_gaussian(sigma_range: tuple[float, float] = (0.0, 55.0)) -> Practical:
         p_jpeg=0.0,
         p_second_round=0.0,
         p_unclipped=0.5,
+        p_compressed=0.0,
         gaussian=CorrelatedGaussian(sigma_range=sigma_range, p_white=1.0, p_gray=0.0),
     )
 

@@ -384,7 +384,9 @@ class Practical:
     """Blind degradation in the spirit of BSRGAN/SCUNet: each image draws its own degradations.
 
     Per image: with probability `p_clean` it stays exactly as it is (a blind denoiser must leave
-    clean photos alone). Otherwise a round of noise: each noise stage is applied with its own
+    clean photos alone); with probability `p_compressed` it is only JPEG compressed, no noise
+    (a clean photo saved at a low quality: a model that never saw one treats its block edges as
+    texture and leaves them, or smears them). Otherwise a round of noise: each noise stage is applied with its own
     probability, in a random per-image order (an image that draws none gets the stage it came
     closest to drawing, so only the `p_clean` share is noise-free), then JPEG with probability
     `p_jpeg`, after the noise as in a camera or on upload. With probability `p_second_round` a
@@ -412,6 +414,7 @@ class Practical:
     p_jpeg: float = 0.7  # JPEG after each round's noise
     p_second_round: float = 0.2  # a second round of noise + JPEG
     p_unclipped: float = 0.3  # output kept as unclipped floats (the rest: clipped, 8-bit)
+    p_compressed: float = 0.1  # JPEG alone, no noise (`compression`'s quality range)
     # The degradations.
     gaussian: CorrelatedGaussian = dataclasses.field(default_factory=CorrelatedGaussian)
     spatial: SpatiallyCorrelated = dataclasses.field(default_factory=SpatiallyCorrelated)
@@ -419,10 +422,14 @@ class Practical:
     grain: FilmGrain = dataclasses.field(default_factory=FilmGrain)
     uniform: UniformAmplitude = dataclasses.field(default_factory=UniformAmplitude)
     jpeg: Jpeg = dataclasses.field(default_factory=Jpeg)
+    # Compression alone reaches lower qualities than after noise (noise already costs the
+    # dBs there); above ~90 its artefacts are below what p_clean already teaches to keep.
+    compression: Jpeg = dataclasses.field(default_factory=lambda: Jpeg(quality_range=(20.0, 90.0)))
 
     def __post_init__(self) -> None:
         _check_probabilities(
             p_clean=self.p_clean,
+            p_compressed=self.p_compressed,
             p_jpeg=self.p_jpeg,
             p_second_round=self.p_second_round,
             p_unclipped=self.p_unclipped,
@@ -519,4 +526,8 @@ class Practical:
             degraded = tf.where(twice, self._round(degraded, second_seed), degraded)
         unclipped = _chance(batch, unclipped_seed, self.p_unclipped)
         degraded = tf.where(unclipped, degraded, quantise(degraded))
+        if self.p_compressed > 0.0:  # seeds derived, not split anew: the other draws stay put
+            choice_seed, quality_seed = _split_seed(clean_seed, 2)
+            compressed = self.compression(clean, quality_seed)
+            degraded = tf.where(_chance(batch, choice_seed, self.p_compressed), compressed, degraded)
         return tf.where(_chance(batch, clean_seed, self.p_clean), clean, degraded)
