@@ -262,6 +262,7 @@ def test_compressed_share_is_jpeg_alone_without_noise():
     photos = tf.image.resize(tf.random.stateless_uniform([4, 8, 8, 3], [3, 3]), [32, 32])
     out = only_jpeg(photos, seed()).numpy()
     assert is_8bit(out)
+
     def rms(a: np.ndarray) -> np.ndarray:
         return np.sqrt(np.mean((a - photos.numpy()) ** 2, axis=(1, 2, 3)))
 

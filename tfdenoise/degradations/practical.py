@@ -384,16 +384,16 @@ class Practical:
     """Blind degradation in the spirit of BSRGAN/SCUNet: each image draws its own degradations.
 
     Per image: with probability `p_clean` it stays exactly as it is (a blind denoiser must leave
-    clean photos alone); with probability `p_compressed` it is only JPEG compressed, no noise
-    (a clean photo saved at a low quality: a model that never saw one treats its block edges as
-    texture and leaves them, or smears them). Otherwise a round of noise: each noise stage is applied with its own
-    probability, in a random per-image order (an image that draws none gets the stage it came
-    closest to drawing, so only the `p_clean` share is noise-free), then JPEG with probability
-    `p_jpeg`, after the noise as in a camera or on upload. With probability `p_second_round` a
-    second round of noise + JPEG follows (re-saved, re-shared pictures). Finally a `p_unclipped`
-    share keeps unclipped floats (the papers' protocol: Gaussian noise neither clipped nor
-    rounded); the rest is clipped and rounded to 8 bits like a stored file. JPEG output is
-    always 8-bit.
+    clean photos alone); with probability `p_compressed` it is only JPEG compressed, no noise (a
+    clean photo saved at a low quality: a model that never saw one treats its block edges as
+    texture and leaves them, or smears them). Otherwise a round of noise: each noise stage is
+    applied with its own probability, in a random per-image order (an image that draws none gets
+    the stage it came closest to drawing, so every image outside those shares gets noise), then
+    JPEG with probability `p_jpeg`, after the noise as in a camera or on upload. With
+    probability `p_second_round` a second round of noise + JPEG follows (re-saved, re-shared
+    pictures). Finally a `p_unclipped` share keeps unclipped floats (the papers' protocol:
+    Gaussian noise neither clipped nor rounded); the rest is clipped and rounded to 8 bits like
+    a stored file. JPEG output is always 8-bit.
 
     Order matters only where a stage reads the pixel values. The additive stages commute, so
     each is drawn once: Gaussian, spatial, and uniform (whose only use of the pixels is
@@ -529,5 +529,6 @@ class Practical:
         if self.p_compressed > 0.0:  # seeds derived, not split anew: the other draws stay put
             choice_seed, quality_seed = _split_seed(clean_seed, 2)
             compressed = self.compression(clean, quality_seed)
-            degraded = tf.where(_chance(batch, choice_seed, self.p_compressed), compressed, degraded)
+            chosen = _chance(batch, choice_seed, self.p_compressed)
+            degraded = tf.where(chosen, compressed, degraded)
         return tf.where(_chance(batch, clean_seed, self.p_clean), clean, degraded)
