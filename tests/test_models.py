@@ -120,6 +120,9 @@ def test_plan_choices():
     bf16 = frozenset({"avx512_bf16"})
     assert hardware.choose_precision("auto", 1, bf16)[0] == "mixed_float16"
     assert hardware.choose_precision("auto", 0, bf16)[0] == "mixed_bfloat16"
+    # the reason tells users how much to expect: AMX tiles ~6x, AVX512-BF16 alone ~1.6x
+    assert "~1.6x" in hardware.choose_precision("auto", 0, bf16)[1]
+    assert "~6x" in hardware.choose_precision("auto", 0, bf16 | {"amx_bf16"})[1]
     assert hardware.choose_precision("auto", 0, frozenset({"avx2"}))[0] == "float32"
     assert hardware.choose_precision("float32", 1, bf16)[0] == "float32"
     assert hardware.choose_xla("auto", 2)[0] is True
