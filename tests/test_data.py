@@ -100,6 +100,46 @@ def test_resize_mode_gives_whole_image_squares(tmp_path):
     assert resized.shape == (32, 32, 3) and resized.dtype == np.uint8
 
 
+def test_jpeg_scale_index_keeps_both_sides_at_least_the_size(tmp_path):
+    # 1/2, 1/4, 1/8 scale-downs are allowed while the short side stays >= the size
+    for (height, width), size, expected in [
+        ((100, 300), 50, 1),
+        ((100, 300), 51, 0),
+        ((400, 200), 25, 3),
+        ((400, 200), 24, 3),
+        ((64, 64), 16, 2),
+    ]:
+        path = save(tmp_path / f"{height}x{width}.jpg", photo_like(height, width))
+        index = int(pipeline.jpeg_scale_index(tf.constant(path.read_bytes()), size))
+        assert index == expected, (height, width, size)
+        decoded = pipeline.decode_jpeg_at_least(tf.constant(path.read_bytes()), size)
+        assert min(decoded.shape[:2]) >= size
+
+
+def test_resize_mode_training_batches_are_whole_images_in_random_orientations(tmp_path):
+    source = photo_like(48, 64, seed=3)
+    path = save(tmp_path / "only.png", source)
+    scan = image_files.scan(tmp_path)
+    spec = pipeline.PipelineSpec(batch_size=8, resize=24)
+    dataset = pipeline.training_pipeline(pipeline.encoded_files(scan.files, True, True), spec)
+    upright = pipeline.decode_resized(*encoded(path), size=24).numpy()
+    orientations = {
+        "upright": upright,
+        "left-right": upright[:, ::-1],
+        "up-down": upright[::-1],
+        "both": upright[::-1, ::-1],
+    }
+    seen = set()
+    for batch in dataset.take(4):
+        images = batch["clean"].numpy()
+        assert images.shape == (8, 24, 24, 3) and images.dtype == np.uint8
+        for image in images:
+            matches = [name for name, view in orientations.items() if np.array_equal(image, view)]
+            assert matches, "every element is the whole image, flipped or not"
+            seen.update(matches)
+    assert seen == set(orientations)  # 32 draws: each of the four orientations shows up
+
+
 def test_training_pipeline_batches_uint8_and_skips_bad_files(image_folder):
     scan = image_files.scan(image_folder)
     spec = pipeline.PipelineSpec(batch_size=6, patch_size=32, patches_per_image=2)

@@ -4,11 +4,16 @@
 The model is re-saved without optimizer state (a third of the size) and a provenance file is
 written beside it: each training stage's config, epochs and steps trained, training time,
 validation scores and the command that produced it, so the README's claims can be traced to
-runs. A fine-tuned model (`fit --init-from`) lists its base run first: the base's epochs up to
-its best (the model the fine-tuning started from), then the fine-tuning run's.
+runs. A fine-tuned model (`fit --init-from`) lists its base runs first: each base's epochs up
+to the one the next stage started from (its best by validation loss unless `--carried-epoch`
+says otherwise: a stage may have started from an epoch kept for its scores), then the final
+run's. `--machine` records where each stage ran: training speed differs ~6x between CPUs
+with and without bfloat16 units, so a stage's seconds mean little without it.
 
-usage: python tools/bundle_model.py [BASE_RUN_DIR] RUN_DIR --command "tfdenoise fit ..."
+usage: python tools/bundle_model.py [BASE_RUN_DIR ...] RUN_DIR --command "tfdenoise fit ..."
        [--command "tfdenoise fit --init-from ..."]   (one command per run directory)
+       [--machine "2-core Xeon, AMX, mixed_bfloat16" ...]   (none, or one per run directory)
+       [--carried-epoch N ...]   (none, or one per base run)
 """
 
 from __future__ import annotations
@@ -26,15 +31,24 @@ from tfdenoise import checkpoints, runs  # noqa: E402
 from tfdenoise.io import atomic  # noqa: E402
 
 
-def stage(run_dir: Path, command: str, final: bool) -> dict:
-    """One run's contribution: a base run counts up to its best epoch (what was carried on)."""
+def best_row(history: list[dict]) -> dict:
+    return min(history, key=lambda row: row.get("val_loss", float("inf")))
+
+
+def stage(run_dir: Path, command: str, carried: int | None, machine: str | None) -> dict:
+    """One run's contribution: a base run counts up to the epoch carried on (`carried`), the
+    final run (carried None) all of its epochs."""
     history = runs.read_json(run_dir / runs.HISTORY, default=[])
     config = runs.read_json(run_dir / runs.CONFIG)
-    best = min(history, key=lambda row: row.get("val_loss", float("inf")))
-    used = history if final else [row for row in history if row["epoch"] <= best["epoch"]]
+    best = best_row(history)
+    if carried is not None and not any(row["epoch"] == carried for row in history):
+        raise ValueError(f"{run_dir}: no epoch {carried} in its history")
+    used = history if carried is None else [row for row in history if row["epoch"] <= carried]
     return {
         "run": run_dir.name,
         "command": command,
+        "machine": machine,
+        "carried_epoch": carried,
         "epochs_trained": len(used),
         "steps_trained": len(used) * config["steps_per_epoch"],
         "best_epoch": best["epoch"],
@@ -54,9 +68,31 @@ def main() -> int:
         required=True,
         help="the fit command of each run directory, in the same order",
     )
+    parser.add_argument(
+        "--machine",
+        action="append",
+        default=[],
+        help="where each run trained (CPU, precision), in the same order; none or one per run",
+    )
+    parser.add_argument(
+        "--carried-epoch",
+        type=int,
+        action="append",
+        default=[],
+        help="the epoch of each base run that the next stage started from (default: its best)",
+    )
     args = parser.parse_args()
     if len(args.command) != len(args.run_dirs):
         parser.error("give one --command per run directory")
+    if args.machine and len(args.machine) != len(args.run_dirs):
+        parser.error("give no --machine or one per run directory")
+    bases = args.run_dirs[:-1]
+    if args.carried_epoch and len(args.carried_epoch) != len(bases):
+        parser.error("give no --carried-epoch or one per base run (all but the last directory)")
+    carried = args.carried_epoch or [
+        best_row(runs.read_json(run_dir / runs.HISTORY, default=[]))["epoch"] for run_dir in bases
+    ]
+    machines = args.machine or [None] * len(args.run_dirs)
 
     final = args.run_dirs[-1]
     model = checkpoints.load_model(final / runs.BEST_MODEL)
@@ -65,8 +101,10 @@ def main() -> int:
     with atomic.replacing(target) as temporary:
         model.save(temporary)
     stages = [
-        stage(run_dir, command, run_dir == final)
-        for run_dir, command in zip(args.run_dirs, args.command)
+        stage(run_dir, command, epoch, machine)
+        for run_dir, command, epoch, machine in zip(
+            args.run_dirs, args.command, [*carried, None], machines
+        )
     ]
     provenance = {
         "run": final.name,

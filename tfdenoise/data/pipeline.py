@@ -168,6 +168,14 @@ def decode_center_crop(
 JPEG_SCALES = (1, 2, 4, 8)  # libjpeg can decode directly at 1/1, 1/2, 1/4 and 1/8 scale
 
 
+def jpeg_scale_index(data: tf.Tensor, size: int) -> tf.Tensor:
+    """Index into JPEG_SCALES of the largest DCT scale-down that keeps both sides >= size: how
+    many of the ratios 2, 4, 8 the short side allows (read from the JPEG header alone)."""
+    shape = tf.io.extract_jpeg_shape(data, output_type=tf.int32)
+    short_side = tf.minimum(shape[0], shape[1])
+    return tf.reduce_sum(tf.cast(short_side >= size * tf.constant(JPEG_SCALES[1:]), tf.int32))
+
+
 def decode_jpeg_at_least(data: tf.Tensor, size: int) -> tf.Tensor:
     """A JPEG decoded at the smallest DCT scale whose both sides stay >= size (or at full size).
 
@@ -175,10 +183,7 @@ def decode_jpeg_at_least(data: tf.Tensor, size: int) -> tf.Tensor:
     benchmark corpus (~1 MP photos going to 224x224) this roughly halves the decode cost per
     image. Only for images that are shrunk anyway; the area resize after it does the rest.
     """
-    shape = tf.io.extract_jpeg_shape(data, output_type=tf.int32)
-    short_side = tf.minimum(shape[0], shape[1])
-    # How many of the ratios 2, 4, 8 keep the short side >= size: the index into JPEG_SCALES.
-    index = tf.reduce_sum(tf.cast(short_side >= size * tf.constant(JPEG_SCALES[1:]), tf.int32))
+    index = jpeg_scale_index(data, size)
     branches = [
         lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
         for ratio in JPEG_SCALES
@@ -298,31 +303,37 @@ def training_pipeline(
 
     Order: decode in parallel (AUTOTUNE, any order) -> drop unreadable images -> unbatch the
     patches of each image -> shuffle patches so a batch mixes images -> flip -> batch -> prefetch
-    so the next batch is decoded while the accelerator trains on this one. allow_pil: see
-    decode_full.
+    so the next batch is decoded while the accelerator trains on this one. Resize mode (one
+    image per element) decodes, resizes and flips in one map and goes straight to the batch.
+    allow_pil: see decode_full.
     """
     if spec.resize:
+        # One whole image per element: decode, resize and flip in a single map. No unbatch and
+        # no shuffle buffer (the sources already shuffle whole images), so small images do not
+        # pay three more per-element steps.
         size = spec.resize
-        decoded = encoded.map(
-            lambda data, decoder: decode_resized(data, decoder, size, allow_pil)[None],
+        images = encoded.map(
+            lambda data, decoder: random_flip(decode_resized(data, decoder, size, allow_pil)),
             num_parallel_calls=AUTOTUNE,
             deterministic=False,
-        )
+        ).ignore_errors(log_warning=True)  # files that pass the scan but fail later
     else:
         size, count = spec.patch_size, spec.patches_per_image
-        decoded = encoded.map(
-            lambda data, decoder: decode_random_patches(data, decoder, size, count, allow_pil),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=False,
+        images = (
+            encoded.map(
+                lambda data, decoder: decode_random_patches(data, decoder, size, count, allow_pil),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=False,
+            )
+            .ignore_errors(log_warning=True)
+            .unbatch()
+            .shuffle(spec.shuffle_patches)  # so that a batch mixes patches of many images
+            .map(random_flip, num_parallel_calls=AUTOTUNE, deterministic=False)
         )
     dataset = (
-        decoded.ignore_errors(log_warning=True)  # files that pass the scan but fail later
-        .unbatch()
-        .shuffle(spec.shuffle_patches)
-        .map(random_flip, num_parallel_calls=AUTOTUNE, deterministic=False)
-        .batch(spec.batch_size, drop_remainder=True)  # static batch shape: one trace, XLA-friendly
+        images.batch(spec.batch_size, drop_remainder=True)  # static batch shape: one trace
         .map(lambda batch: {"clean": batch}, num_parallel_calls=AUTOTUNE)
-        .prefetch(AUTOTUNE)
+        .prefetch(AUTOTUNE)  # the next batch decodes while the accelerator trains on this one
     )
     return dataset.with_options(_options(training=True))
 

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Per-stage costs of resize mode's JPEG path (whole image -> size x size), side by side.
+
+    python tools/profile_pipeline.py [FOLDER] [--images 200] [--size 224] [--rounds 3]
+                                     [--seconds 3] [--json FILE]
+
+The JPEGs among the train split of FOLDER's first IMAGES images (what `tfdenoise bench --corpus`
+reads; default folder: the sample photos) are read into memory once, so no figure pays for the disk.
+Each figure is one tf.data chain over those bytes (parallel map, AUTOTUNE, the training
+pipeline's options), one scalar per image leaving it, so the figures differ only in the stage
+they name:
+
+  decode full            tf.io.decode_jpeg at full size: the decode ceiling of the bench
+  decode 1/2, 1/4, 1/8   decode at a forced DCT scale (libjpeg skips the IDCT work): what each
+                         scale costs, whatever the size
+  decode scaled          the scale chosen per image (pipeline.decode_jpeg_at_least)
+  + fast IDCT            the same with dct_method="INTEGER_FAST"
+  + resize (area)        decode scaled then pipeline.resize_to: what resize mode does per image
+  + resize (bilinear)    decode scaled then a plain bilinear resize (no antialiasing)
+  whole pipeline         pipeline.training_pipeline in resize mode (batches of 16, flips,
+                         prefetch) over the same bytes: the per-element overhead on top
+
+Figures are measured in interleaved rounds (A B C ... A B C ...): a slow minute on a shared
+machine costs one round of each figure, not all rounds of one. Ratios to the full decode are
+computed per round, then the median is shown. The pixel columns give the mean and 99th
+percentile absolute difference (8-bit levels) of each resized output to the exact area average
+of the full decode, on the first 32 images. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout, uninstalled
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfdenoise import bench  # noqa: E402
+from tfdenoise.data import pipeline, samples  # noqa: E402
+from tfdenoise.io import files as image_files  # noqa: E402
+
+
+def jpeg_bytes(folder: Path, count: int) -> list[bytes]:
+    """The JPEGs among the train split of the first `count` images (what the bench reads)."""
+    files = bench.corpus_files(folder, count)
+    return [Path(f.path).read_bytes() for f in files if f.info.decoder == image_files.Decoder.JPEG]
+
+
+def per_image(jpegs: list[bytes], stage: Callable[[tf.Tensor], tf.Tensor]) -> tf.data.Dataset:
+    """One stage over the in-memory JPEGs, every core busy, one scalar per image out: a pixel,
+    not the shape, which a resize to a fixed size would let the graph know without running."""
+    return (
+        tf.data.Dataset.from_tensor_slices(jpegs)
+        .repeat()
+        .map(
+            lambda jpeg: tf.cast(stage(jpeg)[0, 0, 0], tf.int32),
+            num_parallel_calls=pipeline.AUTOTUNE,
+            deterministic=False,
+        )
+        .batch(32)
+        .with_options(pipeline._options(training=True))
+    )
+
+
+def bilinear_to(image: tf.Tensor, size: int) -> tf.Tensor:
+    resized = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def stages(size: int) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
+    def forced(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
+        return lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3, ratio=ratio)
+
+    def fast_idct(jpeg: tf.Tensor) -> tf.Tensor:
+        index = pipeline.jpeg_scale_index(jpeg, size)
+        branches = [
+            lambda ratio=ratio: tf.io.decode_jpeg(
+                jpeg, channels=3, ratio=ratio, dct_method="INTEGER_FAST"
+            )
+            for ratio in pipeline.JPEG_SCALES
+        ]
+        return tf.switch_case(index, branches)
+
+    return {
+        "decode full": forced(1),
+        "decode 1/2": forced(2),
+        "decode 1/4": forced(4),
+        "decode 1/8": forced(8),
+        "decode scaled": lambda jpeg: pipeline.decode_jpeg_at_least(jpeg, size),
+        "+ fast IDCT": fast_idct,
+        "+ resize (area)": lambda jpeg: pipeline.resize_to(
+            pipeline.decode_jpeg_at_least(jpeg, size), size
+        ),
+        "+ resize (bilinear)": lambda jpeg: bilinear_to(
+            pipeline.decode_jpeg_at_least(jpeg, size), size
+        ),
+    }
+
+
+def whole_pipeline(jpegs: list[bytes], size: int) -> tf.data.Dataset:
+    decoder = tf.constant(int(image_files.Decoder.JPEG))
+    encoded = tf.data.Dataset.from_tensor_slices(jpegs).repeat().map(lambda b: (b, decoder))
+    spec = pipeline.PipelineSpec(batch_size=16, resize=size)
+    return pipeline.training_pipeline(encoded, spec)
+
+
+def pixel_differences(jpegs: list[bytes], size: int) -> dict[str, tuple[float, float]]:
+    """Mean and 99th-percentile |difference| to the exact area average of the full decode."""
+    candidates = {
+        "+ resize (area)": lambda jpeg: pipeline.resize_to(
+            pipeline.decode_jpeg_at_least(jpeg, size), size
+        ),
+        "+ resize (bilinear)": lambda jpeg: bilinear_to(
+            pipeline.decode_jpeg_at_least(jpeg, size), size
+        ),
+    }
+    errors: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
+    for jpeg in jpegs[:32]:
+        full = tf.io.decode_jpeg(jpeg, channels=3)
+        reference = tf.image.resize(full, [size, size], method="area").numpy()
+        for name, candidate in candidates.items():
+            errors[name].append(np.abs(candidate(tf.constant(jpeg)).numpy() - reference).ravel())
+    return {
+        name: (float(np.mean(np.concatenate(e))), float(np.percentile(np.concatenate(e), 99)))
+        for name, e in errors.items()
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, nargs="?", default=None)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    folder = args.folder or samples.sample_photo_dir()
+    jpegs = jpeg_bytes(folder, args.images)
+    if not jpegs:
+        parser.error(f"no JPEGs under {folder}")
+    pixels = [tf.io.extract_jpeg_shape(j).numpy() for j in jpegs]
+    megapixels = statistics.mean(int(s[0]) * int(s[1]) for s in pixels) / 1e6
+    print(f"{len(jpegs)} JPEGs from {folder}, {megapixels:.2f} MP mean; output {args.size}^2")
+
+    def figure(name: str, dataset: tf.data.Dataset, per_element: int) -> bench.BenchFigure:
+        def measure() -> float:
+            return bench.dataset_rate(dataset, per_element, warmup=3, seconds=args.seconds)
+
+        return bench.BenchFigure(name, name, measure)
+
+    figures = [figure(n, per_image(jpegs, s), 32) for n, s in stages(args.size).items()]
+    figures.append(figure("whole pipeline", whole_pipeline(jpegs, args.size), 16))
+    rounds = bench.measure_rounds(figures, args.rounds, lambda message: None)
+    differences = pixel_differences(jpegs, args.size)
+
+    full = rounds["decode full"]
+    print(
+        "| stage | img/s (median) | min-max | x full decode (median per round) | mean / p99 diff |"
+    )
+    print("|---|---:|---|---:|---|")
+    table = {}
+    for name, values in rounds.items():
+        ratio = statistics.median(v / f for v, f in zip(values, full))
+        diff = differences.get(name)
+        diff_text = f"{diff[0]:.2f} / {diff[1]:.0f}" if diff else ""
+        print(
+            f"| {name} | {statistics.median(values):.0f} | {min(values):.0f}-{max(values):.0f} "
+            f"| {ratio:.2f} | {diff_text} |"
+        )
+        table[name] = {"rounds": values, "ratio_to_full_decode": ratio, "difference": diff}
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "images": len(jpegs),
+                    "megapixels": megapixels,
+                    "size": args.size,
+                    "figures": table,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
