@@ -140,6 +140,27 @@ def test_resize_mode_training_batches_are_whole_images_in_random_orientations(tm
     assert seen == set(orientations)  # 32 draws: each of the four orientations shows up
 
 
+def test_random_flips_flip_each_patch_on_its_own_eagerly_and_in_tf_data():
+    patch = tf.constant(photo_like(8, 8, seed=5))
+    views = [patch, patch[:, ::-1], patch[::-1], patch[::-1, ::-1]]
+    stacked = tf.stack([patch] * 64)
+
+    def orientations(patches) -> list[int]:
+        found = []
+        for flipped in patches:
+            matches = [i for i, view in enumerate(views) if np.array_equal(flipped, view)]
+            assert len(matches) == 1  # a flip of the patch, never anything else
+            found.append(matches[0])
+        return found
+
+    eager = orientations(pipeline.random_flips(stacked).numpy())
+    mapped = tf.data.Dataset.from_tensors(stacked).map(pipeline.random_flips, num_parallel_calls=2)
+    in_data = orientations(next(iter(mapped)).numpy())
+    for found in (eager, in_data):
+        counts = np.bincount(found, minlength=4)
+        assert (counts > 0).all() and counts.max() < 40  # each of the four, none dominating
+
+
 def test_training_pipeline_batches_uint8_and_skips_bad_files(image_folder):
     scan = image_files.scan(image_folder)
     spec = pipeline.PipelineSpec(batch_size=6, patch_size=32, patches_per_image=2)

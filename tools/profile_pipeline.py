@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Per-stage costs of resize mode's JPEG path (whole image -> size x size), side by side.
+"""Per-stage costs of the JPEG input paths (resize mode and patch mode), side by side.
 
-    python tools/profile_pipeline.py [FOLDER] [--images 200] [--size 224] [--rounds 3]
-                                     [--seconds 3] [--json FILE]
+    python tools/profile_pipeline.py [FOLDER] [--images 200] [--size 224] [--patch 128]
+                                     [--rounds 3] [--seconds 3] [--json FILE]
 
 The JPEGs among the train split of FOLDER's first IMAGES images (what `tfdenoise bench --corpus`
 reads; default folder: the sample photos) are read into memory once, so no figure pays for the disk.
@@ -20,9 +20,18 @@ they name:
   whole pipeline         pipeline.training_pipeline in resize mode (batches of 16, flips,
                          prefetch) over the same bytes: the per-element overhead on top
 
+and, in patches per second (4 patches of PATCH^2 per image, training's default):
+
+  crop-decode ceiling    bench.crop_decode_ceiling: only the windows decoded, nothing else
+  patches                pipeline.decode_random_patches
+  + flips                the same with pipeline.random_flips in the map (what training maps)
+  whole patch pipeline   pipeline.training_pipeline in patch mode (unbatch, shuffle, batches
+                         of 16, prefetch)
+
 Figures are measured in interleaved rounds (A B C ... A B C ...): a slow minute on a shared
-machine costs one round of each figure, not all rounds of one. Ratios to the full decode are
-computed per round, then the median is shown. The pixel columns give the mean and 99th
+machine costs one round of each figure, not all rounds of one. Ratios to the full decode (resize
+mode) and to the crop-decode ceiling (patch mode) are computed per round, then the median is
+shown. The pixel columns give the mean and 99th
 percentile absolute difference (8-bit levels) of each resized output to the exact area average
 of the full decode, on the first 32 images. Prints a Markdown table.
 """
@@ -47,6 +56,8 @@ import tensorflow as tf  # noqa: E402
 from tfdenoise import bench  # noqa: E402
 from tfdenoise.data import pipeline, samples  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
+
+PATCHES, BATCH = 4, 16  # training's defaults (PipelineSpec)
 
 
 def jpeg_bytes(folder: Path, count: int) -> list[bytes]:
@@ -106,10 +117,19 @@ def stages(size: int) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
     }
 
 
-def whole_pipeline(jpegs: list[bytes], size: int) -> tf.data.Dataset:
+def patch_stages(patch: int) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
+    decoder = tf.constant(int(image_files.Decoder.JPEG))
+    return {
+        "patches": lambda jpeg: pipeline.decode_random_patches(jpeg, decoder, patch, PATCHES)[0],
+        "+ flips": lambda jpeg: pipeline.random_flips(
+            pipeline.decode_random_patches(jpeg, decoder, patch, PATCHES)
+        )[0],
+    }
+
+
+def whole_pipeline(jpegs: list[bytes], spec: pipeline.PipelineSpec) -> tf.data.Dataset:
     decoder = tf.constant(int(image_files.Decoder.JPEG))
     encoded = tf.data.Dataset.from_tensor_slices(jpegs).repeat().map(lambda b: (b, decoder))
-    spec = pipeline.PipelineSpec(batch_size=16, resize=size)
     return pipeline.training_pipeline(encoded, spec)
 
 
@@ -135,11 +155,30 @@ def pixel_differences(jpegs: list[bytes], size: int) -> dict[str, tuple[float, f
     }
 
 
+def print_table(title: str, rounds: dict[str, list[float]], reference: str, differences) -> dict:
+    """A Markdown table of one mode's figures, each ratio to `reference` taken per round."""
+    print(f"\n{title}\n")
+    print(f"| stage | median | min-max | x {reference} | mean / p99 diff |")
+    print("|---|---:|---|---:|---|")
+    table = {}
+    for name, values in rounds.items():
+        ratio = statistics.median(v / r for v, r in zip(values, rounds[reference]))
+        diff = differences.get(name)
+        diff_text = f"{diff[0]:.2f} / {diff[1]:.0f}" if diff else ""
+        print(
+            f"| {name} | {statistics.median(values):.0f} | {min(values):.0f}-{max(values):.0f} "
+            f"| {ratio:.2f} | {diff_text} |"
+        )
+        table[name] = {"rounds": values, "ratio": ratio, "versus": reference, "difference": diff}
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, nargs="?", default=None)
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=224, help="resize mode's output side")
+    parser.add_argument("--patch", type=int, default=128, help="patch mode's patch side")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", type=Path, default=None)
@@ -150,7 +189,7 @@ def main() -> int:
         parser.error(f"no JPEGs under {folder}")
     pixels = [tf.io.extract_jpeg_shape(j).numpy() for j in jpegs]
     megapixels = statistics.mean(int(s[0]) * int(s[1]) for s in pixels) / 1e6
-    print(f"{len(jpegs)} JPEGs from {folder}, {megapixels:.2f} MP mean; output {args.size}^2")
+    print(f"{len(jpegs)} JPEGs from {folder}, {megapixels:.2f} MP mean")
 
     def figure(name: str, dataset: tf.data.Dataset, per_element: int) -> bench.BenchFigure:
         def measure() -> float:
@@ -158,38 +197,41 @@ def main() -> int:
 
         return bench.BenchFigure(name, name, measure)
 
-    figures = [figure(n, per_image(jpegs, s), 32) for n, s in stages(args.size).items()]
-    figures.append(figure("whole pipeline", whole_pipeline(jpegs, args.size), 16))
-    rounds = bench.measure_rounds(figures, args.rounds, lambda message: None)
-    differences = pixel_differences(jpegs, args.size)
-
-    full = rounds["decode full"]
-    print(
-        "| stage | img/s (median) | min-max | x full decode (median per round) | mean / p99 diff |"
+    resize_figures = [figure(n, per_image(jpegs, s), 32) for n, s in stages(args.size).items()]
+    resize_spec = pipeline.PipelineSpec(batch_size=BATCH, resize=args.size)
+    resize_figures.append(figure("whole pipeline", whole_pipeline(jpegs, resize_spec), BATCH))
+    ceiling = bench.crop_decode_ceiling(jpegs, args.patch, PATCHES)
+    patch_figures = [figure("crop-decode ceiling", ceiling, 32 * PATCHES)]
+    patch_figures += [
+        figure(n, per_image(jpegs, s), 32 * PATCHES) for n, s in patch_stages(args.patch).items()
+    ]
+    patch_spec = pipeline.PipelineSpec(
+        batch_size=BATCH, patch_size=args.patch, patches_per_image=PATCHES
     )
-    print("|---|---:|---|---:|---|")
-    table = {}
-    for name, values in rounds.items():
-        ratio = statistics.median(v / f for v, f in zip(values, full))
-        diff = differences.get(name)
-        diff_text = f"{diff[0]:.2f} / {diff[1]:.0f}" if diff else ""
-        print(
-            f"| {name} | {statistics.median(values):.0f} | {min(values):.0f}-{max(values):.0f} "
-            f"| {ratio:.2f} | {diff_text} |"
-        )
-        table[name] = {"rounds": values, "ratio_to_full_decode": ratio, "difference": diff}
+    patch_figures.append(figure("whole patch pipeline", whole_pipeline(jpegs, patch_spec), BATCH))
+    rounds = bench.measure_rounds(resize_figures + patch_figures, args.rounds, lambda _: None)
+
+    def part(figures: list[bench.BenchFigure]) -> dict[str, list[float]]:
+        return {f.key: rounds[f.key] for f in figures}
+
+    results = {
+        "images": len(jpegs),
+        "megapixels": megapixels,
+        "resize": print_table(
+            f"Resize mode ({args.size}^2), img/s",
+            part(resize_figures),
+            "decode full",
+            pixel_differences(jpegs, args.size),
+        ),
+        "patch": print_table(
+            f"Patch mode ({PATCHES} x {args.patch}^2 per image), patches/s",
+            part(patch_figures),
+            "crop-decode ceiling",
+            {},
+        ),
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "images": len(jpegs),
-                    "megapixels": megapixels,
-                    "size": args.size,
-                    "figures": table,
-                },
-                indent=2,
-            )
-        )
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

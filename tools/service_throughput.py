@@ -40,13 +40,15 @@ def free_port() -> int:
 
 
 def input_pipeline(source, spec: pipeline.PipelineSpec, per_image: bool) -> tf.data.Dataset:
-    """The training pipeline, or (per_image) its decode stage only, without Python calls."""
+    """The training pipeline, or (per_image) its decode+flip stage only, without Python calls."""
     encoded = source.encoded("train", training=True)
     if not per_image:
         return pipeline.training_pipeline(encoded, spec, allow_pil=False)
     return encoded.map(
-        lambda raw, decoder: pipeline.decode_random_patches(
-            raw, decoder, spec.patch_size, spec.patches_per_image, allow_pil=False
+        lambda raw, decoder: pipeline.random_flips(
+            pipeline.decode_random_patches(
+                raw, decoder, spec.patch_size, spec.patches_per_image, allow_pil=False
+            )
         ),
         num_parallel_calls=pipeline.AUTOTUNE,
         deterministic=False,
@@ -57,7 +59,6 @@ def rebatch_locally(dataset: tf.data.Dataset, spec: pipeline.PipelineSpec) -> tf
     return (
         dataset.unbatch()
         .shuffle(spec.shuffle_patches)
-        .map(pipeline.random_flip)
         .batch(spec.batch_size, drop_remainder=True)
         .map(lambda b: {"clean": b})
     )
