@@ -143,22 +143,22 @@ def test_resize_mode_training_batches_are_whole_images_in_random_orientations(tm
 def test_random_flips_flip_each_patch_on_its_own_eagerly_and_in_tf_data():
     patch = tf.constant(photo_like(8, 8, seed=5))
     views = [patch, patch[:, ::-1], patch[::-1], patch[::-1, ::-1]]
-    stacked = tf.stack([patch] * 64)
+    stacked = tf.stack([patch] * 8)
 
-    def orientations(patches) -> list[int]:
+    def orientations(batches) -> list[int]:
         found = []
-        for flipped in patches:
+        for flipped in np.concatenate(batches):
             matches = [i for i, view in enumerate(views) if np.array_equal(flipped, view)]
             assert len(matches) == 1  # a flip of the patch, never anything else
             found.append(matches[0])
         return found
 
-    eager = orientations(pipeline.random_flips(stacked).numpy())
-    mapped = tf.data.Dataset.from_tensors(stacked).map(pipeline.random_flips, num_parallel_calls=2)
-    in_data = orientations(next(iter(mapped)).numpy())
-    for found in (eager, in_data):
+    eager = orientations([pipeline.random_flips(stacked).numpy() for _ in range(10)])
+    mapped = tf.data.Dataset.from_tensors(stacked).repeat(10).map(pipeline.random_flips)
+    in_data = orientations([batch.numpy() for batch in mapped])
+    for found in (eager, in_data):  # 80 draws each
         counts = np.bincount(found, minlength=4)
-        assert (counts > 0).all() and counts.max() < 40  # each of the four, none dominating
+        assert (counts > 0).all() and counts.max() < 45  # each of the four, none dominating
 
 
 def test_training_pipeline_batches_uint8_and_skips_bad_files(image_folder):
