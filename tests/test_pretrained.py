@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -45,3 +47,18 @@ def test_denoises_a_held_out_sample_photo_and_keeps_clean_ones(bundled):
     assert gain > 5.0
     untouched = tf.clip_by_value(bundled(clean), 0.0, 1.0)
     assert float(tf.image.psnr(clean, untouched, 1.0)[0]) > 38.0
+
+
+def test_a_plain_import_of_the_package_lets_keras_load_the_model_in_safe_mode():
+    # a fresh interpreter: nothing but `import tfdenoise` may have registered the classes
+    code = (
+        "import pathlib, keras, numpy as np, tfdenoise\n"
+        "path = pathlib.Path(tfdenoise.__file__).parent / 'pretrained' / 'denoiser.keras'\n"
+        "model = keras.saving.load_model(path, safe_mode=True)\n"
+        "print(tuple(model(np.zeros((1, 37, 53, 3), 'float32')).shape))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(1, 37, 53, 3)"  # any size in, same out
