@@ -133,16 +133,15 @@ def whole_pipeline(jpegs: list[bytes], spec: pipeline.PipelineSpec) -> tf.data.D
     return pipeline.training_pipeline(encoded, spec)
 
 
-def pixel_differences(jpegs: list[bytes], size: int) -> dict[str, tuple[float, float]]:
-    """Mean and 99th-percentile |difference| to the exact area average of the full decode."""
-    candidates = {
-        "+ resize (area)": lambda jpeg: pipeline.resize_to(
-            pipeline.decode_jpeg_at_least(jpeg, size), size
-        ),
-        "+ resize (bilinear)": lambda jpeg: bilinear_to(
-            pipeline.decode_jpeg_at_least(jpeg, size), size
-        ),
-    }
+RESIZED = ("+ resize (area)", "+ resize (bilinear)")  # the stages whose pixels are compared
+
+
+def pixel_differences(
+    jpegs: list[bytes], size: int, resizes: dict[str, Callable[[tf.Tensor], tf.Tensor]]
+) -> dict[str, tuple[float, float]]:
+    """Mean and 99th-percentile |difference| of each resize stage's output to the exact area
+    average of the full decode."""
+    candidates = {name: resizes[name] for name in RESIZED}
     errors: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
     for jpeg in jpegs[:32]:
         full = tf.io.decode_jpeg(jpeg, channels=3)
@@ -221,7 +220,7 @@ def main() -> int:
             f"Resize mode ({args.size}^2), img/s",
             part(resize_figures),
             "decode full",
-            pixel_differences(jpegs, args.size),
+            pixel_differences(jpegs, args.size, stages(args.size)),
         ),
         "patch": print_table(
             f"Patch mode ({PATCHES} x {args.patch}^2 per image), patches/s",
