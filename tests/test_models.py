@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfdenoise import checkpoints, hardware, losses, metrics, models
+from tfdenoise.config import FitConfig
 from tfdenoise.degradations import catalog
 
 SMALL = (8, 16)
@@ -191,6 +192,28 @@ def test_psnr_loss_is_the_negative_per_image_psnr_floored_at_50_db():
     assert abs(loss[0] + 20.0) < 0.01  # far above the floor: exactly -PSNR
     assert abs(loss[2] + 50.0) < 0.01  # identical: the floor, not -inf
     assert losses.build_loss("psnr") is losses.negative_psnr
+
+
+def test_psnr_loss_with_a_lower_cap_saturates_there_and_round_trips_its_config():
+    clean = tf.random.stateless_uniform([3, 16, 16, 3], [4, 5], 0.2, 0.8)
+    offsets = tf.reshape(tf.constant([0.1, 0.003, 0.0]), [3, 1, 1, 1])
+    capped = losses.build_loss("psnr", 40.0)
+    assert isinstance(capped, losses.NegativePSNR) and capped.cap_db == 40.0
+    per_image = capped.call(clean, clean + offsets).numpy()
+    default = losses.negative_psnr(clean, clean + offsets).numpy()
+    assert abs(per_image[0] - default[0]) < 0.05  # 20 dB, far above both caps: ~-PSNR
+    assert abs(per_image[2] + 40.0) < 0.01 and abs(default[2] + 50.0) < 0.01
+    # 50.5 dB restored: near the 40 dB cap it earns ~0.4 dB, under the 50 dB cap ~3 dB more
+    assert per_image[1] > -40.0 and per_image[1] - default[1] > 2.5
+    assert abs(float(capped(clean, clean + offsets)) - per_image.mean()) < 1e-4  # batch mean
+    restored = keras.losses.deserialize(keras.losses.serialize(capped))
+    assert isinstance(restored, losses.NegativePSNR) and restored.cap_db == 40.0
+
+
+def test_fit_config_psnr_cap_defaults_to_the_old_loss_and_is_checked():
+    assert FitConfig.from_dict({"loss": "psnr"}).psnr_cap == losses.PSNR_LOSS_CAP_DB
+    with pytest.raises(ValueError, match="psnr_cap"):
+        FitConfig(psnr_cap=5.0).validate()
 
 
 def test_psnr_loss_weighs_faint_noise_images_as_much_as_heavy_ones():

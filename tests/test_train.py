@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import photo_like, save
 
-from tfdenoise import checkpoints, cli, runs
+from tfdenoise import checkpoints, cli, losses, runs
 from tfdenoise.config import FitConfig
 from tfdenoise.train.fit import fit
 
@@ -194,6 +194,7 @@ class FirstWeights(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.weights = self.model.get_weights()
+        self.loss = self.model.loss
 
 
 def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, tmp_path):
@@ -210,6 +211,7 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
             name="tuned",
             epochs=1,
             loss="psnr",
+            psnr_cap=40.0,
             init_from=str(first.run_dir),
         ),
         extra_callbacks=[seen],
@@ -222,6 +224,8 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
     # the psnr loss is -PSNR in dB: negative, and it tracks the logged PSNR
     row = tuned.history[0]
     assert row["loss"] < 0 and abs(row["loss"] + row["psnr"]) < 3.0
+    assert isinstance(seen.loss, losses.NegativePSNR) and seen.loss.cap_db == 40.0
+    assert FitConfig.load(tuned.run_dir / "config.json").psnr_cap == 40.0  # --resume keeps it
 
     with pytest.raises(ValueError, match="--init-from .*architecture"):
         fit(

@@ -89,6 +89,8 @@ class FitConfig:
     # Loss: L1 trains blind denoisers to higher PSNR than MSE; "mse" reproduces the prototype;
     # "psnr" (per-image -PSNR) weighs faint and heavy noise alike, for fine-tuning a blind model.
     loss: str = "l1"
+    # With loss "psnr": each image's -PSNR saturates at this many dB (losses.NegativePSNR).
+    psnr_cap: float = 50.0
     # Peak learning rate of Adam; cosine decay to 1% over the whole run.
     lr: float = 1e-3
     # Adam's global gradient-norm clip; None = no clipping. A loss spike at lr 1e-3 once
@@ -139,6 +141,7 @@ class FitConfig:
                 f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}",
             ),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (20.0 <= self.psnr_cap <= 100.0, "psnr_cap must be in [20, 100] dB"),
             (
                 not self.degradation_weights or self.noise in WEIGHTED_NOISES,
                 "degradation weights apply to noise 'practical' or 'blind' only",

@@ -178,6 +178,14 @@ def rich_progress_callback():
     help="Training loss; psnr (per-image -PSNR) weighs faint and heavy noise alike.",
 )
 @click.option(
+    "--psnr-cap",
+    type=click.FloatRange(20, 100),
+    default=DEFAULTS.psnr_cap,
+    show_default=True,
+    help="With --loss psnr: an image restored above this many dB earns no more; 40 lets a "
+    "blind model learn JPEG artefacts instead of passing every clean-looking image through.",
+)
+@click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULTS.lr,

@@ -69,6 +69,7 @@ def compile_denoiser(
     lr: float = 1e-3,
     total_steps: int | None = None,
     loss: str = "l1",
+    psnr_cap: float = losses.PSNR_LOSS_CAP_DB,
     noise_model: Callable | None = None,
     clip_norm: float | None = DEFAULT_CLIP_NORM,
 ) -> None:
@@ -84,7 +85,7 @@ def compile_denoiser(
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
-        loss=losses.build_loss(loss),
+        loss=losses.build_loss(loss, psnr_cap),
         metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
         noise=noise_model or catalog.build_noise("mix"),
         jit_compile=xla,
@@ -229,6 +230,7 @@ def build_model(
         lr=config.lr,
         total_steps=config.epochs * config.steps_per_epoch,
         loss=config.loss,
+        psnr_cap=config.psnr_cap,
         noise_model=catalog.build_noise(
             config.noise, config.sigma_range, config.sigma_sampling, config.degradation_weights
         ),
