@@ -33,11 +33,37 @@ class CornerBiased:
 
 @pytest.mark.parametrize("passes", [2, 4, 8])
 def test_averaging_views_dilutes_an_orientation_dependent_error(passes):
-    images = tf.fill([1, 8, 8, 3], 0.5)
+    images = tf.fill([1, 16, 16, 3], 0.5)  # a multiple of 16: no padding, every corner kept
     output = ensemble.SelfEnsemble(CornerBiased(), passes)(images).numpy()
     # each view's bump lands on a different corner (the transpose keeps top-left fixed)
     assert output[0, 0, 0, 0] == pytest.approx(0.5 + 0.4 * (1 + (passes == 8)) / passes)
-    assert output.mean() == pytest.approx(0.5 + 0.4 / 64, rel=1e-5)
+    assert output.mean() == pytest.approx(0.5 + 0.4 / 256, rel=1e-5)
+
+
+class BlockEdgeMarker:
+    """A fake model that brightens the rows and columns on the edges of 8-pixel blocks of the
+    image it is given, as a deblocker trained on JPEG's block grid acts where it sees edges."""
+
+    stride = 8
+
+    def __call__(self, images, training=False):
+        height, width = images.shape[1], images.shape[2]
+        rows = np.isin(np.arange(height) % 8, (0, 7)).astype(np.float32)
+        cols = np.isin(np.arange(width) % 8, (0, 7)).astype(np.float32)
+        marks = 0.1 * (rows[:, None] + cols[None, :])
+        return images + tf.constant(marks)[None, :, :, None]
+
+
+@pytest.mark.parametrize("passes", [2, 4, 8])
+@pytest.mark.parametrize("shape", [(13, 21), (16, 24), (31, 9)])
+def test_every_view_sees_the_jpeg_block_grid_where_the_image_has_it(passes, shape):
+    # flipping a 13-row image would put the block edges on rows 4|5 instead of 7|8; the views
+    # are taken of the image padded to a multiple of 16, so they all agree with one pass
+    images = tf.fill([1, *shape, 3], 0.5)
+    single = BlockEdgeMarker()(images).numpy()
+    averaged = ensemble.SelfEnsemble(BlockEdgeMarker(), passes)(images).numpy()
+    assert averaged.shape == single.shape
+    np.testing.assert_allclose(averaged, single, atol=1e-6)
 
 
 def test_with_passes_keeps_the_model_for_one_pass_and_refuses_odd_counts():

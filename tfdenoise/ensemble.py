@@ -4,6 +4,12 @@ A denoiser's errors on an image and on its mirror image are partly independent, 
 mean is closer to the clean image: on held-out photos 2 passes (the image and its 180°
 rotation) gained ~0.25 dB over one, and 4 passes ~0.4 dB, for 2x and 4x the compute (see
 README, "The bundled model"). Noise has no orientation, so nothing is lost by it.
+
+JPEG artefacts have a position, though: they sit on a grid of 8-pixel blocks (16-pixel MCUs
+with 4:2:0 chroma) that starts at the image's top-left corner, and the model sees that grid at
+the phase it was trained on only if every view keeps it there. Mirroring an image whose side
+is not a multiple of 16 moves the grid (a 13-pixel side puts the flipped block edges between
+rows 4|5 instead of 7|8), so the views are taken of the image padded to a multiple of 16.
 """
 
 from __future__ import annotations
@@ -11,6 +17,12 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow as tf
+
+from tfdenoise.padding import pad_to_multiple
+
+# JPEG's minimum coded unit with 4:2:0 chroma: flips of a multiple of it keep every block edge
+# on a block edge. A multiple of the U-Net's stride (8), so the model pads nothing more.
+JPEG_MCU = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +71,13 @@ class SelfEnsemble:
         self.stride = getattr(model, "stride", 1)
 
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        padded = pad_to_multiple(images, JPEG_MCU)  # views keep the JPEG block grid in place
         outputs: list[tf.Tensor] = []
         for view in VIEWS[: self.passes]:
             with tf.control_dependencies(outputs[-1:]):
-                outputs.append(view.inverse(self.model(view.forward(images), training=training)))
-        return tf.add_n(outputs) / float(len(outputs))
+                outputs.append(view.inverse(self.model(view.forward(padded), training=training)))
+        return (tf.add_n(outputs) / float(len(outputs)))[:, :height, :width, :]
 
 
 def with_passes(model, passes: int):
