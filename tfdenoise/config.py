@@ -13,6 +13,7 @@ DEFAULT_MAX_PIXELS = 100_000_000  # refused before decoding (decompression bombs
 DEFAULT_TILE = 512  # side of the windows predict and evaluate run the model on; bounds memory
 DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each seam
 DEFAULT_CLIP_NORM = 1.0  # fit: Adam's global gradient-norm clip (FitConfig.clip_norm)
+DEFAULT_PSNR_CAP_DB = 50.0  # fit: where the -PSNR loss saturates (FitConfig.psnr_cap)
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
 
 MODELS = ("unet", "prototype")
@@ -90,7 +91,7 @@ class FitConfig:
     # "psnr" (per-image -PSNR) weighs faint and heavy noise alike, for fine-tuning a blind model.
     loss: str = "l1"
     # With loss "psnr": each image's -PSNR saturates at this many dB (losses.NegativePSNR).
-    psnr_cap: float = 50.0
+    psnr_cap: float = DEFAULT_PSNR_CAP_DB
     # Peak learning rate of Adam; cosine decay to 1% over the whole run.
     lr: float = 1e-3
     # Adam's global gradient-norm clip; None = no clipping. A loss spike at lr 1e-3 once

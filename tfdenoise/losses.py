@@ -8,6 +8,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tfdenoise.config import DEFAULT_PSNR_CAP_DB
 from tfdenoise.models import PACKAGE
 
 
@@ -21,8 +22,15 @@ def charbonnier(clean: tf.Tensor, denoised: tf.Tensor) -> tf.Tensor:
 # The default cap of the -PSNR loss: the MSE of a 50 dB image is its floor, so below it an image
 # adds (almost) no gradient and clean training patches, restored near-perfectly, cannot dominate
 # the batch with a huge 1/MSE weight.
-PSNR_LOSS_CAP_DB = 50.0
-PSNR_LOSS_FLOOR = 10.0 ** (-PSNR_LOSS_CAP_DB / 10.0)
+PSNR_LOSS_CAP_DB = DEFAULT_PSNR_CAP_DB
+
+
+def psnr_floor(cap_db: float) -> float:
+    """The MSE added inside the -PSNR loss's logarithm so that it saturates at `cap_db`."""
+    return 10.0 ** (-cap_db / 10.0)
+
+
+PSNR_LOSS_FLOOR = psnr_floor(PSNR_LOSS_CAP_DB)
 
 
 def _negative_psnr(clean: tf.Tensor, denoised: tf.Tensor, floor: float) -> tf.Tensor:
@@ -60,7 +68,7 @@ class NegativePSNR(keras.losses.Loss):
         self.cap_db = float(cap_db)
 
     def call(self, y_true, y_pred):
-        return _negative_psnr(y_true, y_pred, 10.0 ** (-self.cap_db / 10.0))
+        return _negative_psnr(y_true, y_pred, psnr_floor(self.cap_db))
 
     def get_config(self):
         return {**super().get_config(), "cap_db": self.cap_db}
