@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfdenoise import checkpoints
 from tfdenoise.data import samples
-from tfdenoise.degradations import noise
+from tfdenoise.degradations import catalog, noise
 from tfdenoise.io.files import load_rgb8
 
 
@@ -47,6 +47,17 @@ def test_denoises_a_held_out_sample_photo_and_keeps_clean_ones(bundled):
     assert gain > 5.0
     untouched = tf.clip_by_value(bundled(clean), 0.0, 1.0)
     assert float(tf.image.psnr(clean, untouched, 1.0)[0]) > 38.0
+
+
+def test_reduces_the_artefacts_of_a_clean_photo_saved_as_a_low_quality_jpeg(bundled):
+    # real libjpeg at quality 30, as the jpeg-30 condition; the model bundled before passed such
+    # photos through unchanged (-0.0005 dB here; this one +0.18 dB)
+    clean = load_rgb8(samples.sample_photo_dir() / "astronaut.png")[128:384, 128:384]
+    clean = tf.constant(clean[None], tf.float32) / 255.0
+    compressed = catalog.LibJpeg(30)(clean, tf.constant([3, 4]))
+    restored = tf.clip_by_value(bundled(compressed), 0.0, 1.0)
+    gain = float(tf.image.psnr(clean, restored, 1.0)[0] - tf.image.psnr(clean, compressed, 1.0)[0])
+    assert gain > 0.1
 
 
 def test_a_plain_import_of_the_package_lets_keras_load_the_model_in_safe_mode():
