@@ -56,11 +56,12 @@ class NegativePSNR(keras.losses.Loss):
 
     Why a lower cap: the gradient weighs each image by 1 / (MSE + floor), so with a 50 dB cap a
     clean training patch weighs ~100x a noisy one restored to 30 dB. A model trained so learns
-    to pass anything that looks clean through untouched, clean JPEGs included: the bundled
-    real-stage5 leaves quality-30 JPEGs exactly as they are (its last feature map is the same
-    constant for a clean and a compressed patch), because deblocking would cost more on the
-    clean patches it cannot tell apart than it gains. A 40 dB cap still keeps clean photos
-    above 40 dB (the target) and leaves room to learn the compression artefacts.
+    to pass anything that looks clean through untouched, clean JPEGs included: real-stage5
+    (bundled until 2026-12-06) leaves quality-30 JPEGs exactly as they are (its last feature
+    map is the same constant for a clean and a compressed patch), because deblocking would
+    cost more on the clean patches it cannot tell apart than it gains. A 40 dB cap still keeps
+    clean photos above 40 dB (the target) and leaves room to learn the compression artefacts:
+    the bundled real-stage9, trained from before real-stage5's loss with a 40 dB cap, does.
     """
 
     def __init__(self, cap_db: float = PSNR_LOSS_CAP_DB, name: str = "negative_psnr", **kwargs):
