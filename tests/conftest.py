@@ -26,6 +26,16 @@ def load_tool(name: str):
     return module
 
 
+def quick_fit_args(epochs: int = 1, steps: int = 2) -> list[str]:
+    """`fit` options for a run of a few seconds on tiny generated images (float32: the same
+    numbers on every CPU)."""
+    return [
+        *("--epochs", str(epochs), "--steps-per-epoch", str(steps)),
+        *("--batch-size", "4", "--patch-size", "32", "--eval-size", "32"),
+        *("--precision", "float32"),
+    ]
+
+
 def photo_like(height: int, width: int, seed: int = 0, noise: float = 2.55) -> np.ndarray:
     """A smooth colourful uint8 image with edges: gradients and a disc, plus Gaussian noise of
     std `noise` grey levels (default: a little texture, so it compresses like a photo; 0 =

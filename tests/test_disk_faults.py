@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import photo_like, save
+from conftest import photo_like, quick_fit_args, save
 from PIL import Image
 
 from tfdenoise import cli
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK_FIT = [
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "2",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "32",
-    "--eval-size",
-    "32",
-    "--precision",
-    "float32",
-]
+QUICK_FIT = quick_fit_args(epochs=2, steps=2)
 
 
 def _mount(path: Path, size: str, read_only: bool = False):

@@ -16,7 +16,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from conftest import photo_like, save, write_bad_files, write_mode_zoo  # noqa: E402
+from conftest import (  # noqa: E402
+    photo_like,
+    quick_fit_args,
+    save,
+    write_bad_files,
+    write_mode_zoo,
+)
 
 from tfdenoise.cli import main  # noqa: E402
 from tfdenoise.data import (
@@ -422,18 +428,7 @@ def test_fit_trains_from_records(tmp_path):
         [
             "fit",
             str(out),
-            "--epochs",
-            "1",
-            "--steps-per-epoch",
-            "2",
-            "--batch-size",
-            "4",
-            "--patch-size",
-            "32",
-            "--eval-size",
-            "32",
-            "--precision",
-            "float32",
+            *quick_fit_args(),
             "--runs-dir",
             str(tmp_path / "runs"),
         ],

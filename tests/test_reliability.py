@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import quick_fit_args
 from faults import make_fault_corpus
 
 from tfdenoise import checkpoints, cli, models, runs
@@ -25,20 +26,7 @@ from tfdenoise.io import records
 from tfdenoise.predict import folder
 
 REPO = Path(__file__).resolve().parent.parent
-QUICK_FIT = [
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "32",
-    "--eval-size",
-    "32",
-    "--precision",
-    "float32",
-]
+QUICK_FIT = quick_fit_args(epochs=1, steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import photo_like, save
+from conftest import photo_like, quick_fit_args, save
 
 from tfdenoise import checkpoints, cli, losses, runs
 from tfdenoise.config import FitConfig
@@ -16,20 +16,7 @@ from tfdenoise.train.fit import fit
 
 pytestmark = pytest.mark.slow
 
-QUICK = [
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "3",
-    "--batch-size",
-    "4",
-    "--patch-size",
-    "32",
-    "--eval-size",
-    "32",
-    "--precision",
-    "float32",
-]
+QUICK = quick_fit_args(epochs=2, steps=3)
 
 
 def quick_config(data, runs_dir, **overrides) -> FitConfig:
