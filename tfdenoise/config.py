@@ -60,6 +60,10 @@ class FitConfig:
     # Extra residual blocks after each level's encoder (one count per level); () = none.
     # Cheap depth at the coarse levels; --init-from a model with fewer blocks grows it.
     blocks: tuple[int, ...] = ()
+    # Pixel unshuffle before the U-Net (FFDNet): 2 runs the top level at half scale on 2x2
+    # blocks of pixels, ~1.3x faster on a CPU. --init-from a model with one level more and
+    # half the unshuffle keeps every weight below its top level.
+    unshuffle: int = 1
     # Training length. An epoch is a fixed number of steps because patches are sampled at random.
     epochs: int = 12
     steps_per_epoch: int = 100
@@ -176,6 +180,7 @@ class FitConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.clip_norm is None or self.clip_norm > 0, "clip_norm must be > 0 or None"),
             (len(self.widths) >= 1 and min(self.widths) >= 1, "widths must be positive"),
+            (self.unshuffle >= 1, "unshuffle must be >= 1"),
             (
                 not self.blocks or (len(self.blocks) == len(self.widths) and min(self.blocks) >= 0),
                 "blocks needs one count >= 0 per width",

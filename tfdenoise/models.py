@@ -144,14 +144,25 @@ class UNet(Denoiser):
     `blocks[i]` ResidualBlocks follow level i's encoder: depth where pixels are few (a block
     at the 1/8-scale bottleneck costs 1/64 of one at full scale), and room to grow a trained
     model (`grow_weights`).
+
+    `unshuffle` > 1 starts FFDNet's way: each k x k block of pixels becomes one position with
+    k*k*channels values (space_to_depth), the top level runs at 1/k scale, and the head
+    predicts k*k noise values per position (depth_to_space). On a CPU running at its
+    convolution rate the full-resolution level is a fifth of the work; unshuffled, the same
+    lower levels see every input pixel for a quarter of that (`drop_top_level`).
     """
 
-    def __init__(self, widths=(32, 64, 128, 256), channels: int = 3, blocks=(), **kwargs):
+    def __init__(
+        self, widths=(32, 64, 128, 256), channels: int = 3, blocks=(), unshuffle: int = 1, **kwargs
+    ):
         super().__init__(**kwargs)
         self.widths = tuple(int(w) for w in widths)
         self.channels = int(channels)
         self.blocks = normalise_blocks(blocks, len(self.widths))
-        self.stride = 2 ** (len(self.widths) - 1)
+        self.unshuffle = int(unshuffle)
+        if self.unshuffle < 1:
+            raise ValueError(f"unshuffle must be >= 1, got {self.unshuffle}")
+        self.stride = self.unshuffle * 2 ** (len(self.widths) - 1)
         self.encoder_blocks = [
             keras.Sequential([_conv(w), _conv(w)], name=f"encoder_{i}")
             for i, w in enumerate(self.widths)
@@ -166,7 +177,9 @@ class UNet(Denoiser):
             for i, w in enumerate(self.widths[:-1])
         ]
         self.concat = keras.layers.Concatenate()
-        self.head = keras.layers.Conv2D(self.channels, 1, dtype="float32", name="noise_head")
+        self.head = keras.layers.Conv2D(
+            self.channels * self.unshuffle**2, 1, dtype="float32", name="noise_head"
+        )
         # Created last, so the weights before them are exactly a block-less U-Net's. One flat
         # list: TF's SavedModel export does not track layers inside nested lists.
         self.residual_layers = [
@@ -182,7 +195,7 @@ class UNet(Denoiser):
         return [self.residual_layers[a:b] for a, b in zip(starts, starts[1:])]
 
     def forward(self, images, training=None):
-        hidden = images
+        hidden = tf.nn.space_to_depth(images, self.unshuffle) if self.unshuffle > 1 else images
         skips = []
         residual_blocks = self.residual_blocks
         for level, block in enumerate(self.encoder_blocks):
@@ -196,11 +209,19 @@ class UNet(Denoiser):
             hidden = self.upsamplers[level](hidden)
             hidden = self.concat([hidden, skips[level]])
             hidden = self.decoder_blocks[level](hidden, training=training)
-        return images - self.head(hidden)
+        noise = self.head(hidden)
+        if self.unshuffle > 1:
+            noise = tf.nn.depth_to_space(noise, self.unshuffle)
+        return images - noise
 
     def get_config(self):
         config = super().get_config()
-        config.update(widths=list(self.widths), channels=self.channels, blocks=list(self.blocks))
+        config.update(
+            widths=list(self.widths),
+            channels=self.channels,
+            blocks=list(self.blocks),
+            unshuffle=self.unshuffle,
+        )
         return config
 
 
@@ -271,10 +292,10 @@ class PrototypeAutoencoder(Denoiser):
         return config
 
 
-def build_model(name: str, widths=(32, 64, 128, 256), blocks=()) -> Denoiser:
+def build_model(name: str, widths=(32, 64, 128, 256), blocks=(), unshuffle: int = 1) -> Denoiser:
     """A fresh model by its `--model` name."""
     if name == "unet":
-        return UNet(widths=widths, blocks=blocks, name="unet")
+        return UNet(widths=widths, blocks=blocks, unshuffle=unshuffle, name="unet")
     if PROTOTYPE_ALIASES.get(name, name) == "prototype":
         return PrototypeAutoencoder(name="prototype")
     raise ValueError(f"unknown model {name!r}; choose unet or prototype")
@@ -290,11 +311,17 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
     """Give `target` the weights of `source` (fine-tuning), refusing a different architecture.
 
     A U-Net with more residual blocks than `source` (same widths) is grown instead: it takes
-    every weight `source` has, and its extra blocks start as the identity.
+    every weight `source` has, and its extra blocks start as the identity. A U-Net without
+    `source`'s top level and unshuffled 2x more takes every weight below that level
+    (`drop_top_level`).
     """
-    if isinstance(source, UNet) and isinstance(target, UNet) and source.blocks != target.blocks:
-        grow_weights(source, target)
-        return
+    if isinstance(source, UNet) and isinstance(target, UNet):
+        if target.unshuffle == 2 * source.unshuffle and len(target.widths) < len(source.widths):
+            drop_top_level(source, target)
+            return
+        if source.blocks != target.blocks and source.unshuffle == target.unshuffle:
+            grow_weights(source, target)
+            return
     ours = [tuple(w.shape) for w in target.weights]
     theirs = [tuple(w.shape) for w in source.weights]
     if type(source) is not type(target) or ours != theirs:
@@ -333,3 +360,44 @@ def grow_weights(source: UNet, target: UNet) -> None:
     for from_layers, to_layers in pairs:
         for from_layer, to_layer in zip(from_layers, to_layers, strict=True):
             to_layer.set_weights(from_layer.get_weights())
+
+
+def drop_top_level(source: UNet, target: UNet) -> None:
+    """Start an unshuffled U-Net from a trained one whose top (finest) level it replaces.
+
+    `target` is `source` without its first level and with twice its unshuffle: its levels are
+    `source`'s levels 1.. at the same scales, so they take those weights (encoder, residual
+    blocks, upsamplers, decoder). Only two layers are new: the first convolution, which reads
+    the unshuffled pixels instead of the dropped level's pooled features, and the head, which
+    predicts the noise of each 2x2 block. Fine-tuning then has to teach those two and adapt
+    the rest, rather than everything from random weights.
+    """
+    if (
+        target.unshuffle != 2 * source.unshuffle
+        or target.widths != source.widths[1:]
+        or target.blocks != source.blocks[1:]
+        or target.channels != source.channels
+    ):
+        raise ValueError(
+            f"its architecture (widths {list(source.widths)}, blocks {list(source.blocks)}, "
+            f"unshuffle {source.unshuffle}) is not this run's (widths {list(target.widths)}, "
+            f"blocks {list(target.blocks)}, unshuffle {target.unshuffle}) with the top level "
+            "dropped: use its widths and blocks without their first entry and twice its "
+            "unshuffle"
+        )
+    # The first convolution (reads the unshuffled pixels) and the head stay as initialised.
+    second_conv = target.encoder_blocks[0].layers[1]
+    second_conv.set_weights(source.encoder_blocks[1].layers[1].get_weights())
+    layer_pairs = zip(
+        source.encoder_blocks[2:]
+        + source.upsamplers[1:]
+        + source.decoder_blocks[1:]
+        + source.residual_layers[source.blocks[0] :],
+        target.encoder_blocks[1:]
+        + target.upsamplers
+        + target.decoder_blocks
+        + target.residual_layers,
+        strict=True,
+    )
+    for from_layer, to_layer in layer_pairs:
+        to_layer.set_weights(from_layer.get_weights())

@@ -219,7 +219,8 @@ def build_model(
     """The compiled model, fresh or with --init-from weights (a resumed run restores its
     backup instead: the source model may be long gone). Call inside the strategy scope."""
     model = models.built(
-        models.build_model(config.model, config.widths, config.blocks), config.patch_size
+        models.build_model(config.model, config.widths, config.blocks, config.unshuffle),
+        config.patch_size,
     )
     if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
         _initialise_from(model, config, log)
