@@ -281,3 +281,86 @@ def test_blocks_need_one_count_per_level():
     with pytest.raises(ValueError, match="one count"):
         models.UNet(widths=(8, 16), blocks=(1,))
     assert models.UNet(widths=(8, 16)).blocks == (0, 0)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 30), (32, 32)])
+def test_an_unshuffled_unet_with_a_zero_head_passes_any_size_through_exactly(size):
+    model = models.built(models.UNet(widths=SMALL, blocks=(0, 1), unshuffle=2))
+    assert model.stride == 4  # 2x2 blocks, then one 2x downsampling
+    kernel, bias = model.head.get_weights()
+    assert kernel.shape == (1, 1, SMALL[0], 12)  # a noise value per pixel of each 2x2 block
+    model.head.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    inputs = np.random.default_rng(4).random((2, *size, 3), dtype=np.float32)
+    np.testing.assert_array_equal(model(inputs).numpy(), inputs)
+
+
+def test_the_unshuffled_heads_values_land_on_their_own_pixels():
+    model = models.built(models.UNet(widths=SMALL, unshuffle=2))
+    kernel, bias = model.head.get_weights()
+    bias = np.zeros_like(bias)
+    bias[3 * 3 + 1] = 0.5  # depth_to_space order: block row 1, column 1, green
+    model.head.set_weights([np.zeros_like(kernel), bias])
+    out = model(np.ones((1, 4, 6, 3), np.float32)).numpy()[0]
+    expected = np.ones((4, 6, 3), np.float32)
+    expected[1::2, 1::2, 1] = 0.5
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_an_unshuffled_unet_trains_under_mixed_precision_and_round_trips(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = models.built(models.UNet(widths=SMALL, blocks=(0, 1), unshuffle=2))
+    model = compiled(model, "mixed_bfloat16")
+    history = fit(model, batches(), steps_per_epoch=3, epochs=1)
+    assert np.isfinite(history["loss"][0])
+    path = tmp_path / "unshuffled.keras"
+    model.save(path)
+    loaded = checkpoints.load_model(path, policy="mixed_bfloat16")
+    assert (loaded.unshuffle, loaded.stride, loaded.blocks) == (2, 4, (0, 1))
+    inputs = np.random.default_rng(5).random((1, 22, 38, 3), dtype=np.float32)
+    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+
+
+def test_dropping_the_top_level_keeps_every_weight_below_it():
+    trained = compiled(models.built(models.UNet(widths=(8, 16, 32), blocks=(1, 0, 2))))
+    fit(trained, batches(), steps_per_epoch=3, epochs=1)
+    student = models.built(models.UNet(widths=(16, 32), blocks=(0, 2), unshuffle=2))
+    models.copy_weights(trained, student)
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+    assert same(student.encoder_blocks[0].layers[1], trained.encoder_blocks[1].layers[1])
+    assert same(student.encoder_blocks[1], trained.encoder_blocks[2])
+    assert same(student.upsamplers[0], trained.upsamplers[1])
+    assert same(student.decoder_blocks[0], trained.decoder_blocks[1])
+    for got, want in zip(student.residual_layers, trained.residual_layers[1:], strict=True):
+        assert same(got, want)
+    # the two new layers: the first conv reads 12 unshuffled values, the head writes 12
+    assert student.encoder_blocks[0].layers[0].kernel.shape == (3, 3, 12, 16)
+    assert student.head.kernel.shape == (1, 1, 16, 12)
+    # the kept lower levels compute what they did in the trained model
+    features = np.random.default_rng(6).random((1, 8, 8, 16), dtype=np.float32)
+    np.testing.assert_array_equal(
+        student.encoder_blocks[1](features).numpy(), trained.encoder_blocks[2](features).numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    "widths,blocks,unshuffle",
+    [
+        ((16, 32), (0, 2), 4),
+        ((16, 64), (0, 2), 2),
+        ((16, 32), (0, 1), 2),
+        ((8, 16, 32), (1, 0, 2), 2),
+    ],
+)
+def test_dropping_the_top_level_refuses_anything_but_the_lower_levels(widths, blocks, unshuffle):
+    trained = models.built(models.UNet(widths=(8, 16, 32), blocks=(1, 0, 2)))
+    student = models.built(models.UNet(widths=widths, blocks=blocks, unshuffle=unshuffle))
+    with pytest.raises(ValueError, match="architecture"):
+        models.copy_weights(trained, student)
+
+
+def test_unshuffle_must_be_positive():
+    with pytest.raises(ValueError, match="unshuffle"):
+        models.UNet(widths=SMALL, unshuffle=0)

@@ -245,6 +245,29 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
     assert json.loads((grown.run_dir / "config.json").read_text())["blocks"] == [0, 1]
     assert checkpoints.load_model(grown.run_dir / "best.keras").blocks == (0, 1)
 
+    # the top level dropped for a 2x2 pixel unshuffle: every weight below it carried over
+    seen = FirstWeights()
+    unshuffled = fit(
+        quick_config(
+            image_folder,
+            runs_dir,
+            name="unshuffled",
+            epochs=1,
+            widths=(16,),
+            unshuffle=2,
+            init_from=str(first.run_dir),
+        ),
+        extra_callbacks=[seen],
+        log=lambda m: None,
+    )
+    first_model = checkpoints.load_model(first.run_dir / "best.keras")
+    kept = first_model.encoder_blocks[1].layers[1].get_weights()
+    np.testing.assert_array_equal(seen.weights[2], kept[0])  # level 0's second conv
+    assert seen.weights[0].shape == (3, 3, 12, 16)
+    saved = checkpoints.load_model(unshuffled.run_dir / "best.keras")
+    assert (saved.unshuffle, saved.widths) == (2, (16,))
+    assert FitConfig.load(unshuffled.run_dir / "config.json").unshuffle == 2
+
 
 def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
