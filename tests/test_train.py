@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import photo_like, quick_fit_args, save
 
-from tfdenoise import checkpoints, cli, losses, runs
+from tfdenoise import checkpoints, cli, losses, models, runs
 from tfdenoise.config import FitConfig
 from tfdenoise.train.fit import fit
 
@@ -267,6 +267,42 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
     saved = checkpoints.load_model(unshuffled.run_dir / "best.keras")
     assert (saved.unshuffle, saved.widths) == (2, (16,))
     assert FitConfig.load(unshuffled.run_dir / "config.json").unshuffle == 2
+
+
+def test_fit_cli_fine_tunes_the_bundled_model_taking_its_architecture(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    args = ["fit", str(image_folder), *quick_fit_args(epochs=1, steps=1), "--runs-dir"]
+    result = CliRunner().invoke(
+        cli.main, [*args, str(runs_dir), "--init-from", "bundled", "--name", "tuned"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "architecture of --init-from: widths 32,64,128,256, blocks 0,0,1,2" in result.output
+    assert "initial weights:" in result.output and "denoiser.keras" in result.output
+    bundled = checkpoints.load_model(checkpoints.PRETRAINED)
+    saved = FitConfig.load(runs.all_runs(runs_dir)[0] / "config.json")
+    assert (saved.widths, saved.blocks, saved.unshuffle) == (
+        bundled.widths,
+        bundled.blocks,
+        bundled.unshuffle,
+    )
+    assert saved.init_from == "bundled"
+
+    # flags given on the command line win: these refuse the bundled model's weights
+    result = CliRunner().invoke(
+        cli.main, [*args, str(runs_dir), "--init-from", "bundled", "--widths", "8,16,32,64"]
+    )
+    assert result.exit_code != 0 and "architecture" in result.output
+    result = CliRunner().invoke(cli.main, [*args, str(runs_dir), "--init-from", "nowhere.keras"])
+    assert result.exit_code != 0 and "--init-from: model not found" in result.output
+
+
+def test_unet_architecture_is_read_from_the_file_alone(tmp_path):
+    assert checkpoints.unet_architecture(checkpoints.PRETRAINED)["blocks"] == (0, 0, 1, 2)
+    (tmp_path / "not-a-zip.keras").write_bytes(b"junk")
+    assert checkpoints.unet_architecture(tmp_path / "not-a-zip.keras") is None
+    prototype = tmp_path / "prototype.keras"
+    models.built(models.build_model("prototype")).save(prototype)
+    assert checkpoints.unet_architecture(prototype) is None
 
 
 def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_path):

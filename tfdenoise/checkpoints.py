@@ -1,11 +1,14 @@
 """Checkpoints: a `--model` value -> a `.keras` file -> a model loaded in Keras safe mode.
 
 `--model` is a `.keras` file, a run directory (its best model), "best" (the run with the
-lowest validation loss) or nothing (the bundled model). Loading never runs code from the file.
+lowest validation loss), "bundled" or nothing (the bundled model). Loading never runs code from
+the file.
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -15,6 +18,7 @@ from tfdenoise.ensemble import with_passes
 from tfdenoise.hardware import precision_policy
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "denoiser.keras"
+BUNDLED = "bundled"  # the --model / --init-from name of PRETRAINED
 REGISTERED = models.PACKAGE  # importing models registers the classes a .keras file names
 
 
@@ -45,8 +49,9 @@ def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
 
 
 def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
-    """A `--model` value -> .keras file: a path, a run directory, "best", or None (bundled)."""
-    if spec is None:
+    """A `--model` value -> .keras file: a path, a run directory, "best", or "bundled" / None
+    (the bundled model)."""
+    if spec is None or spec == BUNDLED:
         if not PRETRAINED.is_file():
             raise ValueError(
                 "no bundled model in this install; pass --model PATH, a run directory, or 'best'"
@@ -72,3 +77,30 @@ def load_denoiser(
     averaged over `ensemble` flipped/transposed views (tfdenoise.ensemble) when > 1."""
     model = load_model(resolve_model_path(spec, runs_dir), policy=precision)
     return with_passes(model, ensemble)
+
+
+UNET_ARCHITECTURE = ("widths", "blocks", "unshuffle")
+
+
+def unet_architecture(path: str | Path) -> dict[str, tuple[int, ...] | int] | None:
+    """A U-Net `.keras` file's widths, blocks and unshuffle, read from its config alone (no
+    weights loaded, no code run); None for another model class or a file without a config.
+
+    Lets `fit --init-from` take the architecture of the model it fine-tunes instead of asking
+    the user to repeat it.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if not isinstance(saved, dict) or saved.get("class_name") != "UNet":
+        return None
+    config = saved.get("config")
+    if not isinstance(config, dict):
+        return None
+    return {
+        "widths": tuple(int(w) for w in config.get("widths", ())),
+        "blocks": tuple(int(b) for b in config.get("blocks", ())),
+        "unshuffle": int(config.get("unshuffle", 1)),
+    }

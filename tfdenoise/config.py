@@ -113,8 +113,9 @@ class FitConfig:
     # Images above this many pixels are refused before decoding (decompression bombs).
     max_pixels: int = DEFAULT_MAX_PIXELS
     # Start from this model's weights instead of random ones (fine-tuning): a .keras file, a
-    # run directory or "best"; its architecture must match model/widths (it may have fewer
-    # blocks: see `blocks`). None = random.
+    # run directory, "best" or "bundled"; its architecture must match model/widths (it may have
+    # fewer blocks: see `blocks`; the CLI takes the architecture flags not given from it).
+    # None = random.
     init_from: str | None = None
     # Seed for the model's initial weights and the fixed evaluation noise.
     seed: int = 0

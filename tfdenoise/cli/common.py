@@ -115,7 +115,7 @@ model_option = click.option(
     "--model",
     "model_spec",
     default=None,
-    help="A .keras file, a run directory, 'best', or omitted for the bundled model.",
+    help="A .keras file, a run directory, 'best', or 'bundled' (the default when omitted).",
 )
 precision_option = click.option(
     "--precision",

@@ -240,8 +240,8 @@ def rich_progress_callback():
     "--init-from",
     default=None,
     metavar="MODEL",
-    help="Fine-tune: start from this model's weights (a .keras file, a run directory "
-    "or 'best'); --model and --widths must match it.",
+    help="Fine-tune: start from this model's weights (a .keras file, a run directory, "
+    "'best' or 'bundled'); its widths, blocks and unshuffle are used unless given.",
 )
 @click.option(
     "--seed",
@@ -296,6 +296,8 @@ def fit(data, resume, runs_dir, **options) -> None:
     options["blocks"] = options["blocks"] or ()
     options["degradation_weights"] = dict(options["degradation_weights"])
     options["clip_norm"] = options["clip_norm"] or None  # 0 = off
+    if options["init_from"] and resume is None:
+        options.update(_source_architecture(options["init_from"], runs_dir))
     config = config_module.FitConfig(data=data, runs_dir=runs_dir, **options)
     resume_dir = None
     if resume is not None:
@@ -324,6 +326,33 @@ def fit(data, resume, runs_dir, **options) -> None:
         os._exit(1)
     _print_metrics(result.metrics)
     log(f"run directory: {result.run_dir}")
+
+
+def _source_architecture(init_from: str, runs_dir: str) -> dict:
+    """The --widths, --blocks and --unshuffle the user left at their defaults, taken from the
+    U-Net that --init-from names, so that fine-tuning it needs no architecture flags."""
+    from tfdenoise import checkpoints
+
+    try:
+        path = checkpoints.resolve_model_path(init_from, runs_dir)
+    except ValueError as error:
+        raise click.UsageError(f"--init-from: {error}") from None
+    architecture = checkpoints.unet_architecture(path)
+    if architecture is None:
+        return {}
+    context = click.get_current_context()
+    taken = {
+        name: value
+        for name, value in architecture.items()
+        if context.get_parameter_source(name) is click.core.ParameterSource.DEFAULT
+    }
+    if taken:
+        described = ", ".join(
+            f"{name} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for name, v in taken.items()
+        )
+        log(f"architecture of --init-from: {described}")
+    return taken
 
 
 def _print_metrics(metrics: dict) -> None:
