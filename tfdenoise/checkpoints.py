@@ -79,9 +79,6 @@ def load_denoiser(
     return with_passes(model, ensemble)
 
 
-UNET_ARCHITECTURE = ("widths", "blocks", "unshuffle")
-
-
 def unet_architecture(path: str | Path) -> dict[str, tuple[int, ...] | int] | None:
     """A U-Net `.keras` file's widths, blocks and unshuffle, read from its config alone (no
     weights loaded, no code run); None for another model class or a file without a config.

@@ -94,8 +94,9 @@ def rich_progress_callback():
     default=DEFAULTS.unshuffle,
     show_default=True,
     help="Pixel unshuffle before the U-Net (FFDNet): 2 runs its top level on 2x2 pixel "
-    "blocks at half scale, ~1.3x faster. --init-from a U-Net with one more level: e.g. "
-    "--widths 64,128,256 --blocks 0,1,2 --unshuffle 2 from 32,64,128,256 and 0,0,1,2.",
+    "blocks at half scale, ~1.3x faster but far slower to train (docs/training.md). "
+    "--init-from a U-Net with one more level: e.g. --widths 64,128,256 --blocks 0,1,2 "
+    "--unshuffle 2 from 32,64,128,256 and 0,0,1,2.",
 )
 @click.option(
     "--epochs",
