@@ -229,9 +229,7 @@ def evaluate_images(
     grid = []
     for index, load in enumerate(load_clean):
         clean = load()
-        megapixels = clean.shape[0] * clean.shape[1] / 1e6
-        output, seconds = _timed(denoise_model, clean)
-        scores[CLEAN][MODEL].add(*image_scores(clean, output), seconds, megapixels)
+        score_clean(scores[CLEAN], clean, denoise_model)
         for name, condition in conditions.items():
             sigma = fixed_sigma(condition)
             if protocol == "paper" and sigma is not None:
@@ -242,20 +240,62 @@ def evaluate_images(
                 noisy = noisy_float = add_noise_uint8(clean, condition, index, numbers[name])
                 baseline_input = noisy
                 sigma = baseline_sigma(condition, clean, noisy)
-            scores[name][NOISY].add(*image_scores(clean, noisy), 0.0, megapixels)
-            output, seconds = _timed(denoise_model, noisy_float)
-            scores[name][MODEL].add(*image_scores(clean, output), seconds, megapixels)
+            output = score_noisy(
+                scores[name],
+                clean,
+                noisy,
+                denoise_model,
+                baselines,
+                sigma,
+                model_input=noisy_float,
+                baseline_input=baseline_input,
+                on_step=on_step,
+                step=f"image {index + 1}: {name}",
+            )
             if name == GRID_CONDITION and len(grid) < GRID_IMAGES:
                 grid.append((clean, noisy, output))
-            for baseline in baselines:
-                if on_step:
-                    on_step(f"image {index + 1}: {name} {baseline.name}")
-                given = baseline_input if baseline.float_input else noisy
-                result, seconds = _timed(baseline.denoise, given, sigma)
-                scores[name][baseline.name].add(*image_scores(clean, result), seconds, megapixels)
         if on_step:
             on_step(f"image {index + 1} done")
     return {name: dict(methods) for name, methods in scores.items()}, grid
+
+
+def score_clean(
+    methods: dict[str, MethodScore],
+    clean: np.ndarray,
+    denoise_model: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    """The model on a clean image: what it does where there is nothing to remove."""
+    output, seconds = _timed(denoise_model, clean)
+    methods[MODEL].add(*image_scores(clean, output), seconds, clean.shape[0] * clean.shape[1] / 1e6)
+
+
+def score_noisy(
+    methods: dict[str, MethodScore],
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    denoise_model: Callable[[np.ndarray], np.ndarray],
+    baselines: Sequence[Baseline],
+    sigma: float,
+    model_input: np.ndarray | None = None,
+    baseline_input: np.ndarray | None = None,
+    on_step: Callable[[str], None] | None = None,
+    step: str = "",
+) -> np.ndarray:
+    """Score the noisy uint8 image itself, the model and every baseline against `clean`;
+    returns the model's output. The model and float-input baselines may be given unrounded
+    pixels instead (the papers' protocol); baselines are told `sigma`. `on_step` hears
+    `step` and each baseline's name before it runs (baselines can take minutes)."""
+    megapixels = clean.shape[0] * clean.shape[1] / 1e6
+    methods[NOISY].add(*image_scores(clean, noisy), 0.0, megapixels)
+    output, seconds = _timed(denoise_model, noisy if model_input is None else model_input)
+    methods[MODEL].add(*image_scores(clean, output), seconds, megapixels)
+    for baseline in baselines:
+        if on_step:
+            on_step(f"{step} {baseline.name}")
+        given = noisy if baseline_input is None or not baseline.float_input else baseline_input
+        result, seconds = _timed(baseline.denoise, given, sigma)
+        methods[baseline.name].add(*image_scores(clean, result), seconds, megapixels)
+    return output
 
 
 def grid_image(triples: Sequence[tuple[np.ndarray, ...]], size: int = GRID_CROP) -> np.ndarray:

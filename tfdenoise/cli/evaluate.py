@@ -35,7 +35,7 @@ from tfdenoise.config import DEFAULT_EVAL_CROP, PROTOCOLS
     type=click.IntRange(0),
     default=None,
     help=f"Score the crop x crop centre of each image; 0 = the full image [default: "
-    f"{DEFAULT_EVAL_CROP}; full images with --protocol paper].",
+    f"{DEFAULT_EVAL_CROP}; full images with --protocol paper or --reference].",
 )
 @click.option(
     "--protocol",
@@ -64,6 +64,13 @@ from tfdenoise.config import DEFAULT_EVAL_CROP, PROTOCOLS
     "correlated (default: all; the same noise as a full run).",
 )
 @click.option(
+    "--reference",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Real noise: DATA holds noisy photos and this folder their clean references (same "
+    "relative path, any image suffix); scores every pair instead of added noise.",
+)
+@click.option(
     "--grid",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -87,40 +94,56 @@ def evaluate_command(
     protocol,
     baseline_names,
     condition_names,
+    reference,
     grid,
     json_file,
     precision,
     ensemble,
     runs_dir,
 ) -> None:
-    """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split: model vs noisy vs
-    baselines."""
-    from tfdenoise import checkpoints, evaluate, metrics, runs
+    """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split (or on real noisy
+    photos against --reference): model vs noisy vs baselines."""
+    from tfdenoise import checkpoints, evaluate, evaluate_pairs, metrics, runs
+
+    if reference is not None and (protocol != "stored" or condition_names or use_all):
+        raise click.UsageError(
+            "--reference scores every pair under its real noise: "
+            "--protocol, --conditions and --all do not apply"
+        )
 
     names = None
     if baseline_names is not None:
         names = [] if baseline_names == "none" else name_list(baseline_names)
     conditions = None if condition_names is None else name_list(condition_names)
     if crop is None:
-        crop = 0 if protocol == "paper" else DEFAULT_EVAL_CROP
+        crop = 0 if protocol == "paper" or reference is not None else DEFAULT_EVAL_CROP
     try:
-        if grid:
+        if grid and reference is None:
             evaluate.check_grid(conditions)
         model = checkpoints.load_denoiser(
             model_spec, runs_dir, inference_policy(precision), ensemble
         )
         with progress_bar() as progress:
             task = progress.add_task("evaluating", total=None, status="")
-            result, triples = evaluate.evaluate_folder(
-                model,
-                data,
-                use_all,
-                crop or None,
-                names,
-                on_step=lambda step: progress.update(task, status=step),
-                condition_names=conditions,
-                protocol=protocol,
-            )
+
+            def on_step(step: str) -> None:
+                progress.update(task, status=step)
+
+            if reference is not None:
+                result, triples = evaluate_pairs.evaluate_pairs(
+                    model, data, reference, crop or None, names, on_step=on_step
+                )
+            else:
+                result, triples = evaluate.evaluate_folder(
+                    model,
+                    data,
+                    use_all,
+                    crop or None,
+                    names,
+                    on_step=on_step,
+                    condition_names=conditions,
+                    protocol=protocol,
+                )
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     for note in result.notes:
@@ -142,9 +165,12 @@ def evaluate_command(
 
 def _print_evaluation(result) -> None:
     crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
-    table = Table(
-        title=f"{len(result.images)} images, {crop}, fixed seeded noise, {result.protocol} protocol"
+    noise = (
+        "real noise against clean references"
+        if result.protocol == "paired"
+        else f"fixed seeded noise, {result.protocol} protocol"
     )
+    table = Table(title=f"{len(result.images)} images, {crop}, {noise}")
     for column in ("condition", "method", "PSNR dB", "SSIM", "ΔE00 (low-pass)", "MP/s"):
         table.add_column(column, justify="left" if column in ("condition", "method") else "right")
     for condition, methods in result.scores.items():
