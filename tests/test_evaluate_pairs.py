@@ -66,6 +66,8 @@ def test_references_kept_inside_the_noisy_folder_are_not_scored_as_noisy(tmp_pat
     assert [p.name for p in pairs] == ["x.png"] and skipped == []
     with pytest.raises(ValueError, match="reference folder not found"):
         find_pairs(tmp_path, tmp_path / "missing")
+    with pytest.raises(ValueError, match="the noisy folder itself"):
+        find_pairs(tmp_path, tmp_path / "clean" / "..")
     save(tmp_path / "others" / "y.png", picture)
     with pytest.raises(ValueError, match="no image .* has a reference"):
         find_pairs(tmp_path / "clean", tmp_path / "others")

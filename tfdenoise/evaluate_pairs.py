@@ -56,6 +56,8 @@ def find_pairs(
     noisy_root, clean_root = Path(noisy_root), Path(clean_root)
     if not clean_root.is_dir():
         raise ValueError(f"reference folder not found: {clean_root}")
+    if clean_root.resolve() == noisy_root.resolve():
+        raise ValueError(f"the reference folder is the noisy folder itself: {clean_root}")
     by_stem: dict[str, list[Path]] = collections.defaultdict(list)
     for path in files.list_image_files(clean_root):
         by_stem[path.relative_to(clean_root).with_suffix("").as_posix()].append(path)
