@@ -40,6 +40,8 @@ LOSSES = ("l1", "mse", "charbonnier", "psnr")
 # evaluate --protocol: "stored" = noise clipped and rounded to 8 bits, as files are stored;
 # "paper" = the protocol of the DnCNN/FFDNet/DRUNet papers (see tfdenoise.evaluate)
 PROTOCOLS = ("stored", "paper")
+# evaluate --reference: real noisy photos against clean ones (see tfdenoise.evaluate_pairs)
+PAIRED_PROTOCOL = "paired"
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 XLA_MODES = ("auto", "on", "off")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # see tfdenoise.train.distribute

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tfdenoise import baselines, inference
-from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE
+from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE, PAIRED_PROTOCOL
 from tfdenoise.evaluate import (
     CLEAN,
     GRID_IMAGES,
@@ -37,7 +37,6 @@ from tfdenoise.io import files
 from tfdenoise.noise_level import estimate_sigma_255
 
 REAL = "real"  # the condition the pairs are scored under in Evaluation.scores
-PROTOCOL = "paired"  # Evaluation.protocol of a paired evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +55,19 @@ def find_pairs(
     noisy_root, clean_root = Path(noisy_root), Path(clean_root)
     if not clean_root.is_dir():
         raise ValueError(f"reference folder not found: {clean_root}")
-    if clean_root.resolve() == noisy_root.resolve():
+    references = clean_root.resolve()
+    if references == noisy_root.resolve():
         raise ValueError(f"the reference folder is the noisy folder itself: {clean_root}")
     by_stem: dict[str, list[Path]] = collections.defaultdict(list)
     for path in files.list_image_files(clean_root):
         by_stem[path.relative_to(clean_root).with_suffix("").as_posix()].append(path)
-    inside = clean_root.resolve()
     pairs, skipped = [], []
     for path in files.list_image_files(noisy_root):
-        if inside in path.resolve().parents:  # the references kept inside DATA
+        if references in path.resolve().parents:  # the references kept inside DATA
             continue
         relative = path.relative_to(noisy_root)
-        candidates = by_stem.get(relative.with_suffix("").as_posix(), [])
+        stem = relative.with_suffix("").as_posix()
+        candidates = by_stem.get(stem, [])
         exact = [c for c in candidates if c.name == path.name]
         if exact or len(candidates) == 1:
             pairs.append(Pair(relative.as_posix(), path, (exact or candidates)[0]))
@@ -75,7 +75,6 @@ def find_pairs(
             names = ", ".join(sorted(c.name for c in candidates))
             skipped.append(files.Skipped(str(path), f"several references ({names})"))
         else:
-            stem = relative.with_suffix("").as_posix()
             skipped.append(files.Skipped(str(path), f"no reference {stem}.* in {clean_root}"))
     if not pairs:
         raise ValueError(f"no image in {noisy_root} has a reference in {clean_root}")
@@ -144,4 +143,4 @@ def evaluate_pairs(
         raise ValueError("no usable pair: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
     notes = [*notes, *(f"skipped {s.path}: {s.reason}" for s in skipped)]
     result = {name: dict(methods) for name, methods in scores.items()}
-    return Evaluation(names, crop, result, notes, PROTOCOL), grid
+    return Evaluation(names, crop, result, notes, PAIRED_PROTOCOL), grid

@@ -358,8 +358,13 @@ def grow_weights(source: UNet, target: UNet) -> None:
     for have, want in zip(source.residual_blocks, target.residual_blocks):
         pairs.append((have, want[: len(have)]))
     for from_layers, to_layers in pairs:
-        for from_layer, to_layer in zip(from_layers, to_layers, strict=True):
-            to_layer.set_weights(from_layer.get_weights())
+        _copy_layers(from_layers, to_layers)
+
+
+def _copy_layers(from_layers: list, to_layers: list) -> None:
+    """Each layer of `to_layers` takes the weights of its counterpart in `from_layers`."""
+    for from_layer, to_layer in zip(from_layers, to_layers, strict=True):
+        to_layer.set_weights(from_layer.get_weights())
 
 
 def drop_top_level(source: UNet, target: UNet) -> None:
@@ -386,9 +391,8 @@ def drop_top_level(source: UNet, target: UNet) -> None:
             "unshuffle"
         )
     # The first convolution (reads the unshuffled pixels) and the head stay as initialised.
-    second_conv = target.encoder_blocks[0].layers[1]
-    second_conv.set_weights(source.encoder_blocks[1].layers[1].get_weights())
-    layer_pairs = zip(
+    _copy_layers(source.encoder_blocks[1].layers[1:], target.encoder_blocks[0].layers[1:])
+    _copy_layers(
         source.encoder_blocks[2:]
         + source.upsamplers[1:]
         + source.decoder_blocks[1:]
@@ -397,7 +401,4 @@ def drop_top_level(source: UNet, target: UNet) -> None:
         + target.upsamplers
         + target.decoder_blocks
         + target.residual_layers,
-        strict=True,
     )
-    for from_layer, to_layer in layer_pairs:
-        to_layer.set_weights(from_layer.get_weights())

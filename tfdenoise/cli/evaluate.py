@@ -18,7 +18,7 @@ from tfdenoise.cli.common import (
     progress_bar,
     runs_dir_option,
 )
-from tfdenoise.config import DEFAULT_EVAL_CROP, PROTOCOLS
+from tfdenoise.config import DEFAULT_EVAL_CROP, PAIRED_PROTOCOL, PROTOCOLS
 
 
 @click.command("evaluate")
@@ -167,7 +167,7 @@ def _print_evaluation(result) -> None:
     crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
     noise = (
         "real noise against clean references"
-        if result.protocol == "paired"
+        if result.protocol == PAIRED_PROTOCOL
         else f"fixed seeded noise, {result.protocol} protocol"
     )
     table = Table(title=f"{len(result.images)} images, {crop}, {noise}")

@@ -1,5 +1,7 @@
-# Run in two parts: plain and unshuf for 300 steps, unshuf64 and unshuf32x3 for 600.
-import glob, numpy as np, tensorflow as tf, keras, time
+# Run in three parts: plain and unshuf for 300 steps, unshuf64 and unshuf32x3 for 600, and
+# plain and unshuf for 300 with --zero-head (heads zero-initialised: output = input at first).
+import glob, sys, numpy as np, tensorflow as tf, keras, time
+ZERO_HEAD = "--zero-head" in sys.argv
 from PIL import Image
 from tfdenoise import models, losses
 rng = np.random.default_rng(0)
@@ -15,6 +17,8 @@ def psnr(a): return float(tf.reduce_mean(tf.image.psnr(tf.clip_by_value(a, 0, 1)
 for name, m in [("plain", models.UNet(widths=(16, 32, 64))), ("unshuf", models.UNet(widths=(32, 64), unshuffle=2)),
                 ("unshuf64", models.UNet(widths=(64, 64), unshuffle=2)), ("unshuf32x3", models.UNet(widths=(32, 64, 64), unshuffle=2))]:
     m = models.built(m); opt = keras.optimizers.Adam(1e-3)
+    if ZERO_HEAD:
+        k, b = m.head.get_weights(); m.head.set_weights([0 * k, 0 * b])
     @tf.function
     def step(c, seed):
         n = c + tf.random.stateless_normal(tf.shape(c), seed) * 25 / 255
