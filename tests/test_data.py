@@ -183,6 +183,20 @@ def test_training_pipeline_survives_a_file_that_breaks_after_the_scan(tmp_path):
     assert len(batches) == 3
 
 
+def test_eval_pipeline_limit_keeps_the_first_images_that_decode(tmp_path, capfd):
+    paths = [save(tmp_path / f"p{i}.png", photo_like(40, 40, seed=i)) for i in range(5)]
+    files = image_files.scan(tmp_path).files
+    paths[0].write_bytes(paths[0].read_bytes()[:100])  # broken after the scan: not counted
+    spec = pipeline.PipelineSpec(batch_size=4, eval_size=32)
+    encoded = pipeline.encoded_files(files, False, False)
+    full = np.concatenate([b["clean"] for b in pipeline.eval_pipeline(encoded, spec)])
+    limited = list(pipeline.eval_pipeline(encoded, spec, limit=2))
+    grid = np.concatenate([b["clean"] for b in limited])
+    assert full.shape[0] == 4 and grid.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(grid, full[:2])
+    assert "did not fully read the dataset being cached" not in capfd.readouterr().err
+
+
 def test_eval_pipeline_is_deterministic_with_indices(image_folder):
     files = image_files.scan(image_folder).files[:7]
     spec = pipeline.PipelineSpec(batch_size=4, eval_size=48)

@@ -359,12 +359,18 @@ def training_pipeline(
 
 
 def eval_pipeline(
-    encoded: tf.data.Dataset, spec: PipelineSpec, repeats: int = 1, allow_pil: bool = True
+    encoded: tf.data.Dataset,
+    spec: PipelineSpec,
+    repeats: int = 1,
+    allow_pil: bool = True,
+    limit: int | None = None,
 ) -> tf.data.Dataset:
     """Finite, deterministic {"clean", "index"} batches of centre crops (or resized images).
 
     `repeats` > 1 scores each image several times under different fixed noise, which steadies
-    the validation loss of small validation sets.
+    the validation loss of small validation sets. `limit` keeps the first images that decode
+    (a preview grid): taken before the cache, so reading them all fills it, and TF does not
+    warn about (and discard) a cache read part-way.
     """
     if spec.resize:
         size = spec.resize
@@ -377,6 +383,7 @@ def eval_pipeline(
     dataset = (
         encoded.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
         .ignore_errors(log_warning=True)
+        .take(-1 if limit is None else limit)
         .cache()  # evaluation images are few and fixed: decode them once
         .repeat(repeats)
         .enumerate()

@@ -363,7 +363,13 @@ def _train(
 
     with strategy.scope():  # variables (model, optimizer, metrics) mirrored on every replica
         model = build_model(config, plan, run_dir, log)
-    grid_clean = next(iter(test_data.unbatch().batch(FIT_GRID_IMAGES)))["clean"]
+    grid_data = pipeline.eval_pipeline(
+        source.encoded(test_split, training=False),
+        spec,
+        allow_pil=source.allow_pil,
+        limit=FIT_GRID_IMAGES,
+    )
+    grid_clean = tf.concat([batch["clean"] for batch in grid_data], axis=0)
     history_file, callbacks = make_callbacks(out_dir, run_dir, config, grid_clean, extra_callbacks)
     started = time.perf_counter()
     model.fit(
