@@ -135,3 +135,53 @@ def tiny_model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     models.built(models.UNet(widths=(4, 8), name="tiny")).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def identity_model_path(tmp_path_factory) -> Path:
+    """A U-Net whose noise head is all zeros: output = input exactly, loadable in safe mode."""
+    from tfdenoise import models
+
+    model = models.built(models.UNet(widths=(4, 8), name="identity"))
+    model.head.set_weights([np.zeros_like(w) for w in model.head.get_weights()])
+    path = tmp_path_factory.mktemp("model") / "identity.keras"
+    model.save(path)
+    return path
+
+
+def netpbm_bytes(samples: np.ndarray, maxval: int) -> bytes:
+    """A binary PGM (H x W) or PPM (H x W x 3) with 2-byte samples, a comment in its header as
+    scanners write one."""
+    magic = b"P6" if samples.ndim == 3 else b"P5"
+    height, width = samples.shape[:2]
+    header = b"%s\n# scanimage\n%d %d\n%d\n" % (magic, width, height, maxval)
+    return header + samples.astype(">u2").tobytes()
+
+
+def write_format_zoo(folder: Path, size: tuple[int, int] = (48, 64)) -> dict[str, Path]:
+    """One image per format beyond the common ones: JPEG under Windows' suffixes, Netpbm (8 and
+    16 bits: scanners), JPEG 2000 (archives), AVIF and HEIC (phones) where this Pillow / an
+    installed pillow-heif can write them."""
+    from PIL import features
+
+    from tfdenoise.io import heif
+
+    h, w = size
+    rgb = photo_like(h, w, seed=1)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    files = {
+        "jfif": save(folder / "windows.jfif", rgb, format="JPEG", quality=95),
+        "jpe": save(folder / "old.JPE", rgb, format="JPEG", quality=95),
+        "ppm": save(folder / "scan.ppm", rgb),
+        "pgm": save(folder / "scan-gray.pgm", gray),
+        "jp2": save(folder / "archive.jp2", rgb, irreversible=False),  # lossless
+    }
+    files["ppm16"] = folder / "scan16.ppm"
+    files["ppm16"].write_bytes(netpbm_bytes(rgb.astype(np.uint16) * 257, 65535))
+    files["pgm12"] = folder / "scan12.pgm"
+    files["pgm12"].write_bytes(netpbm_bytes(np.round(gray * (4095 / 255)), 4095))
+    if features.check("avif"):
+        files["avif"] = save(folder / "camera.avif", rgb, quality=95)
+    if heif.decoder_available():
+        files["heic"] = save(folder / "phone.heic", rgb, quality=95)
+    return files

@@ -21,7 +21,7 @@ from click.testing import CliRunner  # noqa: E402
 from conftest import photo_like  # noqa: E402
 from PIL import Image, ImageCms, ImageOps  # noqa: E402
 
-from tfdenoise import cli, metrics, models  # noqa: E402
+from tfdenoise import cli, metrics  # noqa: E402
 from tfdenoise.io import photo, png  # noqa: E402
 from tfdenoise.io.metadata import png_chunks  # noqa: E402
 from tfdenoise.predict.folder import PredictOptions  # noqa: E402
@@ -53,16 +53,6 @@ def exif_with_orientation(orientation: int) -> Image.Exif:
     exif[MAKE] = "ScanCo"
     exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] = "2024:05:06 07:08:09"
     return exif
-
-
-@pytest.fixture(scope="module")
-def identity_model_path(tmp_path_factory) -> Path:
-    """A U-Net whose noise head is all zeros: output = input exactly, loadable in safe mode."""
-    model = models.built(models.UNet(widths=(4, 8), name="identity"))
-    model.head.set_weights([np.zeros_like(w) for w in model.head.get_weights()])
-    path = tmp_path_factory.mktemp("model") / "identity.keras"
-    model.save(path)
-    return path
 
 
 @pytest.fixture

@@ -219,6 +219,8 @@ def _write_image_seeds(folder: Path) -> None:
         "GIF": {"P", "L"},
         "BMP": {"RGB", "L", "P", "1"},
         "TIFF": {"RGB", "L", "RGBA", "I;16", "CMYK", "1", "P"},
+        "PPM": {"RGB", "L", "1", "I;16"},
+        "JPEG2000": {"RGB", "L"},
     }
     for image_format, modes in formats.items():
         for mode in sorted(modes):
@@ -244,6 +246,9 @@ def _write_image_seeds(folder: Path) -> None:
                     continue  # a combination this Pillow cannot write
                 _add_seed(folder, stream.getvalue())
     _add_seed(folder, _png16_colour(rgb, icc))
+    for magic, samples, maxval in ((b"P6", rgb, 65535), (b"P5", rgb[..., 0], 4095)):
+        header = b"%s\n# scan\n%d %d\n%d\n" % (magic, samples.shape[1], samples.shape[0], maxval)
+        _add_seed(folder, header + (samples.astype(">u2") * 16).tobytes())  # deep Netpbm
 
 
 def _png16_colour(rgb, icc: bytes) -> bytes:

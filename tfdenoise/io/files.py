@@ -25,8 +25,29 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
+from tfdenoise.io import heif, netpbm
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".jif"})  # .jfif: Windows' choice
+IMAGE_SUFFIXES = JPEG_SUFFIXES | {
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".pbm",  # Netpbm: what SANE's scanimage writes (tfdenoise.io.netpbm for 16-bit)
+    ".pgm",
+    ".ppm",
+    ".pnm",
+    ".jp2",  # JPEG 2000, which archives and digitisation services deliver
+    ".j2k",
+    ".jpf",
+    ".jpx",
+    ".avif",  # decoded by Pillow 11.3 and newer
+    ".heic",  # phones' photos, through pillow-heif when installed (tfdenoise.io.heif)
+    ".heif",
+    ".hif",
+}
 SPLITS = ("train", "val", "test")
 
 # We enforce our own pixel limit (with a clear message) before decoding, so PIL's own
@@ -44,14 +65,14 @@ class Decoder(enum.IntEnum):
 
     JPEG = 0  # tf.image.decode_and_crop_jpeg: only the crop window is decoded
     TF_IMAGE = 1  # tf.io.decode_image: PNG (any bit depth, palette, alpha) and GIF
-    PIL = 2  # everything TF cannot decode faithfully: CMYK JPEG, BMP variants, WebP, TIFF
+    PIL = 2  # what TF cannot decode faithfully: CMYK JPEG, BMP, WebP, TIFF, PNM, JPEG 2000...
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     """What probing a file learnt without keeping its pixels."""
 
-    format: str  # PIL format name: JPEG, PNG, GIF, BMP, WEBP, TIFF
+    format: str  # PIL format name: JPEG, PNG, GIF, BMP, WEBP, TIFF, PPM, JPEG2000, AVIF, HEIF
     mode: str  # PIL mode: RGB, L, RGBA, P, I;16, CMYK, ...
     width: int
     height: int
@@ -141,6 +162,7 @@ def _open(source: str | os.PathLike | bytes) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file")
+        _check_decoder(source[: heif.HEAD_BYTES])
         return Image.open(io.BytesIO(source))
     path = Path(source)
     try:
@@ -148,13 +170,19 @@ def _open(source: str | os.PathLike | bytes) -> Image.Image:
             raise ImageError("is a directory")
         if path.stat().st_size == 0:
             raise ImageError("empty file")
-        with open(path, "rb"):  # filesystem problems surface here, before any parsing
-            pass
+        with open(path, "rb") as stream:  # filesystem problems surface here, before parsing
+            _check_decoder(stream.read(heif.HEAD_BYTES))
     except PermissionError:
         raise ImageError("unreadable: permission denied") from None
     except OSError as error:  # broken symlinks, symlink loops, vanished files
         raise ImageError(f"unreadable: {error.strerror or short_reason(error)}") from None
     return Image.open(path)
+
+
+def _check_decoder(head: bytes) -> None:
+    """Register the optional HEIC decoder for a HEIC file, or say what to install."""
+    if heif.is_hevc(head) and not heif.decoder_available():
+        raise ImageError(heif.MISSING_DECODER)
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:
@@ -220,13 +248,15 @@ def _unidentified_reason(source: str | os.PathLike | bytes) -> str:
     (tifffile reads the structure: a bad directory offset, an unknown compression)."""
     try:
         if isinstance(source, bytes):
-            head = source[:4]
+            head = source[: heif.HEAD_BYTES]
         else:
             with open(source, "rb") as stream:
-                head = stream.read(4)
+                head = stream.read(heif.HEAD_BYTES)
     except OSError:
         head = b""
-    if head not in TIFF_SIGNATURES:
+    if heif.is_avif(head):
+        return "AVIF: this Pillow cannot decode it (Pillow 11.3 and newer can)"
+    if head[:4] not in TIFF_SIGNATURES:
         return "not an image (unrecognised data)"
     import tifffile  # only for broken TIFFs
 
@@ -352,7 +382,14 @@ def load_rgb8(
     apply_orientation: bool = True,
 ) -> np.ndarray:
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
-    verified_info(source, max_pixels)
+    info = verified_info(source, max_pixels)
+    if info.format == "PPM" and netpbm.is_deep(source):  # PIL: 8 bits, or no maxval (PGM)
+        try:
+            samples = netpbm.read_samples16(source)
+        except ValueError as error:
+            raise ImageError(f"corrupt or truncated: {error}") from None
+        eight = np.round(samples / 257.0).astype(np.uint8)
+        return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight
     with reading(source, max_pixels) as image:
         image.load()
         if apply_orientation:

@@ -23,8 +23,15 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS
-from tfdenoise.io import atomic, png, tiff
-from tfdenoise.io.files import ImageError, reading, short_reason, to_rgb8, verified_info
+from tfdenoise.io import atomic, netpbm, png, tiff
+from tfdenoise.io.files import (
+    JPEG_SUFFIXES,
+    ImageError,
+    reading,
+    short_reason,
+    to_rgb8,
+    verified_info,
+)
 from tfdenoise.io.metadata import (
     ORIENTATION,
     PNG_XMP_KEYWORD,
@@ -56,8 +63,8 @@ class Picture:
     grayscale: bool  # the source had one colour channel: write mode L / I;16 (or LA)
     alpha: np.ndarray | None  # H x W uint8 (uint16 for 16-bit sources), None: no transparency
     mode: str  # the source's PIL mode (RGB;16, RGBA;16, LA;16 for 16-bit colour PNGs), reports
-    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs and TIFFs, else 8
-    format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP, TIFF
+    bits: int = 8  # bits per sample of the source: 16 for 16-bit PNGs, TIFFs and PNMs, else 8
+    format: str = ""  # PIL format of the source: JPEG, PNG, WEBP, GIF, BMP, TIFF, PPM, ...
     metadata: Metadata = dataclasses.field(default_factory=Metadata)
     page: int = 0  # which page of a multi-page TIFF these pixels are (0-based)
     pages: int = 1  # how many pages the source has (TIFF); each is loaded on its own
@@ -155,6 +162,16 @@ def _tiff16_picture(
     )
 
 
+def _netpbm16_picture(source: str | os.PathLike | bytes) -> Picture:
+    """A 16-bit (or 9-15-bit) binary PGM/PPM at full precision (see tfdenoise.io.netpbm)."""
+    try:
+        samples = netpbm.read_samples16(source)
+    except ValueError as error:
+        raise ImageError(f"corrupt or truncated: {error}") from None
+    gray = samples.shape[2] == 1
+    return Picture(samples, gray, None, "I;16" if gray else "RGB;16", 16, "PPM")
+
+
 def load_picture(
     source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, page: int = 0
 ) -> Picture:
@@ -176,6 +193,8 @@ def _load_page(source: str | os.PathLike | bytes, image: Image.Image) -> Picture
     image_format = image.format or ""
     if image_format == "TIFF" and tiff.is_sixteen_bit_page(image):  # tifffile decodes it
         return _tiff16_picture(source, image, image.tell(), _metadata_of(image))
+    if image_format == "PPM" and netpbm.is_deep(source):  # PIL would cut it to 8 bits
+        return _netpbm16_picture(source)
     image.load()
     mode = image.mode
     metadata = _metadata_of(image)
@@ -211,10 +230,10 @@ OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif
 SIXTEEN_BIT_FORMATS = ("png", "tiff")  # the output formats that hold 16 bits per sample
 # --format same, by the input's suffix. GIF is a 256-colour palette format (a denoised photo
 # would be re-quantised, i.e. noisy again) and PIL's BMP carries no profile or EXIF: both -> PNG,
-# which is lossless too.
+# which is lossless too, as are the formats tfdenoise reads but does not write (Netpbm, JPEG
+# 2000, AVIF, HEIC).
 SAME_BY_SUFFIX = {
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
+    **{suffix: "jpeg" for suffix in JPEG_SUFFIXES},
     ".png": "png",
     ".webp": "webp",
     ".tif": "tiff",
