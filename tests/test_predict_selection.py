@@ -119,3 +119,44 @@ def test_cli_files_from_and_shard(scans, tmp_path, tiny_model_path):
         "x/s01.png",
         "y/s02.png",
     ]
+
+
+@pytest.fixture
+def twins(tmp_path):
+    """Inputs that share an output name: a scan saved twice, a GIF and a BMP of one picture."""
+    root = tmp_path / "twins"
+    for name in ("a.jpg", "a.png", "b.jpg", "c.gif", "c.bmp", "sub/c.png"):
+        save(root / name, photo_like(16, 24, seed=len(name)))
+    return root
+
+
+def test_inputs_sharing_an_output_are_reported_not_kept(twins, tmp_path, model):
+    report = folder.predict_folder(model, twins, tmp_path / "out")
+    failed = {r.input.name: r.error for r in report.with_status("failed")}
+    assert failed == {
+        "a.jpg": "its output a.png is a.png's: rename one of the two",
+        "c.gif": "its output c.png is c.bmp's: rename one of the two",
+    }
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in report.written) == [
+        "a.png",
+        "b.png",
+        "c.png",
+        "sub/c.png",
+    ]
+    assert not report.kept
+    same = folder.PredictOptions(output_format="same")  # a.jpg and a.png keep their suffixes
+    report = folder.predict_folder(model, twins, tmp_path / "same", same)
+    assert [r.input.name for r in report.with_status("failed")] == ["c.gif"]
+
+
+def test_every_shard_agrees_on_the_owner_of_a_shared_output(twins):
+    whole = {e.relpath: e.reason for e in selection.select(twins)}
+    parts = {}
+    for index in range(4):
+        shard = selection.Shard(index, 4)
+        parts.update({e.relpath: e.reason for e in selection.select(twins, shard=shard)})
+    assert parts == whole and whole["a.jpg"] and whole["c.gif"] and not whole["a.png"]
+    listed = twins / "list.txt"
+    listed.write_text("a.jpg\nb.jpg\n")  # a.png not in the job: it still owns a.png
+    reasons = {e.relpath: e.reason for e in selection.select(twins, files_from=listed)}
+    assert reasons["a.jpg"] == whole["a.jpg"] and reasons["b.jpg"] is None

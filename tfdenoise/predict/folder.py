@@ -400,7 +400,7 @@ def predict_folder(
 
     try:
         if entries is None:
-            entries = selection.select(input_dir)
+            entries = selection.select(input_dir, output_format=options.output_format)
         for entry in entries:
             path = entry.path
             if entry.reason is not None:

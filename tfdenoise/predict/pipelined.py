@@ -55,7 +55,7 @@ def predict_folder_pipelined(
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder")
     if entries is None:
-        entries = selection.select(input_dir)
+        entries = selection.select(input_dir, output_format=options.output_format)
     order = {entry.path: index for index, entry in enumerate(entries)}
     report = PredictReport()
     started = time.perf_counter()

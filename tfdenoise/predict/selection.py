@@ -6,6 +6,12 @@ A shard is decided by a hash of each file's relative path (like the train/val/te
 processes or machines, each with its own I, write disjoint parts of OUT, and skip-existing
 makes a retried shard safe. Entries of a list that cannot be predicted (missing, not a file,
 not an image, outside DIR) are kept with a reason, to be reported as failed, never dropped.
+
+Two inputs can share an output: `scan.jpg` and `scan.png` both become `scan.png` (a phone's
+`IMG_1.HEIC` beside its `IMG_1.JPG`, a scan saved twice). One of them owns the output -- the
+input already named like it, else the first by name -- and the others are reported as failed
+with the reason, rather than found "kept" next to the owner's output. The owner is decided
+from the folder's own listing, so every shard and every retry agrees.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tfdenoise.io import files
+from tfdenoise.io import files, photo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,16 +107,53 @@ def _listed_entry(input_dir: Path, line: str) -> Entry:
     return Entry(path, relpath)
 
 
+def output_owners(folder: Path, output_format: str) -> dict[str, str]:
+    """For each image file directly in `folder` whose output name another one there shares,
+    the name of the file that owns that output (see the module doc); others are absent."""
+    by_output: dict[str, list[str]] = {}
+    with os.scandir(folder) as scanned:
+        for item in scanned:
+            if files.has_image_suffix(item.name) and item.is_file():
+                path = Path(item.name)
+                output = path.stem + photo.output_suffix(path, output_format)
+                by_output.setdefault(output, []).append(item.name)
+    owners = {}
+    for output, names in by_output.items():
+        if len(names) > 1:
+            owner = output if output in names else min(names)
+            owners.update((name, owner) for name in names)
+    return owners
+
+
+def _mark_shared_outputs(entries: list[Entry], output_format: str) -> list[Entry]:
+    """Entries whose output another input owns, given that reason."""
+    owners_in: dict[Path, dict[str, str]] = {}
+    marked = []
+    for entry in entries:
+        folder = entry.path.parent
+        if entry.reason is None and folder not in owners_in:
+            owners_in[folder] = output_owners(folder, output_format)
+        owner = owners_in.get(folder, {}).get(entry.path.name, entry.path.name)
+        if entry.reason is None and owner != entry.path.name:
+            output = entry.path.stem + photo.output_suffix(entry.path, output_format)
+            reason = f"its output {output} is {owner}'s: rename one of the two"
+            entry = dataclasses.replace(entry, reason=reason)
+        marked.append(entry)
+    return marked
+
+
 def select(
     input_dir: str | os.PathLike,
     files_from: str | os.PathLike | None = None,
     shard: Shard | None = None,
+    output_format: str = "png",
 ) -> list[Entry]:
     """The entries of one job, sorted by relative path, duplicates once.
 
     Without a list: every image under DIR (`files.list_image_files`). With a shard: only the
     entries (bad listed ones too, so each is reported by exactly one shard) whose relative
-    path hashes to it.
+    path hashes to it. An input whose output (in `output_format`) another input owns gets
+    that reason.
     """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
@@ -128,4 +171,4 @@ def select(
         entries = sorted(unique.values(), key=lambda entry: entry.relpath)
     if shard is not None:
         entries = [entry for entry in entries if shard.holds(entry.relpath)]
-    return entries
+    return _mark_shared_outputs(entries, output_format)
