@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,24 @@ def test_listing_is_recursive_case_insensitive_and_ignores_other_files(tmp_path)
     (tmp_path / "folder.jpg").mkdir()  # a directory named like an image
     found = [p.relative_to(tmp_path).as_posix() for p in image_files.list_image_files(tmp_path)]
     assert found == ["a/b/deep.JPEG", "top.PnG"]
+
+
+def test_appledouble_companions_are_not_listed(tmp_path):
+    photo = save(tmp_path / "scan.jpg", photo_like(8, 8))
+    (tmp_path / "._scan.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    assert image_files.list_image_files(tmp_path) == [photo]
+
+
+def test_names_that_are_not_utf8_are_scanned_and_split(tmp_path):
+    latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg"))  # an old archive's name
+    save(latin1, photo_like(8, 8))
+    scan = image_files.scan(tmp_path)
+    assert [f.path for f in scan.files] == [str(latin1)] and not scan.skipped
+    assert scan.files[0].split == image_files.split_of(latin1.name)
+    # UTF-8 names hash their UTF-8 bytes, as before: no file moves between splits
+    assert image_files.split_of("café.jpg") == image_files.split_of(
+        os.fsdecode("café".encode() + b".jpg")
+    )
 
 
 def test_split_is_stable_when_files_are_added():

@@ -257,6 +257,20 @@ def test_skip_clean_copies_pixels_and_report_csv(tiny_model_path, tmp_path):
     assert rows["noisy.jpg"]["width"] == "48" and rows["noisy.jpg"]["sigma_after"] != ""
 
 
+def test_report_names_a_file_whose_name_is_not_utf8(tiny_model_path, tmp_path):
+    root = tmp_path / "in"
+    save(Path(os.fsdecode(bytes(root) + b"/caf\xe9.jpg")), photo_like(24, 32, 1), quality=95)
+    report_file = tmp_path / "report.csv"
+    out = tmp_path / "out"
+    model = ("--model", str(tiny_model_path))
+    result = run_predict(str(root), "-o", str(out), *model, "--report", str(report_file))
+    assert result.exit_code == 0, result.output
+    with open(report_file, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        (row,) = csv.DictReader(handle)
+    assert Path(row["input"]).exists() and Path(row["output"]).exists()  # the exact bytes
+    assert os.fsencode(Path(row["output"]).name) == b"caf\xe9.png"
+
+
 def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):
     root = tmp_path / "in"
     for index in range(5):

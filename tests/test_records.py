@@ -437,3 +437,15 @@ def test_fit_trains_from_records(tmp_path):
     run_dir = next((tmp_path / "runs").iterdir())
     assert "TFRecords" in result.output
     assert (run_dir / "best.keras").exists()
+
+
+def test_a_name_that_is_not_utf8_is_converted_with_its_bytes(tmp_path):
+    source = tmp_path / "src"
+    save(Path(os.fsdecode(bytes(source) + b"/caf\xe9.jpg")), photo_like(32, 32), quality=90)
+    report = records.convert_folder(source, tmp_path / "out", (1, 0, 0), workers=1)
+    assert report.images_written == 1 and report.manifest["skipped"] == []
+    serialized = next(
+        iter(tf.data.TFRecordDataset(str(next((tmp_path / "out").glob("*.tfrecord")))))
+    )
+    assert records.parse_features(serialized)["source"].numpy() == b"caf\xe9.jpg"
+    assert records.read_manifest(tmp_path / "out")["counts"]["train"] == 1

@@ -49,6 +49,7 @@ IMAGE_SUFFIXES = JPEG_SUFFIXES | {
     ".hif",
 }
 SPLITS = ("train", "val", "test")
+APPLEDOUBLE_PREFIX = "._"  # macOS metadata beside a copied file (see list_image_files)
 
 # We enforce our own pixel limit (with a clear message) before decoding, so PIL's own
 # DecompressionBombError threshold is lifted; its warning would be noise.
@@ -124,7 +125,9 @@ def list_image_files(root: str | os.PathLike) -> list[Path]:
     """All files under root with an image suffix (any case), sorted by relative path.
 
     Directory symlinks are not followed, so symlink loops cannot recurse; a directory named
-    like an image is walked into, never listed.
+    like an image is walked into, never listed. macOS's AppleDouble companions (`._NAME`,
+    written beside every file a Mac copies to a USB stick or network share) hold metadata,
+    not pixels: never listed, or each photo would come with a failure.
     """
     root = Path(root)
     if not root.is_dir():
@@ -133,7 +136,7 @@ def list_image_files(root: str | os.PathLike) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in filenames:
-            if has_image_suffix(name):
+            if has_image_suffix(name) and not name.startswith(APPLEDOUBLE_PREFIX):
                 found.append(Path(dirpath) / name)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
@@ -146,7 +149,7 @@ def split_of(relpath: str, fractions: Sequence[float] = DEFAULT_SPLIT) -> str:
     """
     if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
         raise ValueError(f"split needs three non-negative fractions, got {fractions}")
-    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    digest = hashlib.sha256(os.fsencode(relpath)).digest()  # a name's bytes, UTF-8 or not
     point = int.from_bytes(digest[:8], "big") / 2**64
     total = float(sum(fractions))
     edge = 0.0

@@ -95,7 +95,7 @@ def encode_example(image: EncodedImage, source: str) -> bytes:
             "height": _int_feature(image.height),
             "width": _int_feature(image.width),
             "format": _bytes_feature(image.format.encode()),
-            "source": _bytes_feature(source.encode("utf-8")),
+            "source": _bytes_feature(os.fsencode(source)),  # the name's bytes, UTF-8 or not
         }
     )
     # deterministic: map keys sorted; otherwise the order varies between processes, and

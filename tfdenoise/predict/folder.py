@@ -106,10 +106,11 @@ class PredictReport:
 
 
 def write_report_csv(report: PredictReport, path: str | Path) -> None:
-    """The per-image report as CSV; sigmas with 2 decimals, empty when not measured."""
+    """The per-image report as CSV; sigmas with 2 decimals, empty when not measured. UTF-8,
+    with a file name that is not UTF-8 written as its own bytes (it names the file exactly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(REPORT_COLUMNS)
         for result in report.results:

@@ -59,7 +59,7 @@ def shard_of(relpath: str, count: int) -> int:
 
     Uses other digest bytes than `files.split_of`, so shards are not correlated with splits.
     """
-    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    digest = hashlib.sha256(os.fsencode(relpath)).digest()  # a name's bytes, UTF-8 or not
     return int.from_bytes(digest[8:16], "big") % count
 
 
@@ -76,7 +76,8 @@ def read_list(list_file: str | os.PathLike) -> list[str]:
     """The entries of a --files-from file: one path a line; blank lines and `#` comments
     (whole lines) ignored; surrounding whitespace stripped."""
     try:
-        text = Path(list_file).read_text(encoding="utf-8")
+        # names that are not UTF-8 (an old archive's Latin-1) read as the bytes they are
+        text = Path(list_file).read_text(encoding="utf-8", errors="surrogateescape")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read the file list {list_file}: {error}") from None
     lines = (line.strip() for line in text.splitlines())
