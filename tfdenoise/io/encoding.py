@@ -13,10 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from tfdenoise.config import DEFAULT_MAX_PIXELS
+from tfdenoise.config import DEFAULT_MAX_PIXELS, PNG_COMPRESS_LEVEL
 from tfdenoise.io import files, png
 
-PNG_COMPRESS_LEVEL = 3  # lossless at any level; 3 is much faster than PIL's 6 for a few % more
 # How images that are not kept as JPEG bytes are stored ("lossless" choice of make-tfrecords):
 # "raw": the 8-bit RGB pixels as they are (H * W * 3 bytes, row-major; the shape is in the
 # record), decoded in the input graph by a copy; "png": lossless PNG, a fraction of the bytes

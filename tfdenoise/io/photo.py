@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
-from tfdenoise.config import DEFAULT_MAX_PIXELS
+from tfdenoise.config import DEFAULT_MAX_PIXELS, PNG_COMPRESS_LEVEL
 from tfdenoise.io import atomic, netpbm, png, tiff
 from tfdenoise.io.files import (
     JPEG_SUFFIXES,
@@ -389,7 +389,9 @@ def pil_save_options(output_format: str, metadata: Metadata, quality: int) -> di
         options["pnginfo"] = info
     elif metadata.xmp:
         options["xmp"] = metadata.xmp
-    if output_format == "jpeg":
+    if output_format == "png":
+        options.update(compress_level=PNG_COMPRESS_LEVEL)
+    elif output_format == "jpeg":
         options.update(quality=quality, subsampling=0)
     elif output_format == "webp":
         options.update(quality=quality)
@@ -400,7 +402,8 @@ def encode_png16(pixels: np.ndarray, metadata: Metadata) -> bytes:
     """A 16-bit PNG (TF's encoder: adaptive filters, any of 1-4 channels) with metadata."""
     import tensorflow as tf  # here only: records workers import this package and start fast
 
-    encoded = tf.io.encode_png(tf.convert_to_tensor(pixels, tf.uint16)).numpy()
+    samples = tf.convert_to_tensor(pixels, tf.uint16)
+    encoded = tf.io.encode_png(samples, compression=PNG_COMPRESS_LEVEL).numpy()
     return png.insert_after_header(encoded, png_chunks(metadata))
 
 
