@@ -160,3 +160,27 @@ def test_every_shard_agrees_on_the_owner_of_a_shared_output(twins):
     listed.write_text("a.jpg\nb.jpg\n")  # a.png not in the job: it still owns a.png
     reasons = {e.relpath: e.reason for e in selection.select(twins, files_from=listed)}
     assert reasons["a.jpg"] == whole["a.jpg"] and reasons["b.jpg"] is None
+
+
+def test_an_output_folder_inside_the_input_is_never_read(scans, tmp_path, model):
+    out = scans / "denoised"  # predict photos -o photos/denoised
+    first = folder.predict_folder(model, scans, out)
+    assert len(first.written) == 12
+    again = folder.predict_folder(model, scans, out)  # its outputs are not new inputs
+    assert len(again.kept) == 12 and not again.written and not again.failed
+    assert not (out / "denoised").exists()
+    listed = tmp_path / "list.txt"
+    listed.write_text("x/s01.png\ndenoised/x/s01.png\n")
+    reasons = {
+        e.relpath: e.reason for e in selection.select(scans, files_from=listed, output_dir=out)
+    }
+    assert reasons == {"x/s01.png": None, "denoised/x/s01.png": "inside the output folder: refused"}
+
+
+def test_cli_with_the_output_inside_the_input(scans, tiny_model_path):
+    out = scans / "den"
+    command = ["predict", str(scans), "-o", str(out), "--model", str(tiny_model_path)]
+    for _ in range(2):
+        result = CliRunner().invoke(cli.main, command, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert "12 images" in result.output and not (out / "den").exists()

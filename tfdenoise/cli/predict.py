@@ -197,7 +197,7 @@ def predict_command(
             strip_metadata=strip_metadata,
             strength=strength,
         )
-        entries = selection.select(input_dir, files_from, shard, output_format)
+        entries = selection.select(input_dir, files_from, shard, output_format, output)
         if runner == "beam":
             beam = _import_beam()
             checkpoints.resolve_model_path(model_spec, runs_dir)  # fail early, on the launcher

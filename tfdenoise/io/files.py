@@ -121,8 +121,11 @@ def has_image_suffix(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_image_files(root: str | os.PathLike) -> list[Path]:
-    """All files under root with an image suffix (any case), sorted by relative path.
+def list_image_files(
+    root: str | os.PathLike, exclude: str | os.PathLike | None = None
+) -> list[Path]:
+    """All files under root with an image suffix (any case), sorted by relative path; none
+    from the folder `exclude` (predict's OUT inside DIR: its outputs are not inputs).
 
     Directory symlinks are not followed, so symlink loops cannot recurse; a directory named
     like an image is walked into, never listed. macOS's AppleDouble companions (`._NAME`,
@@ -132,8 +135,15 @@ def list_image_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"not a directory: {root}")
+    excluded = os.path.realpath(exclude) if exclude is not None else None
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if excluded is not None:
+            dirnames[:] = [
+                name
+                for name in dirnames
+                if os.path.realpath(os.path.join(dirpath, name)) != excluded
+            ]
         dirnames.sort()
         for name in filenames:
             if has_image_suffix(name) and not name.startswith(APPLEDOUBLE_PREFIX):

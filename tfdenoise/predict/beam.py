@@ -141,7 +141,9 @@ def predict_folder_beam(
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder")
     if entries is None:
-        entries = selection.select(input_dir, output_format=options.output_format)
+        entries = selection.select(
+            input_dir, output_format=options.output_format, output_dir=output_dir
+        )
     entries = [
         dataclasses.replace(entry, path=input_dir / entry.relpath)
         if entry.reason is None

@@ -401,7 +401,9 @@ def predict_folder(
 
     try:
         if entries is None:
-            entries = selection.select(input_dir, output_format=options.output_format)
+            entries = selection.select(
+                input_dir, output_format=options.output_format, output_dir=output_dir
+            )
         for entry in entries:
             path = entry.path
             if entry.reason is not None:

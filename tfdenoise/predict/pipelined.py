@@ -55,7 +55,9 @@ def predict_folder_pipelined(
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder")
     if entries is None:
-        entries = selection.select(input_dir, output_format=options.output_format)
+        entries = selection.select(
+            input_dir, output_format=options.output_format, output_dir=output_dir
+        )
     order = {entry.path: index for index, entry in enumerate(entries)}
     report = PredictReport()
     started = time.perf_counter()

@@ -84,8 +84,9 @@ def read_list(list_file: str | os.PathLike) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _listed_entry(input_dir: Path, line: str) -> Entry:
-    """A line of the list as an Entry: relative to DIR (an absolute path must lie in DIR)."""
+def _listed_entry(input_dir: Path, line: str, output_dir: Path | None = None) -> Entry:
+    """A line of the list as an Entry: relative to DIR (an absolute path must lie in DIR, and
+    not in OUT)."""
     candidate = Path(line)
     if candidate.is_absolute():
         try:
@@ -99,6 +100,8 @@ def _listed_entry(input_dir: Path, line: str) -> Entry:
     if relpath == ".." or relpath.startswith("../") or relpath == ".":
         return Entry(Path(line), line, "outside the input folder: refused")
     path = input_dir / relpath
+    if output_dir is not None and path.resolve().is_relative_to(output_dir.resolve()):
+        return Entry(path, relpath, "inside the output folder: refused")
     if not path.exists():
         return Entry(path, relpath, "listed but not found")
     if not path.is_file():
@@ -148,26 +151,29 @@ def select(
     files_from: str | os.PathLike | None = None,
     shard: Shard | None = None,
     output_format: str = "png",
+    output_dir: str | os.PathLike | None = None,
 ) -> list[Entry]:
     """The entries of one job, sorted by relative path, duplicates once.
 
     Without a list: every image under DIR (`files.list_image_files`). With a shard: only the
     entries (bad listed ones too, so each is reported by exactly one shard) whose relative
     path hashes to it. An input whose output (in `output_format`) another input owns gets
-    that reason.
+    that reason. Nothing is taken from `output_dir` when it lies inside DIR
+    (`predict photos -o photos/denoised`): a second run would denoise the first one's outputs.
     """
     input_dir = Path(input_dir)
+    output_dir = Path(output_dir) if output_dir is not None else None
     if not input_dir.is_dir():
         raise ValueError(f"not a directory: {input_dir}")
     if files_from is None:
         entries = [
             Entry(path, path.relative_to(input_dir).as_posix())
-            for path in files.list_image_files(input_dir)
+            for path in files.list_image_files(input_dir, exclude=output_dir)
         ]
     else:
         unique = {}
         for line in read_list(files_from):
-            entry = _listed_entry(input_dir, line)
+            entry = _listed_entry(input_dir, line, output_dir)
             unique.setdefault(entry.relpath, entry)
         entries = sorted(unique.values(), key=lambda entry: entry.relpath)
     if shard is not None:
