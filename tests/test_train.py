@@ -12,6 +12,7 @@ from conftest import photo_like, quick_fit_args, save
 
 from tfdenoise import checkpoints, cli, losses, models, runs
 from tfdenoise.config import FitConfig
+from tfdenoise.train import fit as fit_module
 from tfdenoise.train.fit import fit
 
 pytestmark = pytest.mark.slow
@@ -379,3 +380,19 @@ def test_fit_cli_clip_norm_zero_turns_clipping_off(image_folder, tmp_path):
     assert result.exit_code == 0, result.output
     (config_file,) = tmp_path.glob(f"*/{runs.CONFIG}")
     assert json.loads(config_file.read_text())["clip_norm"] is None
+
+
+def test_a_runs_folder_inside_the_data_is_not_training_data(tmp_path, monkeypatch):
+    """`cd photos && tfdenoise fit .`: the runs folder's preview grids are PNGs."""
+    data = tmp_path / "photos"
+    for index in range(6):
+        save(data / f"p{index}.jpg", photo_like(48, 48, seed=index), quality=90)
+    save(data / "runs" / "20260101-000000" / "grid.png", photo_like(48, 96))
+    monkeypatch.chdir(data)
+    lines = []
+    config = FitConfig(data=".", runs_dir="runs")
+    source, _, _ = fit_module.open_data(config, lines.append)
+    assert sum(source.count(split) for split in ("train", "val", "test")) == 6
+    elsewhere = FitConfig(data=".", runs_dir=str(tmp_path / "runs"))
+    source, _, _ = fit_module.open_data(elsewhere, lines.append)
+    assert sum(source.count(split) for split in ("train", "val", "test")) == 7

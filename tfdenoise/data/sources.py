@@ -31,8 +31,11 @@ class FolderSource:
         paths: Sequence[Path] | None = None,
         fractions: Sequence[float] = DEFAULT_SPLIT,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        exclude: str | Path | None = None,
     ):
         self.root = Path(root)
+        if paths is None:  # `exclude`: fit's runs folder, whose preview grids are PNGs
+            paths = files.list_image_files(self.root, exclude=exclude)
         self.scan = files.scan(self.root, paths, fractions, max_pixels)
         self.description = f"image folder {self.root}"
 
@@ -120,9 +123,11 @@ def open_source(
     path: str | Path | None,
     fractions: Sequence[float] = DEFAULT_SPLIT,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: str | Path | None = None,
 ) -> FolderSource | RecordSource:
     """The source behind a DATA argument; a folder with manifest.json is read as TFRecords
-    (fractions and max_pixels then come from the conversion)."""
+    (fractions and max_pixels then come from the conversion). Nothing under `exclude` (the
+    runs folder, when DATA holds it: `cd photos && tfdenoise fit .`) is an image of DATA."""
     if path is None:
         return sample_source(fractions)
     path = Path(path)
@@ -130,4 +135,4 @@ def open_source(
         raise ValueError(f"DATA must be a folder of images or TFRecords: {path} is not a directory")
     if records.is_records_folder(path):
         return RecordSource(path)
-    return FolderSource(path, None, fractions, max_pixels)
+    return FolderSource(path, None, fractions, max_pixels, exclude)

@@ -127,7 +127,9 @@ def prepare_run_dir(
 
 def open_data(config: FitConfig, log: Log):
     """The training source with its splits checked and explained; (source, val, test split)."""
-    source = sources.open_source(config.data, config.split, config.max_pixels)
+    source = sources.open_source(
+        config.data, config.split, config.max_pixels, exclude=config.runs_dir
+    )
     train_count = source.count("train")
     log(
         f"data: {source.description}: train {train_count}, val {source.count('val')}, "
