@@ -389,6 +389,15 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).copy()
 
 
+def read_deep_netpbm(source: str | os.PathLike | bytes) -> np.ndarray:
+    """A binary PGM/PPM with 2-byte samples (`netpbm.is_deep`) as H x W x C uint16 on
+    0-65535; ImageError if truncated."""
+    try:
+        return netpbm.read_samples16(source)
+    except ValueError as error:
+        raise ImageError(f"corrupt or truncated: {error}") from None
+
+
 def load_rgb8(
     source: str | os.PathLike | bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -397,11 +406,7 @@ def load_rgb8(
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
     info = verified_info(source, max_pixels)
     if info.format == "PPM" and netpbm.is_deep(source):  # PIL: 8 bits, or no maxval (PGM)
-        try:
-            samples = netpbm.read_samples16(source)
-        except ValueError as error:
-            raise ImageError(f"corrupt or truncated: {error}") from None
-        eight = np.round(samples / 257.0).astype(np.uint8)
+        eight = np.round(read_deep_netpbm(source) / 257.0).astype(np.uint8)
         return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight
     with reading(source, max_pixels) as image:
         image.load()

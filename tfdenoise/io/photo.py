@@ -27,6 +27,7 @@ from tfdenoise.io import atomic, netpbm, png, tiff
 from tfdenoise.io.files import (
     JPEG_SUFFIXES,
     ImageError,
+    read_deep_netpbm,
     reading,
     short_reason,
     to_rgb8,
@@ -164,10 +165,7 @@ def _tiff16_picture(
 
 def _netpbm16_picture(source: str | os.PathLike | bytes) -> Picture:
     """A 16-bit (or 9-15-bit) binary PGM/PPM at full precision (see tfdenoise.io.netpbm)."""
-    try:
-        samples = netpbm.read_samples16(source)
-    except ValueError as error:
-        raise ImageError(f"corrupt or truncated: {error}") from None
+    samples = read_deep_netpbm(source)
     gray = samples.shape[2] == 1
     return Picture(samples, gray, None, "I;16" if gray else "RGB;16", 16, "PPM")
 

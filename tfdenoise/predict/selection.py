@@ -134,14 +134,15 @@ def _mark_shared_outputs(entries: list[Entry], output_format: str) -> list[Entry
     owners_in: dict[Path, dict[str, str]] = {}
     marked = []
     for entry in entries:
-        folder = entry.path.parent
-        if entry.reason is None and folder not in owners_in:
-            owners_in[folder] = output_owners(folder, output_format)
-        owner = owners_in.get(folder, {}).get(entry.path.name, entry.path.name)
-        if entry.reason is None and owner != entry.path.name:
-            output = entry.path.stem + photo.output_suffix(entry.path, output_format)
-            reason = f"its output {output} is {owner}'s: rename one of the two"
-            entry = dataclasses.replace(entry, reason=reason)
+        if entry.reason is None:
+            folder, name = entry.path.parent, entry.path.name
+            if folder not in owners_in:
+                owners_in[folder] = output_owners(folder, output_format)
+            owner = owners_in[folder].get(name, name)
+            if owner != name:
+                output = entry.path.stem + photo.output_suffix(entry.path, output_format)
+                reason = f"its output {output} is {owner}'s: rename one of the two"
+                entry = dataclasses.replace(entry, reason=reason)
         marked.append(entry)
     return marked
 
