@@ -111,13 +111,22 @@ def _listed_entry(input_dir: Path, line: str, output_dir: Path | None = None) ->
     return Entry(path, relpath)
 
 
+def _listed_as_file(item: os.DirEntry) -> bool:
+    """Whether `files.list_image_files` (os.walk) lists an entry: anything but a directory,
+    broken symlinks and symlink loops included (they are reported with their reason)."""
+    try:
+        return not item.is_dir()
+    except OSError:
+        return True
+
+
 def output_owners(folder: Path, output_format: str) -> dict[str, str]:
     """For each image file directly in `folder` whose output name another one there shares,
     the name of the file that owns that output (see the module doc); others are absent."""
     by_output: dict[str, list[str]] = {}
     with os.scandir(folder) as scanned:
         for item in scanned:
-            if files.has_image_suffix(item.name) and item.is_file():
+            if files.has_image_suffix(item.name) and _listed_as_file(item):
                 path = Path(item.name)
                 output = path.stem + photo.output_suffix(path, output_format)
                 by_output.setdefault(output, []).append(item.name)
