@@ -431,3 +431,16 @@ def test_orientation_pil_rewrites_still_turns_the_pixels(kind, tmp_path):
         out = tmp_path / f"out{photo.OUTPUT_SUFFIXES[output_format]}"
         photo.save_picture(picture, out, output_format)
         assert photo.load_picture(out).rgb.shape == picture.rgb.shape, output_format
+
+
+@pytest.mark.parametrize("extra, alpha", [("unspecified", False), ("unassalpha", True)])
+def test_an_infrared_channel_is_not_alpha(tmp_path, extra, alpha):
+    """Scanners' 64-bit RGBI files: 16-bit RGB plus an unspecified infrared sample."""
+    infrared = np.full((40, 56), 1000, np.uint16)
+    source = write16(tmp_path / "scan.tif", np.dstack([RGB16, infrared]), extrasamples=(extra,))
+    picture = photo.load_picture(source)
+    np.testing.assert_array_equal(picture.rgb, RGB16)
+    assert (picture.alpha is not None) == alpha
+    assert picture.mode == ("RGBA;16" if alpha else "RGB;16")
+    photo.save_picture(picture, tmp_path / "out.png", "png", 16)
+    assert Image.open(tmp_path / "out.png").mode == ("RGBA" if alpha else "RGB")

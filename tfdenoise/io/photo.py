@@ -144,19 +144,21 @@ def _png16_picture(
 def _tiff16_picture(
     source: str | os.PathLike | bytes, image: Image.Image, page: int, metadata: Metadata
 ) -> Picture:
-    """A 16-bit gray(+alpha) or RGB(A) TIFF page at full precision (see tfdenoise.io.tiff)."""
+    """A 16-bit gray(+alpha) or RGB(A) TIFF page at full precision (see tfdenoise.io.tiff);
+    an extra sample that is not alpha (a scanner's infrared channel) is left out."""
     samples = orient(tiff.read_samples16(source, page), image.getexif().get(ORIENTATION, 1))
     colour_channels = 3 if image.tag_v2.get(tiff.PHOTOMETRIC) == tiff.RGB else 1
     if samples.shape[2] < colour_channels:
         raise ImageError(f"unsupported TIFF layout: {samples.shape[2]} samples for RGB")
-    alpha = samples[..., colour_channels].copy() if samples.shape[2] > colour_channels else None
+    has_alpha = samples.shape[2] > colour_channels and tiff.first_extra_is_alpha(image)
+    alpha = samples[..., colour_channels].copy() if has_alpha else None
     pixels = samples if samples.shape[2] == colour_channels else samples[..., :colour_channels]
     names = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
     return Picture(
         np.ascontiguousarray(pixels),
         colour_channels == 1,
         alpha,
-        names.get(samples.shape[2], "I;16"),
+        names[colour_channels + has_alpha],
         16,
         "TIFF",
         metadata,

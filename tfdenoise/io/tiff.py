@@ -33,6 +33,8 @@ from tfdenoise.io.metadata import EXIF_HEADER, Metadata
 BITS_PER_SAMPLE = 258
 SAMPLE_FORMAT = 339  # 1 = unsigned integer (the default)
 PHOTOMETRIC = 262
+EXTRA_SAMPLES = 338  # what each sample beyond the colour ones is
+ALPHA_EXTRA_SAMPLES = (1, 2)  # associated, unassociated alpha; 0 = unspecified (infrared, ...)
 MINISBLACK, RGB = 1, 2  # the photometric interpretations read at 16 bits here
 XMP_TAG = 700
 ORIENTATION_TAG = 274  # written as 1 (top-left): the pixels written are already upright
@@ -59,6 +61,15 @@ def is_sixteen_bit_page(image: Image.Image) -> bool:
     sample_format = tags.get(SAMPLE_FORMAT, 1)
     sample_format = sample_format[0] if isinstance(sample_format, tuple) else sample_format
     return set(bits) == {16} and sample_format == 1 and tags.get(PHOTOMETRIC) in (MINISBLACK, RGB)
+
+
+def first_extra_is_alpha(image: Image.Image) -> bool:
+    """Whether the current page's first extra sample is alpha. Scanners' 64-bit RGBI files
+    (16-bit RGB + an infrared channel for dust removal) mark it unspecified: taken for alpha,
+    it would make the output nearly transparent."""
+    kinds = getattr(image, "tag_v2", {}).get(EXTRA_SAMPLES, ())
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return bool(kinds) and kinds[0] in ALPHA_EXTRA_SAMPLES
 
 
 def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
