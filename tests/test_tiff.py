@@ -156,11 +156,58 @@ def test_pages_load_one_at_a_time_and_write_back_as_pages(tmp_path):
         np.testing.assert_array_equal(written.pages[2].asarray(), RGB16[..., 0])
 
 
-def test_a_tiff_pil_cannot_open_is_skipped_with_its_kind(tmp_path):
-    alpha = np.full((40, 56), 65535, np.uint16)
-    path = write16(tmp_path / "gray_alpha.tif", np.dstack([RGB16[..., 1], alpha]))
-    with pytest.raises(files.ImageError, match="unsupported TIFF kind: 16-bit, 2 samples"):
+def test_a_tiff_no_reader_decodes_is_skipped_with_its_kind(tmp_path):
+    path = tmp_path / "signed.tif"
+    tifffile.imwrite(path, RGB16.astype(np.int16), photometric="rgb")  # signed samples
+    with pytest.raises(files.ImageError, match="unsupported TIFF kind: 16-bit, 3 samples"):
         files.probe(path)
+
+
+UNIT = np.random.default_rng(5).random((40, 56, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "name, samples, alpha",
+    [
+        ("float32 RGB (an HDR merge)", UNIT, False),
+        ("float16 gray", UNIT[..., 0].astype(np.float16), False),
+        ("32-bit RGB", np.round(UNIT.astype(np.float64) * 4294967295).astype(np.uint32), False),
+        ("16-bit gray + alpha", np.dstack([RGB16[..., 1], RGB16[..., 2]]), True),
+    ],
+)
+def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path, name, samples, alpha):
+    path = tmp_path / "scan.tif"
+    gray = samples.ndim == 2 or samples.shape[2] == 2
+    extra = {"extrasamples": ("unassalpha",)} if alpha else {}
+    tifffile.imwrite(path, samples, photometric="minisblack" if gray else "rgb", **extra)
+    assert files.probe(path).mode == files.TIFFFILE_MODE
+    unit = samples.astype(np.float64)
+    unit = unit / np.iinfo(samples.dtype).max if samples.dtype.kind == "u" else unit
+    colour = unit[..., :1] if alpha else unit.reshape(40, 56, -1)
+    picture = photo.load_picture(path)
+    assert picture.bits == 16 and picture.grayscale == gray and (picture.alpha is not None) == alpha
+    # float32 arithmetic: within one level of the exact value
+    np.testing.assert_allclose(picture.rgb, np.round(colour * 65535), atol=1)
+    rgb8 = files.load_rgb8(path)
+    want8 = np.round(np.repeat(colour, 3 // colour.shape[2], axis=2) * 255)
+    np.testing.assert_allclose(rgb8, want8, atol=1)
+    encoded = pipeline.encoded_files(files.scan(tmp_path, fractions=(1, 0, 0)).files, False, True)
+    spec = pipeline.PipelineSpec(batch_size=1, eval_size=32)
+    crop = next(iter(pipeline.eval_pipeline(encoded, spec)))["clean"].numpy()[0]
+    np.testing.assert_array_equal(crop, rgb8[4:36, 12:44])  # the same reader inside tf.data
+    photo.save_picture(picture, tmp_path / "out.tif", "tiff", 16)
+    np.testing.assert_array_equal(photo.load_picture(tmp_path / "out.tif").rgb, picture.rgb)
+
+
+def test_a_float_tiff_clips_hdr_highlights_and_checks_every_page(tmp_path):
+    path = tmp_path / "hdr.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.full((8, 8, 3), 4.0, np.float32), photometric="rgb")  # above white
+        writer.write(np.full((300, 400, 3), 0.5, np.float32), photometric="rgb")
+    assert photo.load_picture(path).rgb.min() == 65535 and photo.load_picture(path).pages == 2
+    assert photo.load_picture(path, page=1).rgb.shape == (300, 400, 3)
+    with pytest.raises(files.ImageError, match="page 2: too large"):
+        photo.load_picture(path, max_pixels=1000, page=1)
 
 
 # --- broken TIFFs: one-line reasons, limits from the header ---------------------------------

@@ -249,6 +249,15 @@ def _write_image_seeds(folder: Path) -> None:
     for magic, samples, maxval in ((b"P6", rgb, 65535), (b"P5", rgb[..., 0], 4095)):
         header = b"%s\n# scan\n%d %d\n%d\n" % (magic, samples.shape[1], samples.shape[0], maxval)
         _add_seed(folder, header + (samples.astype(">u2") * 16).tobytes())  # deep Netpbm
+    import tifffile  # TIFF kinds only tifffile decodes: float RGB, 16-bit gray + alpha
+
+    for samples, photometric, extra in (
+        (rgb.astype(np.float32) / 255, "rgb", ()),
+        (rgb[..., :2].astype(np.uint16) * 257, "minisblack", ("unassalpha",)),
+    ):
+        stream = io.BytesIO()
+        tifffile.imwrite(stream, samples, photometric=photometric, extrasamples=extra)
+        _add_seed(folder, stream.getvalue())
 
 
 def _png16_colour(rgb, icc: bytes) -> bytes:

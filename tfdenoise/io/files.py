@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
-from tfdenoise.io import heif, netpbm
+from tfdenoise.io import heif, netpbm, tiff
+from tfdenoise.io.errors import ImageError, short_reason
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".jif"})  # .jfif: Windows' choice
 IMAGE_SUFFIXES = JPEG_SUFFIXES | {
@@ -55,10 +56,6 @@ APPLEDOUBLE_PREFIX = "._"  # macOS metadata beside a copied file (see list_image
 # DecompressionBombError threshold is lifted; its warning would be noise.
 Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-
-
-class ImageError(ValueError):
-    """A file that is not a usable image; the message is the one-line reason shown to users."""
 
 
 class Decoder(enum.IntEnum):
@@ -199,7 +196,10 @@ def _check_decoder(head: bytes) -> None:
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:
-    width, height = image.size
+    _check_size(*image.size, max_pixels)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width < 1 or height < 1:
         raise ImageError(f"invalid size {width}x{height}")
     if width * height > max_pixels:
@@ -256,17 +256,40 @@ def page_count(image: Image.Image, max_pixels: int) -> int:
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 
+TIFFFILE_MODE = "tifffile"  # ImageInfo.mode of a TIFF only tifffile decodes (TifffileOnly)
+
+
+class TifffileOnly(ImageError):
+    """A TIFF Pillow cannot open that `tiff.read_unit_samples` decodes (`tiff.tifffile_kind`):
+    `verified_info` turns it into an ImageInfo with mode TIFFFILE_MODE, and the loaders read it
+    with tifffile."""
+
+    def __init__(self, kind: tiff.TifffileKind):
+        super().__init__(f"{kind.description} TIFF, which only tifffile decodes")
+        self.kind = kind
+
+
+def _unidentified(source: str | os.PathLike | bytes) -> ImageError:
+    """The error for a file PIL could not open: TifffileOnly for a TIFF tifffile decodes here,
+    else the reason (see _unidentified_reason)."""
+    kind = tiff.tifffile_kind(source) if _head(source)[:4] in TIFF_SIGNATURES else None
+    return TifffileOnly(kind) if kind is not None else ImageError(_unidentified_reason(source))
+
+
+def _head(source: str | os.PathLike | bytes) -> bytes:
+    try:
+        if isinstance(source, bytes):
+            return source[: heif.HEAD_BYTES]
+        with open(source, "rb") as stream:
+            return stream.read(heif.HEAD_BYTES)
+    except OSError:
+        return b""
+
+
 def _unidentified_reason(source: str | os.PathLike | bytes) -> str:
     """Why PIL could not open a file: for data that starts like a TIFF, what is wrong with it
     (tifffile reads the structure: a bad directory offset, an unknown compression)."""
-    try:
-        if isinstance(source, bytes):
-            head = source[: heif.HEAD_BYTES]
-        else:
-            with open(source, "rb") as stream:
-                head = stream.read(heif.HEAD_BYTES)
-    except OSError:
-        head = b""
+    head = _head(source)
     if heif.is_avif(head):
         return "AVIF: this Pillow cannot decode it (Pillow 11.3 and newer can)"
     if head[:4] not in TIFF_SIGNATURES:
@@ -294,11 +317,6 @@ def _unidentified_reason(source: str | os.PathLike | bytes) -> str:
     return "corrupt or truncated: unreadable TIFF structure"
 
 
-def short_reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text and text[0] else type(error).__name__
-
-
 @contextlib.contextmanager
 def reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Image.Image]:
     """Open an image whose declared size is within the limit; every failure -> ImageError.
@@ -314,7 +332,7 @@ def reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Imag
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError(_unidentified_reason(source)) from None
+        raise _unidentified(source) from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
     except (struct.error, IndexError, KeyError, TypeError) as error:  # PIL's parsers on bad
@@ -326,13 +344,18 @@ def reading(source: str | os.PathLike | bytes, max_pixels: int) -> Iterator[Imag
 
 def verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageInfo:
     """Header facts; for PNGs also every chunk's CRC, which PIL's decoder does not check but
-    TF's does (so a file is judged the same by every command)."""
-    with reading(source, max_pixels) as image:
-        info = ImageInfo(image.format or "", image.mode, image.width, image.height)
-        if image.format == "TIFF":
-            page_count(image, max_pixels)  # every page's header, before any decoding
-        if image.format == "PNG":
-            image.verify()  # leaves the image unusable: callers reopen to decode
+    TF's does (so a file is judged the same by every command). A TIFF only tifffile decodes
+    has mode TIFFFILE_MODE (its later pages' sizes are checked as each is read)."""
+    try:
+        with reading(source, max_pixels) as image:
+            info = ImageInfo(image.format or "", image.mode, image.width, image.height)
+            if image.format == "TIFF":
+                page_count(image, max_pixels)  # every page's header, before any decoding
+            if image.format == "PNG":
+                image.verify()  # leaves the image unusable: callers reopen to decode
+    except TifffileOnly as only:
+        _check_size(only.kind.width, only.kind.height, max_pixels)
+        return ImageInfo("TIFF", TIFFFILE_MODE, only.kind.width, only.kind.height)
     return info
 
 
@@ -344,6 +367,9 @@ def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXEL
     full, after the PNG checksums (see verified_info).
     """
     info = verified_info(source, max_pixels)
+    if info.mode == TIFFFILE_MODE:
+        read_tifffile_page(source, 0, max_pixels)
+        return info
     with reading(source, max_pixels) as image:
         if image.format == "JPEG":
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
@@ -398,6 +424,26 @@ def read_deep_netpbm(source: str | os.PathLike | bytes) -> np.ndarray:
         raise ImageError(f"corrupt or truncated: {error}") from None
 
 
+def read_tifffile_page(
+    source: str | os.PathLike | bytes, page: int, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray | None, tiff.TifffileKind]:
+    """One page of a TIFF only tifffile decodes: colour H x W x C and alpha H x W (or None),
+    float32 in [0, 1], and the file's kind; the page's size checked before it is read."""
+    kind = tiff.tifffile_kind(source)
+    if kind is None:
+        raise ImageError("corrupt or truncated: unreadable TIFF structure")
+    if not 0 <= page < kind.pages:
+        raise ImageError(f"has no page {page + 1} (it has {kind.pages})")
+    unit = tiff.read_unit_samples(source, page, max_pixels)
+    colour = np.ascontiguousarray(unit[..., : kind.colour_channels])
+    if colour.shape[2] != kind.colour_channels:
+        raise ImageError(f"unsupported TIFF layout: {unit.shape[2]} samples on page {page + 1}")
+    alpha = (
+        unit[..., kind.colour_channels] if kind.alpha and unit.shape[2] > colour.shape[2] else None
+    )
+    return colour, alpha, kind
+
+
 def load_rgb8(
     source: str | os.PathLike | bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -405,6 +451,9 @@ def load_rgb8(
 ) -> np.ndarray:
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
     info = verified_info(source, max_pixels)
+    if info.mode == TIFFFILE_MODE:
+        colour = np.round(read_tifffile_page(source, 0, max_pixels)[0] * 255.0).astype(np.uint8)
+        return np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
     if info.format == "PPM" and netpbm.is_deep(source):  # PIL: 8 bits, or no maxval (PGM)
         eight = np.round(read_deep_netpbm(source) / 257.0).astype(np.uint8)
         return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight

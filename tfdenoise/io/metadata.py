@@ -16,7 +16,7 @@ import zlib
 from PIL import Image
 
 from tfdenoise.io import png
-from tfdenoise.io.files import ImageError
+from tfdenoise.io.errors import ImageError
 
 EXIF_HEADER = b"Exif\x00\x00"  # the APP1 prefix; PIL's JPEG writer expects it, PNG/WebP strip it
 ORIENTATION = 0x0112  # EXIF tag: how a viewer must rotate/flip the stored pixels

@@ -26,8 +26,10 @@ from tfdenoise.config import DEFAULT_MAX_PIXELS, PNG_COMPRESS_LEVEL
 from tfdenoise.io import atomic, netpbm, png, tiff
 from tfdenoise.io.files import (
     JPEG_SUFFIXES,
+    TIFFFILE_MODE,
     ImageError,
     read_deep_netpbm,
+    read_tifffile_page,
     reading,
     short_reason,
     to_rgb8,
@@ -172,12 +174,37 @@ def _netpbm16_picture(source: str | os.PathLike | bytes) -> Picture:
     return Picture(samples, gray, None, "I;16" if gray else "RGB;16", 16, "PPM")
 
 
+def _tifffile_picture(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> Picture:
+    """A page of a TIFF only tifffile decodes (float, 32-bit, 16-bit gray + alpha), kept at 16
+    bits; its tags are not read as metadata."""
+    colour, alpha, kind = read_tifffile_page(source, page, max_pixels)
+
+    def sixteen(unit: np.ndarray) -> np.ndarray:
+        return np.round(unit * 65535.0).astype(np.uint16)
+
+    gray = kind.colour_channels == 1
+    mode = ("LA;16" if alpha is not None else "I;16") if gray else "RGB;16"
+    if not gray and alpha is not None:
+        mode = "RGBA;16"
+    return Picture(
+        sixteen(colour),
+        gray,
+        None if alpha is None else sixteen(alpha),
+        mode,
+        16,
+        "TIFF",
+        page=page,
+        pages=kind.pages,
+    )
+
+
 def load_picture(
     source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, page: int = 0
 ) -> Picture:
     """Decode for predict: pixels (EXIF orientation applied), grayscale flag, alpha, metadata;
     for a multi-page TIFF the given page (0-based; `Picture.pages` says how many there are)."""
-    verified_info(source, max_pixels)
+    if verified_info(source, max_pixels).mode == TIFFFILE_MODE:
+        return _tifffile_picture(source, page, max_pixels)
     with reading(source, max_pixels) as image:
         pages = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
         if not 0 <= page < pages:

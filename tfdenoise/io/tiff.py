@@ -20,6 +20,8 @@ own sub-directory (exposure settings) is not carried into TIFF outputs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfdenoise.io.files import ImageError, short_reason
+from tfdenoise.io.errors import ImageError, short_reason
 from tfdenoise.io.metadata import EXIF_HEADER, Metadata
 
 BITS_PER_SAMPLE = 258
@@ -72,17 +74,107 @@ def first_extra_is_alpha(image: Image.Image) -> bool:
     return bool(kinds) and kinds[0] in ALPHA_EXTRA_SAMPLES
 
 
-def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
-    """One 16-bit page's samples as H x W x S uint16 (S = 1 gray, 2 gray + alpha, 3 RGB,
-    4 RGBA), whatever its compression, tiling or planar layout; ImageError if unusable."""
-    import io
+@dataclasses.dataclass(frozen=True)
+class TifffileKind:
+    """A TIFF Pillow cannot open that tifffile decodes here: float, 32-bit or 16-bit gray +
+    extra-sample pages (HDR merges, scientific and some scanner exports)."""
 
+    width: int
+    height: int
+    pages: int
+    colour_channels: int  # 1 gray, 3 RGB
+    alpha: bool  # an extra sample marked as alpha follows the colour ones
+    description: str  # "32-bit float RGB", for reports
+
+
+UNIT_SAMPLE_KINDS = {(1, 8), (1, 16), (1, 32), (3, 16), (3, 32), (3, 64)}  # (format, bits)
+
+
+def tifffile_kind(source: str | os.PathLike | bytes) -> TifffileKind | None:
+    """Its first page's facts when the TIFF is gray or RGB with unsigned 8-32-bit or float
+    samples and at most one extra sample, which `read_unit_samples` decodes; None for any
+    other kind or a broken file (whose reason files.py gives)."""
+    import tifffile
+
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with tifffile.TiffFile(stream) as tiff:
+            page = tiff.pages[0]
+            kind = (int(page.sampleformat), int(page.bitspersample))
+            photometric = int(page.photometric)
+            colour = 3 if photometric == RGB else 1
+            extra = int(page.samplesperpixel) - colour
+            if photometric not in (MINISBLACK, RGB) or kind not in UNIT_SAMPLE_KINDS:
+                return None
+            if extra not in (0, 1):  # (the pixel limit counts pixels, not samples)
+                return None
+            alpha = extra > 0 and int(page.extrasamples[0]) in ALPHA_EXTRA_SAMPLES
+            number = "float" if kind[0] == 3 else "unsigned"
+            return TifffileKind(
+                int(page.imagewidth),
+                int(page.imagelength),
+                len(tiff.pages),
+                colour,
+                alpha,
+                f"{kind[1]}-bit {number} {'RGB' if colour == 3 else 'gray'}",
+            )
+    except Exception:  # tifffile raises many kinds: all mean "not one we decode"
+        return None
+
+
+def read_unit_samples(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> np.ndarray:
+    """A `tifffile_kind` page as H x W x S float32: unsigned samples scaled to [0, 1], float
+    samples clipped to it (HDR highlights above 1 saturate); ImageError if unusable or above
+    `max_pixels` (checked from its directory, before decoding)."""
     import tifffile
 
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with tifffile.TiffFile(stream) as tiff:
             tiff_page = tiff.pages[page]
+            _check_samples(tiff_page)
+            width, height = int(tiff_page.imagewidth), int(tiff_page.imagelength)
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"page {page + 1}: too large: {width}x{height} = {width * height / 1e6:.0f}"
+                    f" MP exceeds the limit of {max_pixels / 1e6:.0f} MP"
+                )
+            samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
+            axes = tiff_page.axes
+    except ImageError:
+        raise
+    except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
+        raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
+    if axes.startswith("S"):
+        samples = np.moveaxis(samples, 0, -1)
+    if samples.ndim == 2:
+        samples = samples[..., None]
+    if samples.ndim != 3:
+        raise ImageError(f"unsupported TIFF layout: axes {axes}, shape {samples.shape}")
+    if samples.dtype.kind == "u":
+        unit = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    else:
+        unit = np.nan_to_num(samples.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(unit, 0.0, 1.0)
+
+
+def _check_samples(tiff_page) -> None:
+    """Refuse a page of more than 4 samples a pixel from its directory, before decoding: the
+    pixel limit counts pixels, and such a page could hold thousands of samples each."""
+    if int(tiff_page.samplesperpixel) > 4:
+        raise ImageError(f"unsupported TIFF layout: {tiff_page.samplesperpixel} samples a pixel")
+
+
+def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
+    """One 16-bit page's samples as H x W x S uint16 (S = 1 gray, 2 gray + alpha, 3 RGB,
+    4 RGBA), whatever its compression, tiling or planar layout; ImageError if unusable."""
+    import tifffile
+
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with tifffile.TiffFile(stream) as tiff:
+            tiff_page = tiff.pages[page]
+            _check_samples(tiff_page)
             # compressed data read 16 MB at a time: tifffile's default buffer holds up to
             # 256 MB of it besides the samples (a 35 MP scan peaked 470 MB higher)
             samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
