@@ -89,7 +89,7 @@ def tiff_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
 
 
 def _tiff_faults(root: Path, rgb: np.ndarray, good, bad) -> None:
-    """Scanner TIFFs: 16-bit, multi-page, CMYK JPEG-in-TIFF; and four broken ones."""
+    """Scanner TIFFs: 16-bit, multi-page, CMYK JPEG-in-TIFF, float; and five unusable ones."""
     import tifffile
 
     scans = root / "scans"
@@ -102,6 +102,12 @@ def _tiff_faults(root: Path, rgb: np.ndarray, good, bad) -> None:
     good("multi-page TIFF (LZW)", "scans/pages.TIFF", pages=2)
     Image.fromarray(rgb).convert("CMYK").save(scans / "cmyk.tif", compression="jpeg")
     good("CMYK JPEG-in-TIFF", "scans/cmyk.tif")
+    hdr = rgb.astype(np.float32) / 200.0  # above 1 in the highlights
+    tifffile.imwrite(scans / "hdr.tif", hdr, photometric="rgb", compression="zlib")
+    good("float32 RGB TIFF (an HDR merge: tifffile only)", "scans/hdr.tif")
+    signed = scans / "signed.tif"
+    tifffile.imwrite(signed, sixteen.astype(np.int16), photometric="rgb")
+    bad("signed 16-bit TIFF", "scans/signed.tif", "unsupported TIFF kind: 16-bit, 3 samples")
 
     tifffile.imwrite(root / "truncated.tif", sixteen, photometric="rgb")  # strips after the IFD
     data = (root / "truncated.tif").read_bytes()

@@ -106,6 +106,8 @@ def tifffile_kind(source: str | os.PathLike | bytes) -> TifffileKind | None:
             extra = int(page.samplesperpixel) - colour
             if photometric not in (MINISBLACK, RGB) or kind not in UNIT_SAMPLE_KINDS:
                 return None
+            if page.tags.valueof(259, 1) not in tuple(tifffile.COMPRESSION):
+                return None  # files.py names the compression
             if extra not in (0, 1):  # (the pixel limit counts pixels, not samples)
                 return None
             alpha = extra > 0 and int(page.extrasamples[0]) in ALPHA_EXTRA_SAMPLES
