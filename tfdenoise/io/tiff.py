@@ -128,31 +128,7 @@ def read_unit_samples(source: str | os.PathLike | bytes, page: int, max_pixels: 
     """A `tifffile_kind` page as H x W x S float32: unsigned samples scaled to [0, 1], float
     samples clipped to it (HDR highlights above 1 saturate); ImageError if unusable or above
     `max_pixels` (checked from its directory, before decoding)."""
-    import tifffile
-
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
-        with tifffile.TiffFile(stream) as tiff:
-            tiff_page = tiff.pages[page]
-            _check_samples(tiff_page)
-            width, height = int(tiff_page.imagewidth), int(tiff_page.imagelength)
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"page {page + 1}: too large: {width}x{height} = {width * height / 1e6:.0f}"
-                    f" MP exceeds the limit of {max_pixels / 1e6:.0f} MP"
-                )
-            samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
-            axes = tiff_page.axes
-    except ImageError:
-        raise
-    except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
-        raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
-    if axes.startswith("S"):
-        samples = np.moveaxis(samples, 0, -1)
-    if samples.ndim == 2:
-        samples = samples[..., None]
-    if samples.ndim != 3:
-        raise ImageError(f"unsupported TIFF layout: axes {axes}, shape {samples.shape}")
+    samples = _page_samples(source, page, max_pixels)
     if samples.dtype.kind == "u":
         unit = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
     else:
@@ -160,23 +136,37 @@ def read_unit_samples(source: str | os.PathLike | bytes, page: int, max_pixels: 
     return np.clip(unit, 0.0, 1.0)
 
 
-def _check_samples(tiff_page) -> None:
-    """Refuse a page of more than 4 samples a pixel from its directory, before decoding: the
-    pixel limit counts pixels, and such a page could hold thousands of samples each."""
-    if int(tiff_page.samplesperpixel) > 4:
-        raise ImageError(f"unsupported TIFF layout: {tiff_page.samplesperpixel} samples a pixel")
-
-
 def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
     """One 16-bit page's samples as H x W x S uint16 (S = 1 gray, 2 gray + alpha, 3 RGB,
     4 RGBA), whatever its compression, tiling or planar layout; ImageError if unusable."""
+    samples = _page_samples(source, page)
+    if samples.dtype != np.uint16:
+        raise ImageError(f"unexpected TIFF samples: {samples.dtype}")
+    return samples
+
+
+def _page_samples(
+    source: str | os.PathLike | bytes, page: int, max_pixels: int | None = None
+) -> np.ndarray:
+    """One page's samples as H x W x S (S <= 4), in the file's sample type. A page of more
+    than 4 samples a pixel (the pixel limit counts pixels: it could hold thousands each) or,
+    given `max_pixels`, more pixels is refused from its directory, before decoding."""
     import tifffile
 
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with tifffile.TiffFile(stream) as tiff:
             tiff_page = tiff.pages[page]
-            _check_samples(tiff_page)
+            if int(tiff_page.samplesperpixel) > 4:
+                raise ImageError(
+                    f"unsupported TIFF layout: {tiff_page.samplesperpixel} samples a pixel"
+                )
+            width, height = int(tiff_page.imagewidth), int(tiff_page.imagelength)
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageError(
+                    f"page {page + 1}: too large: {width}x{height} = {width * height / 1e6:.0f}"
+                    f" MP exceeds the limit of {max_pixels / 1e6:.0f} MP"
+                )
             # compressed data read 16 MB at a time: tifffile's default buffer holds up to
             # 256 MB of it besides the samples (a 35 MP scan peaked 470 MB higher)
             samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
@@ -185,8 +175,6 @@ def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
         raise
     except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
         raise ImageError(f"corrupt or truncated: {short_reason(error)}") from None
-    if samples.dtype != np.uint16:
-        raise ImageError(f"unexpected TIFF samples: {samples.dtype}")
     if axes.startswith("S"):  # planar configuration "separate": one plane per sample
         samples = np.moveaxis(samples, 0, -1)
     if samples.ndim == 2:
