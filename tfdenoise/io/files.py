@@ -272,8 +272,11 @@ class TifffileOnly(ImageError):
 def _unidentified(source: str | os.PathLike | bytes) -> ImageError:
     """The error for a file PIL could not open: TifffileOnly for a TIFF tifffile decodes here,
     else the reason (see _unidentified_reason)."""
-    kind = tiff.tifffile_kind(source) if _head(source)[:4] in TIFF_SIGNATURES else None
-    return TifffileOnly(kind) if kind is not None else ImageError(_unidentified_reason(source))
+    head = _head(source)
+    kind = tiff.tifffile_kind(source) if head[:4] in TIFF_SIGNATURES else None
+    if kind is not None:
+        return TifffileOnly(kind)
+    return ImageError(_unidentified_reason(source, head))
 
 
 def _head(source: str | os.PathLike | bytes) -> bytes:
@@ -286,10 +289,9 @@ def _head(source: str | os.PathLike | bytes) -> bytes:
         return b""
 
 
-def _unidentified_reason(source: str | os.PathLike | bytes) -> str:
+def _unidentified_reason(source: str | os.PathLike | bytes, head: bytes) -> str:
     """Why PIL could not open a file: for data that starts like a TIFF, what is wrong with it
     (tifffile reads the structure: a bad directory offset, an unknown compression)."""
-    head = _head(source)
     if heif.is_avif(head):
         return "AVIF: this Pillow cannot decode it (Pillow 11.3 and newer can)"
     if head[:4] not in TIFF_SIGNATURES:

@@ -46,6 +46,8 @@ from tfdenoise.io.metadata import (
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+# The mode reported for a 16-bit picture read outside PIL, by samples (colour + alpha).
+SIXTEEN_BIT_SAMPLE_MODES = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -155,12 +157,11 @@ def _tiff16_picture(
     has_alpha = samples.shape[2] > colour_channels and tiff.first_extra_is_alpha(image)
     alpha = samples[..., colour_channels].copy() if has_alpha else None
     pixels = samples if samples.shape[2] == colour_channels else samples[..., :colour_channels]
-    names = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
     return Picture(
         np.ascontiguousarray(pixels),
         colour_channels == 1,
         alpha,
-        names[colour_channels + has_alpha],
+        SIXTEEN_BIT_SAMPLE_MODES[colour_channels + has_alpha],
         16,
         "TIFF",
         metadata,
@@ -171,7 +172,7 @@ def _netpbm16_picture(source: str | os.PathLike | bytes) -> Picture:
     """A 16-bit (or 9-15-bit) binary PGM/PPM at full precision (see tfdenoise.io.netpbm)."""
     samples = read_deep_netpbm(source)
     gray = samples.shape[2] == 1
-    return Picture(samples, gray, None, "I;16" if gray else "RGB;16", 16, "PPM")
+    return Picture(samples, gray, None, SIXTEEN_BIT_SAMPLE_MODES[samples.shape[2]], 16, "PPM")
 
 
 def _tifffile_picture(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> Picture:
@@ -183,9 +184,7 @@ def _tifffile_picture(source: str | os.PathLike | bytes, page: int, max_pixels: 
         return np.round(unit * 65535.0).astype(np.uint16)
 
     gray = kind.colour_channels == 1
-    mode = ("LA;16" if alpha is not None else "I;16") if gray else "RGB;16"
-    if not gray and alpha is not None:
-        mode = "RGBA;16"
+    mode = SIXTEEN_BIT_SAMPLE_MODES[kind.colour_channels + (alpha is not None)]
     return Picture(
         sixteen(colour),
         gray,
