@@ -241,9 +241,10 @@ def test_gray16_round_trips_at_16_bits(identity_model_path, tmp_path):
     root.mkdir()
     source = gray16()
     Image.fromarray(source).save(root / "g.png", icc_profile=GRAY_PROFILE, dpi=(600, 600))
-    for depth in ("16", "same"):
+    for depth in ("16", "same", None):  # None: the default keeps a 16-bit input's depth
         out = tmp_path / f"out{depth}"
-        result = run_predict(identity_model_path, root, out, "--bit-depth", depth)
+        flags = ("--bit-depth", depth) if depth else ()
+        result = run_predict(identity_model_path, root, out, *flags)
         assert result.exit_code == 0, result.output
         written = Image.open(out / "g.png")
         assert written.mode == "I;16"
@@ -253,7 +254,7 @@ def test_gray16_round_trips_at_16_bits(identity_model_path, tmp_path):
         assert written.info["icc_profile"] == GRAY_PROFILE
         assert np.allclose(written.info["dpi"], (600, 600), atol=0.03)
     out = tmp_path / "out8"
-    assert run_predict(identity_model_path, root, out).exit_code == 0  # default: 8 bits
+    assert run_predict(identity_model_path, root, out, "--bit-depth", "8").exit_code == 0
     written = Image.open(out / "g.png")
     assert written.mode == "L"
     assert np.abs(np.asarray(written).astype(int) - np.round(source / 257)).max() <= 1

@@ -188,7 +188,7 @@ def test_odd_modes(tiny_model, tmp_path):
     assert not report.failed and len(report.written) == 5
     out = tmp_path / "out"
     assert Image.open(out / "gray.png").mode == "L"
-    assert Image.open(out / "gray16.png").mode == "L"  # 16-bit in, 8-bit grayscale out
+    assert Image.open(out / "gray16.png").mode == "I;16"  # 16-bit in, 16-bit grayscale out
     assert Image.open(out / "palette.png").mode == "RGB"
     rgba = Image.open(out / "rgba.png")
     assert rgba.mode == "RGBA" and np.array_equal(np.asarray(rgba)[..., 3], alpha)

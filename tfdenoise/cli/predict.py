@@ -97,9 +97,10 @@ class ShardParam(click.ParamType):
 @click.option(
     "--bit-depth",
     type=click.Choice(["8", "16", "same"]),
-    default="8",
+    default="same",
     show_default=True,
-    help="Bits per channel of PNG and TIFF outputs; same = 16 for 16-bit inputs, else 8.",
+    help="Bits per channel of PNG and TIFF outputs; same = 16 for 16-bit inputs (a scan's "
+    "depth is kept), else 8; JPEG and WebP outputs hold 8.",
 )
 @click.option(
     "--strip-metadata",

@@ -133,7 +133,7 @@ class PredictOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     output_format: str = "png"  # png | jpeg | webp | same (the input's, by suffix)
     quality: int = photo.DEFAULT_QUALITY  # JPEG / WebP quality, 1-100
-    bit_depth: str = "8"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG
+    bit_depth: str = "same"  # 8 | 16 | same (16 for 16-bit sources); 16 only in PNG/TIFF
     strip_metadata: bool = False  # drop ICC profile, EXIF and XMP on purpose (DPI is kept)
     strength: float = 1.0  # output = input + strength * (denoised - input); 0 = the input
 
