@@ -30,6 +30,21 @@ def test_appledouble_companions_are_not_listed(tmp_path):
     assert image_files.list_image_files(tmp_path) == [photo]
 
 
+def test_other_files_are_counted_by_suffix_without_folder_metadata(tmp_path):
+    save(tmp_path / "scan.jpg", photo_like(8, 8))
+    for name in ("a.pdf", "sub/b.PDF", "sub/c.nef", "notes.txt", "README"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    for name in (".DS_Store", "._scan.jpg", "Thumbs.db", "sub/desktop.ini"):
+        (tmp_path / name).write_bytes(b"x")  # what file managers leave: not the user's files
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "log.txt").write_text("excluded, like predict's OUT inside DIR")
+    os.symlink(".", tmp_path / "sub" / "loop")  # not followed
+    counts = image_files.other_files(tmp_path, exclude=tmp_path / "out")
+    assert counts == collections.Counter({".pdf": 2, ".nef": 1, ".txt": 1, "": 1})
+    assert image_files.other_files(tmp_path)[".txt"] == 2
+
+
 def test_names_that_are_not_utf8_are_scanned_and_split(tmp_path):
     latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg"))  # an old archive's name
     save(latin1, photo_like(8, 8))

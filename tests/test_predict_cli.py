@@ -55,6 +55,19 @@ def test_failures_are_listed_and_exit_1(tmp_path, model_path):
     assert (out / "ok.png").is_file()
 
 
+def test_files_not_read_are_counted_not_failed(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "a.jpg", photo_like(16, 16))
+    for name in ("contract.pdf", "page2.pdf", "raw.CR2"):
+        (inputs / name).write_bytes(b"%PDF-1.4")
+    result = CliRunner().invoke(
+        cli.predict_command, [str(inputs), "-o", str(tmp_path / "out"), "--model", str(model_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "not read: 3 files under" in result.output and "(.pdf 2, .cr2 1)" in result.output
+    assert "0 failed" in result.output
+
+
 def test_existing_outputs_are_kept_unless_overwrite(tmp_path, model_path):
     inputs, out = tmp_path / "scans", tmp_path / "out"
     save(inputs / "a.png", photo_like(16, 16))

@@ -379,6 +379,7 @@ def test_record_source_feeds_the_shared_pipeline(tmp_path):
 def test_cli_converts_and_reports(tmp_path):
     write_photos(tmp_path / "src", 6)
     write_bad_files(tmp_path / "src" / "bad")
+    (tmp_path / "src" / "scans.pdf").write_bytes(b"%PDF-1.4")
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,
@@ -396,6 +397,7 @@ def test_cli_converts_and_reports(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split_fractions"] == [0.5, 0.25, 0.25]
     assert "images/s" in result.output and "truncated.jpg" in result.output
+    assert "not read: 1 file under" in result.output and "(.pdf 1)" in result.output
     again = CliRunner().invoke(main, ["make-tfrecords", str(tmp_path / "src"), str(out)])
     assert again.exit_code == 0 and "nothing to do" in again.output
 

@@ -41,6 +41,23 @@ def log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
+def note_other_files(root, exclude=None, shown: int = 5) -> None:
+    """Say which files under root a folder command leaves out by suffix (PDFs, RAW files,
+    notes), so a short count of images is never a mystery; nothing when there are none."""
+    from tfdenoise.io import files
+
+    counts = files.other_files(root, exclude)
+    if not counts:
+        return
+    total = sum(counts.values())
+    kinds = ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in counts.most_common(shown))
+    more = f", {len(counts) - shown} more kinds" if len(counts) > shown else ""
+    log(
+        f"not read: {total} file{'s' if total != 1 else ''} under {root} whose suffix is not "
+        f"an image format tfdenoise reads ({kinds}{more})"
+    )
+
+
 def describe(error: OSError) -> str:
     """'No space left on device: /path' rather than a traceback (one line, even for HDF5's
     multi-line messages)."""

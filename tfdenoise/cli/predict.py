@@ -15,6 +15,7 @@ from tfdenoise.cli.common import (
     inference_policy,
     log,
     model_option,
+    note_other_files,
     precision_option,
     progress_bar,
     runs_dir_option,
@@ -199,6 +200,8 @@ def predict_command(
             strength=strength,
         )
         entries = selection.select(input_dir, files_from, shard, output_format, output)
+        if files_from is None:
+            note_other_files(input_dir, exclude=output)
         if runner == "beam":
             beam = _import_beam()
             checkpoints.resolve_model_path(model_spec, runs_dir)  # fail early, on the launcher

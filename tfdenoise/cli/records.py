@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from tfdenoise.cli.common import SPLIT_DEFAULT, SplitFractions, console, progress_bar
+from tfdenoise.cli.common import (
+    SPLIT_DEFAULT,
+    SplitFractions,
+    console,
+    note_other_files,
+    progress_bar,
+)
 from tfdenoise.config import DEFAULT_MAX_PIXELS
 from tfdenoise.io.encoding import DEFAULT_LOSSLESS, LOSSLESS_FORMATS
 
@@ -82,6 +88,7 @@ def make_tfrecords(
     """
     from tfdenoise.io import records
 
+    note_other_files(src, exclude=out)
     with progress_bar() as progress:
         task = progress.add_task("validating", total=None, status="")
 

@@ -8,6 +8,7 @@ One picture's pixels and metadata as predict keeps them are `tfdenoise.io.photo`
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -51,6 +52,7 @@ IMAGE_SUFFIXES = JPEG_SUFFIXES | {
 }
 SPLITS = ("train", "val", "test")
 APPLEDOUBLE_PREFIX = "._"  # macOS metadata beside a copied file (see list_image_files)
+WINDOWS_FOLDER_FILES = frozenset({"thumbs.db", "desktop.ini"})  # Explorer's, not the user's
 
 # We enforce our own pixel limit (with a clear message) before decoding, so PIL's own
 # DecompressionBombError threshold is lifted; its warning would be noise.
@@ -118,22 +120,12 @@ def has_image_suffix(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_image_files(
-    root: str | os.PathLike, exclude: str | os.PathLike | None = None
-) -> list[Path]:
-    """All files under root with an image suffix (any case), sorted by relative path; none
-    from the folder `exclude` (predict's OUT inside DIR: its outputs are not inputs).
-
-    Directory symlinks are not followed, so symlink loops cannot recurse; a directory named
-    like an image is walked into, never listed. macOS's AppleDouble companions (`._NAME`,
-    written beside every file a Mac copies to a USB stick or network share) hold metadata,
-    not pixels: never listed, or each photo would come with a failure.
-    """
-    root = Path(root)
+def _walk_files(root: Path, exclude: str | os.PathLike | None) -> Iterator[tuple[str, str]]:
+    """(directory, name) of every file under root, outside the folder `exclude`, without
+    following directory symlinks (so symlink loops cannot recurse)."""
     if not root.is_dir():
         raise ValueError(f"not a directory: {root}")
     excluded = os.path.realpath(exclude) if exclude is not None else None
-    found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         if excluded is not None:
             dirnames[:] = [
@@ -143,9 +135,43 @@ def list_image_files(
             ]
         dirnames.sort()
         for name in filenames:
-            if has_image_suffix(name) and not name.startswith(APPLEDOUBLE_PREFIX):
-                found.append(Path(dirpath) / name)
+            yield dirpath, name
+
+
+def list_image_files(
+    root: str | os.PathLike, exclude: str | os.PathLike | None = None
+) -> list[Path]:
+    """All files under root with an image suffix (any case), sorted by relative path; none
+    from the folder `exclude` (predict's OUT inside DIR: its outputs are not inputs).
+
+    A directory named like an image is walked into, never listed. macOS's AppleDouble
+    companions (`._NAME`, written beside every file a Mac copies to a USB stick or network
+    share) hold metadata, not pixels: never listed, or each photo would come with a failure.
+    """
+    root = Path(root)
+    found = [
+        Path(dirpath) / name
+        for dirpath, name in _walk_files(root, exclude)
+        if has_image_suffix(name) and not name.startswith(APPLEDOUBLE_PREFIX)
+    ]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def other_files(
+    root: str | os.PathLike, exclude: str | os.PathLike | None = None
+) -> collections.Counter[str]:
+    """How many files under root are left out of `list_image_files` because of their suffix,
+    by lower-case suffix ("" for none): the PDFs, RAW files and notes of a scan folder, which
+    a command should name rather than pass over in silence. Hidden files (`.DS_Store`,
+    AppleDouble `._NAME`) and Windows' `Thumbs.db` / `desktop.ini` are folder metadata, not
+    counted."""
+    return collections.Counter(
+        Path(name).suffix.lower()
+        for _, name in _walk_files(Path(root), exclude)
+        if not has_image_suffix(name)
+        and not name.startswith(".")
+        and name.lower() not in WINDOWS_FOLDER_FILES
+    )
 
 
 def split_of(relpath: str, fractions: Sequence[float] = DEFAULT_SPLIT) -> str:
