@@ -68,6 +68,21 @@ def test_files_not_read_are_counted_not_failed(tmp_path, model_path):
     assert "0 failed" in result.output
 
 
+def test_max_pixels_bounds_what_is_decoded(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "big.png", photo_like(40, 50))
+    save(inputs / "small.png", photo_like(20, 20))
+    args = [str(inputs), "--model", str(model_path), "--max-pixels", "1999"]
+    result = CliRunner().invoke(cli.predict_command, [*args, "-o", str(tmp_path / "a")])
+    assert result.exit_code == 1
+    reason = "big.png: too large: 50x40 = 2000 pixels exceeds the limit of 1999 pixels"
+    assert reason in result.output
+    assert (tmp_path / "a" / "small.png").is_file() and not (tmp_path / "a" / "big.png").exists()
+    args[-1] = "2000"
+    result = CliRunner().invoke(cli.predict_command, [*args, "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0 and (tmp_path / "b" / "big.png").is_file()
+
+
 def test_existing_outputs_are_kept_unless_overwrite(tmp_path, model_path):
     inputs, out = tmp_path / "scans", tmp_path / "out"
     save(inputs / "a.png", photo_like(16, 16))

@@ -20,7 +20,7 @@ from tfdenoise.cli.common import (
     progress_bar,
     runs_dir_option,
 )
-from tfdenoise.config import DEFAULT_OVERLAP, DEFAULT_TILE
+from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
 
 
 class ShardParam(click.ParamType):
@@ -63,6 +63,15 @@ class ShardParam(click.ParamType):
     default=DEFAULT_OVERLAP,
     show_default=True,
     help="Pixels of shared context between neighbouring tiles.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Fail images with more pixels than this before decoding (decompression bombs); "
+    "raise it for large scans, which must fit in memory (~14 bytes a pixel for 8-bit RGB "
+    "beside ~0.6 GB for TensorFlow: a 300 MP scan needs ~5 GB).",
 )
 @click.option(
     "--skip-clean",
@@ -165,6 +174,7 @@ def predict_command(
     overwrite,
     tile,
     overlap,
+    max_pixels,
     skip_clean,
     report_file,
     output_format,
@@ -192,6 +202,7 @@ def predict_command(
             overwrite=overwrite,
             tile=tile,
             overlap=overlap,
+            max_pixels=max_pixels,
             skip_clean=skip_clean,
             output_format=output_format,
             quality=quality,

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
 from tfdenoise.io import heif, netpbm, tiff
-from tfdenoise.io.errors import ImageError, short_reason
+from tfdenoise.io.errors import ImageError, check_size, short_reason
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".jif"})  # .jfif: Windows' choice
 IMAGE_SUFFIXES = JPEG_SUFFIXES | {
@@ -222,17 +222,7 @@ def _check_decoder(head: bytes) -> None:
 
 
 def _check_pixels(image: Image.Image, max_pixels: int) -> None:
-    _check_size(*image.size, max_pixels)
-
-
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise ImageError(f"invalid size {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageError(
-            f"too large: {width}x{height} = {width * height / 1e6:.0f} MP "
-            f"exceeds the limit of {max_pixels / 1e6:.0f} MP"
-        )
+    check_size(*image.size, max_pixels)
 
 
 # An RLE run stores at most 255 pixels in 2 bytes; only escapes that skip pixels (end of line,
@@ -382,7 +372,7 @@ def verified_info(source: str | os.PathLike | bytes, max_pixels: int) -> ImageIn
             if image.format == "PNG":
                 image.verify()  # leaves the image unusable: callers reopen to decode
     except TifffileOnly as only:
-        _check_size(only.kind.width, only.kind.height, max_pixels)
+        check_size(only.kind.width, only.kind.height, max_pixels)
         return ImageInfo("TIFF", TIFFFILE_MODE, only.kind.width, only.kind.height)
     return info
 

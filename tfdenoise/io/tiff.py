@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfdenoise.io.errors import ImageError, short_reason
+from tfdenoise.io.errors import ImageError, check_size, short_reason
 from tfdenoise.io.metadata import EXIF_HEADER, Metadata
 
 BITS_PER_SAMPLE = 258
@@ -162,11 +162,7 @@ def _page_samples(
                     f"unsupported TIFF layout: {tiff_page.samplesperpixel} samples a pixel"
                 )
             width, height = int(tiff_page.imagewidth), int(tiff_page.imagelength)
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageError(
-                    f"page {page + 1}: too large: {width}x{height} = {width * height / 1e6:.0f}"
-                    f" MP exceeds the limit of {max_pixels / 1e6:.0f} MP"
-                )
+            check_size(width, height, max_pixels, where=f"page {page + 1}: ")
             # compressed data read 16 MB at a time: tifffile's default buffer holds up to
             # 256 MB of it besides the samples (a 35 MP scan peaked 470 MB higher)
             samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
