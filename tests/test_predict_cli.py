@@ -119,3 +119,24 @@ def test_reduced_precision_inference_stays_within_a_few_grey_levels(tmp_path, mo
         outputs[precision] = np.asarray(Image.open(out / "a.png"), dtype=int)
     difference = np.abs(outputs["float32"] - outputs["mixed_bfloat16"])
     assert difference.max() <= 4 and difference.mean() < 1.0
+
+
+def test_one_image_instead_of_a_folder(tmp_path, model_path):
+    inputs = tmp_path / "scans"
+    save(inputs / "a.jpg", photo_like(16, 16))
+    save(inputs / "b.jpg", photo_like(16, 16))
+    save(inputs / "b.png", photo_like(16, 16))
+    (inputs / "notes.txt").write_text("x")
+    run = CliRunner().invoke
+    result = run(cli.predict_command, [str(inputs / "a.jpg"), "--model", str(model_path)])
+    assert result.exit_code == 0, result.output
+    assert digest(tmp_path / "scans_denoised").keys() == {"a.png"}  # as in the folder's run
+    result = run(cli.predict_command, [str(inputs / "b.jpg"), "--model", str(model_path)])
+    assert result.exit_code == 1 and "its output b.png is b.png's" in result.output
+    for args in (["notes.txt"], ["a.jpg", "--shard", "0/2"]):
+        result = run(cli.predict_command, [str(inputs / args[0]), *args[1:]])
+        assert result.exit_code == 2, result.output
+    assert (
+        "not an image by its suffix (.txt)"
+        in run(cli.predict_command, [str(inputs / "notes.txt")]).output
+    )

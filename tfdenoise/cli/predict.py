@@ -40,7 +40,7 @@ class ShardParam(click.ParamType):
 
 
 @click.command("predict")
-@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("input_dir", metavar="DIR", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -191,8 +191,9 @@ def predict_command(
     ensemble,
     runs_dir,
 ) -> None:
-    """Denoise every image under INPUT_DIR at full resolution into OUT/<relative path>, as
-    PNG unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI."""
+    """Denoise every image under DIR at full resolution into OUT/<relative path>, as PNG
+    unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI. DIR may also be
+    one image: it is denoised as in its folder's run (OUT defaults to FOLDER_denoised)."""
     from tfdenoise import checkpoints, inference
     from tfdenoise.predict import folder, selection
 
@@ -210,9 +211,14 @@ def predict_command(
             strip_metadata=strip_metadata,
             strength=strength,
         )
-        entries = selection.select(input_dir, files_from, shard, output_format, output)
-        if files_from is None:
-            note_other_files(input_dir, exclude=output)
+        if input_dir.is_dir():
+            entries = selection.select(input_dir, files_from, shard, output_format, output)
+            if files_from is None:
+                note_other_files(input_dir, exclude=output)
+        elif files_from is not None or shard is not None:
+            raise ValueError("--files-from and --shard select from a folder: give DIR, not a file")
+        else:
+            input_dir, entries = selection.select_file(input_dir, output_format, output)
         if runner == "beam":
             beam = _import_beam()
             checkpoints.resolve_model_path(model_spec, runs_dir)  # fail early, on the launcher

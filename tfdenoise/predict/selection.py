@@ -1,5 +1,5 @@
 """Which images under DIR one predict job works on: all of them, the ones a list names
-(`--files-from FILE`), and/or one shard of N (`--shard I/N`).
+(`--files-from FILE`), and/or one shard of N (`--shard I/N`); or one image given instead of DIR.
 
 A shard is decided by a hash of each file's relative path (like the train/val/test split in
 `tfdenoise.io.files.split_of`), so adding files to DIR never moves others between shards: N
@@ -109,6 +109,24 @@ def _listed_entry(input_dir: Path, line: str, output_dir: Path | None = None) ->
     if not files.has_image_suffix(path):
         return Entry(path, relpath, "listed but not an image (suffix)")
     return Entry(path, relpath)
+
+
+def select_file(
+    image: str | os.PathLike,
+    output_format: str = "png",
+    output_dir: str | os.PathLike | None = None,
+) -> tuple[Path, list[Entry]]:
+    """`predict scan.tif`: the job for one image, as its folder's job narrowed to it (DIR =
+    its folder, so OUT and the shared-output rule are what the whole folder's run gives)."""
+    image = Path(image)
+    if image.is_dir():
+        raise ValueError(f"not a file: {image}")
+    if not files.has_image_suffix(image):
+        raise ValueError(f"{image} is not an image by its suffix ({image.suffix or 'none'})")
+    input_dir = image.parent
+    output_dir = Path(output_dir) if output_dir is not None else None
+    entry = _listed_entry(input_dir, image.name, output_dir)
+    return input_dir, _mark_shared_outputs([entry], output_format)
 
 
 def _listed_as_file(item: os.DirEntry) -> bool:
