@@ -39,6 +39,7 @@ def quick_config(data, runs_dir, **overrides) -> FitConfig:
 
 def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
+    (image_folder / "shoot.CR2").write_bytes(b"II*\x00")  # a camera RAW: named, not read
     result = CliRunner().invoke(
         cli.main,
         [
@@ -56,6 +57,7 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
     assert result.exit_code == 0, result.output
     assert "3 skipped" in result.output
     assert "notes.jpg: not an image" in result.output
+    assert "not read: 1 file under" in result.output and "(.cr2 1)" in result.output
     (run_dir,) = runs.all_runs(runs_dir)
     assert run_dir.name.endswith("-smoke")
     for name in ("config.json", "history.json", "best.keras", "metrics.json", "grid.png"):

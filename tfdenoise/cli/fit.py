@@ -20,6 +20,7 @@ from tfdenoise.cli.common import (
     console,
     describe,
     log,
+    note_other_files,
     progress_bar,
 )
 
@@ -292,6 +293,7 @@ def rich_progress_callback():
 def fit(data, resume, runs_dir, **options) -> None:
     """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
     from tfdenoise import runs
+    from tfdenoise.io import records
     from tfdenoise.train.fit import fit as train
 
     options["blocks"] = options["blocks"] or ()
@@ -306,6 +308,8 @@ def fit(data, resume, runs_dir, **options) -> None:
             resume_dir = runs.latest_run(runs_dir) if resume == "last" else Path(resume)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
+    if data is not None and resume is None and not records.is_records_folder(data):
+        note_other_files(data, exclude=runs_dir)
     try:
         result = train(
             config, resume=resume_dir, extra_callbacks=[rich_progress_callback()], log=log
