@@ -308,7 +308,8 @@ def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
         if len(shown) > SUMMARY_ROWS:
             console.print(f"... {len(shown) - SUMMARY_ROWS} more (--report FILE lists all)")
     console.print(
-        f"{len(report.results)} images: {len(report.written)} denoised, "
+        f"{len(report.results)} image{'' if len(report.results) == 1 else 's'}: "
+        f"{len(report.written)} denoised, "
         f"{len(report.copied)} copied as clean, {len(report.kept)} kept (exist; "
         f"--overwrite to replace), {len(report.failed)} failed -> {output}"
     )
