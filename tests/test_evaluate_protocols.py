@@ -42,11 +42,13 @@ def test_paper_protocol_matches_an_independent_computation(identity_path, tmp_pa
     clean = [photo_like(37, 45, 4 + index, noise=0) for index in range(2)]
     for index, image in enumerate(clean):
         save(root / f"p{index}.png", image)
+    (root / "README.txt").write_text("where these photos come from")
     scores, output = run_evaluate(
         root, identity_path, tmp_path, "--protocol", "paper", "--conditions", "gaussian-50"
     )
     assert scores["protocol"] == "paper" and scores["crop"] is None  # full images
     assert "paper protocol" in output
+    assert "not read: 1 file under" in output and "(.txt 1)" in output
     expected = []
     for index, image in enumerate(clean):
         noisy = image.astype(np.float32) / 255.0

@@ -14,6 +14,7 @@ from tfdenoise.cli.common import (
     log,
     model_option,
     name_list,
+    note_other_files,
     precision_option,
     progress_bar,
     runs_dir_option,
@@ -117,6 +118,7 @@ def evaluate_command(
     conditions = None if condition_names is None else name_list(condition_names)
     if crop is None:
         crop = 0 if protocol == "paper" or reference is not None else DEFAULT_EVAL_CROP
+    note_other_files(data)
     try:
         if grid and reference is None:
             evaluate.check_grid(conditions)
