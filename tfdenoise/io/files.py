@@ -317,12 +317,13 @@ def _unidentified_reason(source: str | os.PathLike | bytes, head: bytes) -> str:
     logger = logging.getLogger("tifffile")  # its warnings would repeat the reason on stderr
     level, logger.level = logger.level, logging.ERROR
     try:
-        with tifffile.TiffFile(io.BytesIO(source) if isinstance(source, bytes) else source) as tiff:
-            if not tiff.pages:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        with tifffile.TiffFile(stream) as tiff_file:
+            if not tiff_file.pages:
                 return "corrupt or truncated: TIFF without a readable page (bad IFD offset)"
-            page = tiff.pages[0]
-            compression = page.tags.valueof(259, 1)
-            if compression not in tuple(tifffile.COMPRESSION):
+            page = tiff_file.pages[0]
+            compression = tiff.unknown_compression(page)
+            if compression is not None:
                 return f"unsupported TIFF compression {compression}"
             return (  # a valid structure PIL has no mode for, e.g. 16-bit gray with alpha
                 f"unsupported TIFF kind: {page.bitspersample}-bit, {page.samplesperpixel} "

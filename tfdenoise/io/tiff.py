@@ -35,6 +35,7 @@ from tfdenoise.io.metadata import EXIF_HEADER, Metadata
 BITS_PER_SAMPLE = 258
 SAMPLE_FORMAT = 339  # 1 = unsigned integer (the default)
 PHOTOMETRIC = 262
+COMPRESSION = 259  # 1 = none (the default)
 EXTRA_SAMPLES = 338  # what each sample beyond the colour ones is
 ALPHA_EXTRA_SAMPLES = (1, 2)  # associated, unassociated alpha; 0 = unspecified (infrared, ...)
 MINISBLACK, RGB = 1, 2  # the photometric interpretations read at 16 bits here
@@ -106,7 +107,7 @@ def tifffile_kind(source: str | os.PathLike | bytes) -> TifffileKind | None:
             extra = int(page.samplesperpixel) - colour
             if photometric not in (MINISBLACK, RGB) or kind not in UNIT_SAMPLE_KINDS:
                 return None
-            if page.tags.valueof(259, 1) not in tuple(tifffile.COMPRESSION):
+            if unknown_compression(page) is not None:
                 return None  # files.py names the compression
             if extra not in (0, 1):  # (the pixel limit counts pixels, not samples)
                 return None
@@ -122,6 +123,14 @@ def tifffile_kind(source: str | os.PathLike | bytes) -> TifffileKind | None:
             )
     except Exception:  # tifffile raises many kinds: all mean "not one we decode"
         return None
+
+
+def unknown_compression(page) -> int | None:
+    """A tifffile page's compression code when tifffile knows no codec for it, else None."""
+    import tifffile
+
+    code = page.tags.valueof(COMPRESSION, 1)
+    return None if code in tuple(tifffile.COMPRESSION) else code
 
 
 def read_unit_samples(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> np.ndarray:
