@@ -117,11 +117,10 @@ def select_file(
     output_dir: str | os.PathLike | None = None,
 ) -> tuple[Path, list[Entry]]:
     """`predict scan.tif`: the job for one image, as its folder's job narrowed to it (DIR =
-    its folder, so OUT and the shared-output rule are what the whole folder's run gives)."""
+    its folder, so OUT and the shared-output rule are what the whole folder's run gives); a
+    directory, missing file or one inside OUT gets its reason like a --files-from line."""
     image = Path(image)
-    if image.is_dir():
-        raise ValueError(f"not a file: {image}")
-    if not files.has_image_suffix(image):
+    if not files.has_image_suffix(image):  # a usage error here, not a failed listed entry
         raise ValueError(f"{image} is not an image by its suffix ({image.suffix or 'none'})")
     input_dir = image.parent
     output_dir = Path(output_dir) if output_dir is not None else None
