@@ -16,7 +16,22 @@ from conftest import load_tool, photo_like, save
 from PIL import Image
 from rich.console import Console
 
-from tfdenoise import bench, cli
+from tfdenoise import cli
+from tfdenoise.bench.ceilings import crop_decode_ceiling
+from tfdenoise.bench.config import BenchConfig
+from tfdenoise.bench.inputs import corpus_files, make_feeds, pipeline_figures, pipeline_info
+from tfdenoise.bench.prototype import prototype_generator
+from tfdenoise.bench.ratios import RATIO_PAIRS, TARGETS
+from tfdenoise.bench.rounds import (
+    BenchFigure,
+    FigureGroup,
+    collect,
+    dataset_rate,
+    measure_rounds,
+    per_round_ratios,
+    summarize,
+)
+from tfdenoise.bench.table import table_rows
 from tfdenoise.cli.bench import _bench_table
 from tfdenoise.data import corpus, pipeline
 from tfdenoise.io import files as image_files
@@ -99,7 +114,7 @@ def test_decode_resized_uses_dct_scaling_eagerly_and_in_tf_data():
 def test_prototype_generator_yields_noisy_float_batches(sources):
     paths = [str(p) for p in image_files.list_image_files(sources)]
     for prefer_cv2 in (True, False):
-        noisy, clean = next(bench.prototype_generator(paths, 4, 32, prefer_cv2=prefer_cv2))
+        noisy, clean = next(prototype_generator(paths, 4, 32, prefer_cv2=prefer_cv2))
         assert noisy.shape == clean.shape == (4, 32, 32, 3)
         assert noisy.dtype == clean.dtype == np.float32
         assert 0.0 <= noisy.min() and noisy.max() <= 1.0
@@ -176,7 +191,7 @@ def test_bench_quick_smoke(tmp_path):
 # --- rounds: order, summaries, per-round ratios, the JSON, quick mode ------------------------
 
 
-def recorded_figure(key: str, values: list[float], calls: list[str]) -> bench.BenchFigure:
+def recorded_figure(key: str, values: list[float], calls: list[str]) -> BenchFigure:
     """A fake figure returning `values` one round after the other and logging each call."""
     rounds = iter(values)
 
@@ -184,36 +199,34 @@ def recorded_figure(key: str, values: list[float], calls: list[str]) -> bench.Be
         calls.append(key)
         return next(rounds)
 
-    return bench.BenchFigure(key, f"fake {key}", measure)
+    return BenchFigure(key, f"fake {key}", measure)
 
 
 def test_rounds_interleave_every_figure():
     calls: list[str] = []
     figures = [recorded_figure(key, [1.0, 2.0, 3.0], calls) for key in ("a", "b", "c")]
     logged: list[str] = []
-    values = bench.measure_rounds(figures, 3, logged.append)
+    values = measure_rounds(figures, 3, logged.append)
     assert calls == ["a", "b", "c"] * 3  # A B C A B C A B C, never A A A B B B
     assert values == {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "c": [1.0, 2.0, 3.0]}
     assert logged[0].startswith("round 1/3: fake a") and logged[-1].startswith("round 3/3: fake c")
 
 
 def test_summary_is_median_and_min_max_over_rounds():
-    assert bench.summarize([3.0, 1.0, 10.0, 2.0, 4.0]) == {
+    assert summarize([3.0, 1.0, 10.0, 2.0, 4.0]) == {
         "median": 3.0,
         "min": 1.0,
         "max": 10.0,
         "rounds": 5,
     }
-    assert bench.summarize([4.0, 1.0])["median"] == 2.5  # even count: mean of the middle two
-    assert bench.summarize([None, 2.0, 6.0]) == {"median": 4.0, "min": 2.0, "max": 6.0, "rounds": 2}
-    assert bench.summarize([])["median"] is None and bench.summarize([None])["rounds"] == 0
+    assert summarize([4.0, 1.0])["median"] == 2.5  # even count: mean of the middle two
+    assert summarize([None, 2.0, 6.0]) == {"median": 4.0, "min": 2.0, "max": 6.0, "rounds": 2}
+    assert summarize([])["median"] is None and summarize([None])["rounds"] == 0
 
 
 def test_ratios_are_per_round_not_ratios_of_medians():
     pairs = {"fed_vs_synthetic": ("fed", "synthetic"), "missing": ("fed", "absent")}
-    ratios = bench.per_round_ratios(
-        {"fed": [5.0, 40.0, 9.0], "synthetic": [10.0, 20.0, 0.0]}, pairs
-    )
+    ratios = per_round_ratios({"fed": [5.0, 40.0, 9.0], "synthetic": [10.0, 20.0, 0.0]}, pairs)
     assert ratios == {"fed_vs_synthetic": [0.5, 2.0, None], "missing": []}
 
 
@@ -233,10 +246,10 @@ ALIASES = {
 }
 
 
-def fake_groups(rounds: list[dict[str, float]], calls: list[str]) -> list[bench.FigureGroup]:
+def fake_groups(rounds: list[dict[str, float]], calls: list[str]) -> list[FigureGroup]:
     """Groups holding every figure the ratios and the table use, each returning the given
     per-round values (default 1.0 per round)."""
-    keys = {key for pair in bench.RATIO_PAIRS.values() for key in pair}
+    keys = {key for pair in RATIO_PAIRS.values() for key in pair}
     keys = sorted((keys | {"predict.megapixels_per_s"}) - set(ALIASES))
     groups = []
     for name, info in FAKE_INFO.items():
@@ -246,7 +259,7 @@ def fake_groups(rounds: list[dict[str, float]], calls: list[str]) -> list[bench.
             if key.startswith(name + ".")
         ]
         aliases = ALIASES if name == "train" else {}
-        groups.append(bench.FigureGroup(name, figures, dict(info), aliases))
+        groups.append(FigureGroup(name, figures, dict(info), aliases))
     return groups
 
 
@@ -263,7 +276,7 @@ def test_results_keep_every_round_and_use_per_round_ratios():
         {"train.synthetic_img_s": 30.0, "train.pipeline_img_s": 33.0},
     ]
     calls: list[str] = []
-    results = json.loads(json.dumps(bench.collect(fake_groups(rounds, calls), 3, lambda _: None)))
+    results = json.loads(json.dumps(collect(fake_groups(rounds, calls), 3, lambda _: None)))
     # JSON keeps every round's raw figures, and each section holds the medians.
     figures = results["rounds"]["figures"]
     assert figures["train.synthetic_img_s"] == [10.0, 20.0, 30.0]
@@ -285,11 +298,11 @@ def test_results_keep_every_round_and_use_per_round_ratios():
     assert calls[:per_round] == calls[per_round : 2 * per_round] == calls[2 * per_round :]
     assert len(set(calls[:per_round])) == per_round
     # The table: medians, spreads (min-max), per-round ratio medians, targets kept.
-    rows = {row.figure: row for row in bench.table_rows(results)}
+    rows = {row.figure: row for row in table_rows(results)}
     fed = rows["train.pipeline (tfrecords)"]
     assert fed.value == 33.0 and fed.spread == (5.0, 40.0)
     assert fed.ratio == pytest.approx(1.1) and fed.ratio_spread == (0.5, 2.0)
-    assert fed.target == bench.TARGETS["pipeline_fed_vs_synthetic_training"] and fed.met
+    assert fed.target == TARGETS["pipeline_fed_vs_synthetic_training"] and fed.met
     ceiling = rows["JPEGs only: tfrecords (patches) [patch mode]"]
     assert ceiling.versus == "crop-decode ceiling" and ceiling.target == 0.9
     text = rendered(results)
@@ -299,14 +312,14 @@ def test_results_keep_every_round_and_use_per_round_ratios():
 
 
 def test_quick_is_one_round_flagged_as_noisy():
-    assert bench.BenchConfig.quick().rounds == 1
-    assert bench.BenchConfig().rounds >= 3
-    assert bench.BenchConfig.quick(rounds=2).rounds == 2
+    assert BenchConfig.quick().rounds == 1
+    assert BenchConfig().rounds >= 3
+    assert BenchConfig.quick(rounds=2).rounds == 2
     with pytest.raises(ValueError, match="rounds"):
-        bench.BenchConfig(rounds=0).validate()
-    results = bench.collect(fake_groups([{}], []), 1, lambda _: None)
+        BenchConfig(rounds=0).validate()
+    results = collect(fake_groups([{}], []), 1, lambda _: None)
     assert results["measurement"]["single_noisy_measurements"] is True
-    assert all(row.spread is None for row in bench.table_rows(results))  # no spread of 1
+    assert all(row.spread is None for row in table_rows(results))  # no spread of 1
     assert "single noisy measurement" in rendered(results)
 
 
@@ -322,12 +335,12 @@ def jpeg_of(array: np.ndarray) -> bytes:
 def test_crop_decode_ceiling_decodes_patch_windows_of_each_jpeg():
     sizes = [(64, 80), (48, 40), (12, 20)]  # the last is smaller than a window: decoded whole
     jpegs = [jpeg_of(photo_like(h, w, seed=i)) for i, (h, w) in enumerate(sizes)]
-    dataset = bench.crop_decode_ceiling(jpegs, size=16, count=3, batch=6)
+    dataset = crop_decode_ceiling(jpegs, size=16, count=3, batch=6)
     rows = next(iter(dataset)).numpy()
     assert rows.shape == (6,)
     assert set(rows.tolist()) <= {3 * 16, 3 * 12}  # 3 windows per image, rows of each summed
     assert 3 * 12 in rows.tolist()
-    assert bench.dataset_rate(dataset, 6 * 3, warmup=1, seconds=0.2) > 0
+    assert dataset_rate(dataset, 6 * 3, warmup=1, seconds=0.2) > 0
 
 
 @pytest.fixture
@@ -341,7 +354,7 @@ def small_corpus(tmp_path: Path) -> Path:
 
 
 def test_pipeline_figures_measure_the_crop_ceiling_beside_patch_mode(tmp_path, small_corpus):
-    config = bench.BenchConfig.quick(
+    config = BenchConfig.quick(
         pipeline_seconds=0.05,
         pipeline_warmup_batches=1,
         batch_size=2,
@@ -349,24 +362,24 @@ def test_pipeline_figures_measure_the_crop_ceiling_beside_patch_mode(tmp_path, s
         patches_per_image=2,
         resize=16,
     )
-    files = bench.corpus_files(small_corpus, 6)
+    files = corpus_files(small_corpus, 6)
     jpeg_files = [f for f in files if f.info.decoder == image_files.Decoder.JPEG]
     assert len(files) == 5 and len(jpeg_files) == 4
     log = lambda _: None  # noqa: E731
-    feeds = bench.make_feeds(files, tmp_path / "work", "all", log)
-    jpeg_feeds = bench.make_feeds(jpeg_files, tmp_path / "work", "jpeg", log)
-    figures = bench.pipeline_figures(config, feeds, jpeg_feeds)
+    feeds = make_feeds(files, tmp_path / "work", "all", log)
+    jpeg_feeds = make_feeds(jpeg_files, tmp_path / "work", "jpeg", log)
+    figures = pipeline_figures(config, feeds, jpeg_feeds)
     keys = [figure.key for figure in figures]
     # The patch-mode ratio's two figures are measured one right after the other.
     assert keys[-2:] == [
         "pipeline.crop_decode_ceiling_patches_s",
         "pipeline.jpeg_only.tfrecords_patch_img_s",
     ]
-    for numerator, denominator in bench.RATIO_PAIRS.values():
+    for numerator, denominator in RATIO_PAIRS.values():
         if numerator.startswith("pipeline."):
             assert numerator in keys and denominator in keys
-    group = bench.FigureGroup("pipeline", figures, bench.pipeline_info(config, files))
-    results = bench.collect([group], 1, log)
+    group = FigureGroup("pipeline", figures, pipeline_info(config, files))
+    results = collect([group], 1, log)
     assert results["pipeline"]["crop_decode_ceiling_patches_s"] > 0
     assert results["pipeline"]["jpeg_only"]["tfrecords_patch_img_s"] > 0
     assert results["ratios"]["tfrecords_patch_vs_crop_decode_ceiling"] > 0

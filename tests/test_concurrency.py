@@ -298,10 +298,10 @@ def test_two_make_tfrecords_started_together_never_interleave(tmp_path):
     # either the second was refused while the first ran, or it started after the first
     # finished and found OUT complete (exit 0, "nothing to do")
     assert codes in ([0, 2], [0, 0]), [job.stdout.read() for job in jobs]
-    from tfdenoise.io import records
+    from tfdenoise.io.records.folder import count_records, read_manifest
 
-    manifest = records.read_manifest(out)
+    manifest = read_manifest(out)
     assert sum(manifest["counts"].values()) == 30
     for shard in manifest["shards"]:
-        assert records.count_records(out / shard["name"]) == shard["records"]
+        assert count_records(out / shard["name"]) == shard["records"]
     assert not _temp_debris(out)

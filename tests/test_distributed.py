@@ -22,8 +22,9 @@ from conftest import photo_like, save, write_mode_zoo
 
 from tfdenoise.config import FitConfig
 from tfdenoise.data import pipeline, sources
-from tfdenoise.io import records
 from tfdenoise.io.files import Decoder
+from tfdenoise.io.records.convert import convert_folder
+from tfdenoise.io.records.folder import shard_paths
 from tfdenoise.train import distribute, service
 from tfdenoise.train.fit import fit
 
@@ -126,9 +127,9 @@ def test_record_shards_give_each_worker_different_images(image_folder, tmp_path,
     """FILE sharding when there are enough shard files, DATA sharding otherwise: either way the
     two workers' images are disjoint and together are the whole split."""
     out = tmp_path / "records"
-    records.convert_folder(image_folder, out, shard_mb=shard_mb, workers=1)
+    convert_folder(image_folder, out, shard_mb=shard_mb, workers=1)
     source = sources.open_source(out)
-    files = len(records.shard_paths(out, source.manifest, "train"))
+    files = len(shard_paths(out, source.manifest, "train"))
     assert files >= 2 if shard_mb < 1 else files == 1
     everything = _sources_of(source.encoded("train", training=False))
     halves = [_sources_of(source.encoded("train", False, (2, i))) for i in range(2)]

@@ -13,7 +13,8 @@ from PIL import Image
 from tfdenoise import cli
 from tfdenoise.data import pipeline
 from tfdenoise.io import files as image_files
-from tfdenoise.io import heif, netpbm, photo, records
+from tfdenoise.io import heif, netpbm, photo
+from tfdenoise.io.records.convert import convert_folder
 
 ZOO_KINDS = ("jfif", "jpe", "ppm", "pgm", "jp2", "ppm16", "pgm12", "avif", "heic")
 HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
@@ -131,7 +132,7 @@ def test_predict_writes_every_format(zoo, tmp_path, identity_model_path):
 
 def test_records_hold_every_format(zoo, tmp_path):
     """make-tfrecords in worker processes: each registers the HEIC decoder on its own."""
-    report = records.convert_folder(
+    report = convert_folder(
         tmp_path / "zoo", tmp_path / "records", (1, 0, 0), workers=2, executor="process"
     )
     assert report.manifest["skipped"] == [] and report.images_written == len(zoo)

@@ -21,7 +21,10 @@ import pytest
 from conftest import load_tool
 from PIL import Image
 
-from tfdenoise.io import files, photo, records
+from tfdenoise.io import files, photo
+from tfdenoise.io.records.folder import MANIFEST, read_manifest
+from tfdenoise.io.records.plan import PLAN, load_plan
+from tfdenoise.io.records.schema import parse_features
 
 pytest.importorskip("atheris")
 
@@ -174,7 +177,7 @@ def test_corrupt_example_raises_invalid_argument_not_unicode_error():
 
     data = (REGRESSIONS / "tfrecord_example" / "non-utf8-error-message.bin").read_bytes()
     with pytest.raises(tf.errors.InvalidArgumentError):
-        records.parse_features(tf.constant(data))
+        parse_features(tf.constant(data))
 
 
 @pytest.mark.parametrize(
@@ -192,9 +195,9 @@ def test_corrupt_example_raises_invalid_argument_not_unicode_error():
 )
 def test_damaged_manifest_is_a_value_error_naming_the_file(text, tmp_path):
     """Found by fuzzing: AttributeError/KeyError/TypeError from read_manifest and its users."""
-    (tmp_path / records.MANIFEST).write_text(text, encoding="latin-1")
+    (tmp_path / MANIFEST).write_text(text, encoding="latin-1")
     with pytest.raises(ValueError, match="manifest.json"):
-        records.read_manifest(tmp_path)
+        read_manifest(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -204,9 +207,9 @@ def test_damaged_manifest_is_a_value_error_naming_the_file(text, tmp_path):
 def test_damaged_plan_is_a_value_error_naming_the_file(text, tmp_path):
     """Found by fuzzing: the stored plan of an unfinished run raised AttributeError/KeyError;
     make-tfrecords now refuses it as a usage error that names the file."""
-    (tmp_path / records.PLAN).write_text(text)
+    (tmp_path / PLAN).write_text(text)
     with pytest.raises(ValueError, match=r"\.plan\.json"):
-        records.load_plan(tmp_path)
+        load_plan(tmp_path)
 
 
 def test_picture_wider_than_webp_allows_is_refused_before_denoising():

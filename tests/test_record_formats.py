@@ -18,8 +18,12 @@ from conftest import load_tool, photo_like, save, write_mode_zoo  # noqa: E402
 
 from tfdenoise.cli import main  # noqa: E402
 from tfdenoise.data import pipeline, sources  # noqa: E402
-from tfdenoise.io import atomic, encoding, records  # noqa: E402
+from tfdenoise.io import atomic, encoding  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
+from tfdenoise.io.records.convert import convert_folder  # noqa: E402
+from tfdenoise.io.records.folder import FORMAT_VERSION, MANIFEST, read_manifest  # noqa: E402
+from tfdenoise.io.records.plan import PLAN, ConversionPlan, make_plan  # noqa: E402
+from tfdenoise.io.records.schema import encode_example, parse_example, parse_features  # noqa: E402
 
 NON_JPEG = ("rgb.png", "rgba.PNG", "gray16.png", "palette.png", "image.bmp", "image.webp")
 
@@ -30,7 +34,7 @@ def zoo(folder: Path) -> dict[str, Path]:
 
 def raw_example(name: str, path: Path) -> bytes:
     stored = encoding.encode_for_storage(path, image_files.probe(path), lossless="raw")
-    return records.encode_example(stored, name)
+    return encode_example(stored, name)
 
 
 def expected_pixels(path: Path) -> np.ndarray:
@@ -38,7 +42,7 @@ def expected_pixels(path: Path) -> np.ndarray:
 
 
 def decode_record(serialized) -> tf.Tensor:
-    data, decoder = records.parse_example(serialized)
+    data, decoder = parse_example(serialized)
     return pipeline.decode_full(data, decoder, allow_pil=False)
 
 
@@ -46,7 +50,7 @@ def every_record(out: Path) -> dict[str, dict]:
     found = {}
     for path in sorted(out.glob("*.tfrecord")):
         for serialized in tf.data.TFRecordDataset(str(path)):
-            features = {k: v.numpy() for k, v in records.parse_features(serialized).items()}
+            features = {k: v.numpy() for k, v in parse_features(serialized).items()}
             found[features["source"].decode()] = features
     return found
 
@@ -73,7 +77,7 @@ def test_raw_example_round_trips_eagerly_and_in_tf_data(tmp_path):
     serialized = []
     for name in names:
         example = raw_example(name, files[name])
-        features = records.parse_features(tf.constant(example))
+        features = parse_features(tf.constant(example))
         expected = expected_pixels(files[name])
         assert features["format"].numpy() == b"raw"
         assert features["image"].numpy() == expected.tobytes()  # exactly H * W * 3 bytes
@@ -86,7 +90,7 @@ def test_raw_example_round_trips_eagerly_and_in_tf_data(tmp_path):
     for name, pixels in zip(names, dataset):
         np.testing.assert_array_equal(pixels.numpy(), expected_pixels(files[name]), name)
     crops = tf.data.Dataset.from_tensor_slices(serialized[:1]).map(
-        lambda s: pipeline.decode_center_crop(*records.parse_example(s), 32, allow_pil=False)
+        lambda s: pipeline.decode_center_crop(*parse_example(s), 32, allow_pil=False)
     )
     full = expected_pixels(files[names[0]])
     top, left = (full.shape[0] - 32) // 2, (full.shape[1] - 32) // 2
@@ -119,7 +123,7 @@ def test_corrupt_raw_record_is_reported_not_a_crash(tmp_path):
     files = zoo(tmp_path)
     good = raw_example("rgb.png", files["rgb.png"])
     height, width, _ = expected_pixels(files["rgb.png"]).shape
-    pixels = records.parse_features(tf.constant(good))["image"].numpy()
+    pixels = parse_features(tf.constant(good))["image"].numpy()
     corrupt = [
         _tampered(good, height=height + 1),  # byte count no longer h * w * 3
         _tampered(good, image=pixels[:-7]),  # truncated pixels
@@ -153,11 +157,11 @@ def test_corrupt_raw_record_is_reported_not_a_crash(tmp_path):
 
 def test_plan_carries_the_version_and_the_lossless_choice(tmp_path):
     mixed_folder(tmp_path / "src", 4)
-    plan = records.make_plan(tmp_path / "src", shard_mb=1, lossless="png")
+    plan = make_plan(tmp_path / "src", shard_mb=1, lossless="png")
     stored = plan.to_json()
-    assert stored["format_version"] == records.FORMAT_VERSION == 2
+    assert stored["format_version"] == FORMAT_VERSION == 2
     assert stored["lossless"] == "png"
-    assert records.ConversionPlan.from_json(json.loads(json.dumps(stored))) == plan
+    assert ConversionPlan.from_json(json.loads(json.dumps(stored))) == plan
     for broken in (
         {k: v for k, v in stored.items() if k != "lossless"},
         {**stored, "lossless": "webp"},
@@ -165,24 +169,24 @@ def test_plan_carries_the_version_and_the_lossless_choice(tmp_path):
         {**stored, "format_version": True},
     ):
         with pytest.raises(ValueError):
-            records.ConversionPlan.from_json(broken)
+            ConversionPlan.from_json(broken)
     old = dataclasses.replace(plan, format_version=1)
     assert "lossless" not in old.to_json()  # as version 1 wrote it
-    assert records.ConversionPlan.from_json(old.to_json()) == old
+    assert ConversionPlan.from_json(old.to_json()) == old
     with pytest.raises(ValueError, match="lossless"):
-        records.make_plan(tmp_path / "src", lossless="jpeg")
+        make_plan(tmp_path / "src", lossless="jpeg")
 
 
 def test_unfinished_version_1_conversion_resumes_as_version_1(tmp_path):
     mixed_folder(tmp_path / "src", 8)
     out = tmp_path / "out"
     out.mkdir()
-    plan = records.make_plan(tmp_path / "src", shard_mb=0.005)
+    plan = make_plan(tmp_path / "src", shard_mb=0.005)
     version_1 = dataclasses.replace(plan, lossless="png", format_version=1).to_json()
-    atomic.write_json(out / records.PLAN, version_1)
+    atomic.write_json(out / PLAN, version_1)
     with pytest.raises(ValueError, match="other options"):  # raw asked for: refused
-        records.convert_folder(tmp_path / "src", out, shard_mb=0.005, lossless="raw")
-    manifest = records.convert_folder(tmp_path / "src", out, shard_mb=0.005).manifest
+        convert_folder(tmp_path / "src", out, shard_mb=0.005, lossless="raw")
+    manifest = convert_folder(tmp_path / "src", out, shard_mb=0.005).manifest
     assert manifest["format_version"] == 1 and "lossless" not in manifest
     assert manifest["features"]["format"] == "bytes: jpeg | png"
     formats = {r["format"] for r in every_record(out).values()}
@@ -192,7 +196,7 @@ def test_unfinished_version_1_conversion_resumes_as_version_1(tmp_path):
 def test_png_choice_stores_png_and_is_recorded(tmp_path):
     files = zoo(tmp_path / "src")
     out = tmp_path / "out"
-    manifest = records.convert_folder(
+    manifest = convert_folder(
         tmp_path / "src", out, fractions=(1, 0, 0), workers=1, lossless="png"
     ).manifest
     assert manifest["format_version"] == 2 and manifest["lossless"] == "png"
@@ -244,7 +248,7 @@ def _write_version_1_records(source: Path, out: Path) -> None:
         "shards": [{"name": shard, "split": "train", "records": count, "bytes": 1}],
         "skipped": [],
     }
-    (out / records.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
 def test_version_1_records_still_read(tmp_path):
@@ -269,9 +273,9 @@ def test_version_1_records_still_read(tmp_path):
 
 def test_read_manifest_refuses_unknown_versions(tmp_path):
     for version in (0, 3, "2", None):
-        (tmp_path / records.MANIFEST).write_text(json.dumps({"format_version": version}))
+        (tmp_path / MANIFEST).write_text(json.dumps({"format_version": version}))
         with pytest.raises(ValueError, match="format version"):
-            records.read_manifest(tmp_path)
+            read_manifest(tmp_path)
 
 
 # --- make-tfrecords end to end --------------------------------------------------------------
@@ -283,7 +287,7 @@ def test_make_tfrecords_on_a_mixed_folder_feeds_fits_pipeline(tmp_path):
     command = ["make-tfrecords", str(source), str(out), "--workers", "2", "--lossless", "raw"]
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / records.MANIFEST).read_text())
+    manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["format_version"] == 2 and manifest["lossless"] == "raw"
     found = every_record(out)
     assert len(found) == 12
@@ -317,7 +321,7 @@ def test_make_tfrecords_on_a_mixed_folder_feeds_fits_pipeline(tmp_path):
         main, ["make-tfrecords", str(source), str(png_out), "--lossless", "png"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((png_out / records.MANIFEST).read_text())["lossless"] == "png"
+    assert json.loads((png_out / MANIFEST).read_text())["lossless"] == "png"
     assert {r["format"] for r in every_record(png_out).values()} == {b"jpeg", b"png"}
 
 

@@ -29,12 +29,19 @@ from tfdenoise.data import (
     pipeline,  # noqa: E402
     sources,  # noqa: E402
 )
-from tfdenoise.io import (
-    atomic,  # noqa: E402
-    encoding,  # noqa: E402
-    records,  # noqa: E402
-)
+from tfdenoise.io import atomic, encoding  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
+from tfdenoise.io.records import convert  # noqa: E402
+from tfdenoise.io.records.convert import convert_folder  # noqa: E402
+from tfdenoise.io.records.folder import MANIFEST, count_records, read_manifest  # noqa: E402
+from tfdenoise.io.records.plan import PLAN, PlannedFile, cut_into_shards, make_plan  # noqa: E402
+from tfdenoise.io.records.schema import (  # noqa: E402
+    RAW_DECODER,
+    encode_example,
+    parse_example,
+    parse_features,
+    with_raw_shape,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +72,7 @@ def read_records(out: Path) -> dict[str, dict]:
     found = {}
     for path in sorted(out.glob("*.tfrecord")):
         for serialized in tf.data.TFRecordDataset(str(path)):
-            features = records.parse_features(serialized)
+            features = parse_features(serialized)
             source = features["source"].numpy().decode()
             assert source not in found, f"duplicate record {source}"
             found[source] = {key: value.numpy() for key, value in features.items()}
@@ -81,7 +88,7 @@ def decode(image_bytes: bytes, format_: bytes, shape: tuple[int, int] = (0, 0)) 
     """Pixels of a record's image bytes (raw records need their (height, width))."""
     data = tf.constant(image_bytes)
     if format_ == b"raw":
-        data, decoder = records.with_raw_shape(data, *shape), records.RAW_DECODER
+        data, decoder = with_raw_shape(data, *shape), RAW_DECODER
     elif format_ == b"jpeg":
         decoder = image_files.Decoder.JPEG
     else:
@@ -98,7 +105,7 @@ def test_png_stored_example_round_trips_losslessly(tmp_path):
         info = image_files.probe(files[name])
         stored = encoding.encode_for_storage(files[name], info, lossless="png")
         assert stored.format == "png", name
-        parsed = records.parse_features(records.encode_example(stored, name))
+        parsed = parse_features(encode_example(stored, name))
         assert parsed["format"].numpy() == b"png"
         assert parsed["source"].numpy().decode() == name
         pixels = decode(parsed["image"].numpy(), b"png")
@@ -111,8 +118,8 @@ def test_jpeg_example_keeps_the_file_bytes(tmp_path):
     files = write_good_zoo(tmp_path)
     for name in ("rgb.jpg", "gray.JPG"):
         stored = encoding.encode_for_storage(files[name], image_files.probe(files[name]))
-        serialized = records.encode_example(stored, name)
-        data_bytes, decoder = records.parse_example(tf.constant(serialized))
+        serialized = encode_example(stored, name)
+        data_bytes, decoder = parse_example(tf.constant(serialized))
         assert data_bytes.numpy() == files[name].read_bytes()
         assert int(decoder) == image_files.Decoder.JPEG
         reference = tf.io.decode_jpeg(files[name].read_bytes(), channels=3).numpy()
@@ -121,9 +128,9 @@ def test_jpeg_example_keeps_the_file_bytes(tmp_path):
 
 def test_encode_example_rejects_other_formats():
     with pytest.raises(ValueError, match="not 'webp'"):
-        records.encode_example(encoding.EncodedImage(b"x", "webp", 1, 1), "a.webp")
+        encode_example(encoding.EncodedImage(b"x", "webp", 1, 1), "a.webp")
     with pytest.raises(ValueError, match="not 5"):  # raw: the byte count must match the shape
-        records.encode_example(encoding.EncodedImage(b"x" * 5, "raw", 1, 2), "a.png")
+        encode_example(encoding.EncodedImage(b"x" * 5, "raw", 1, 2), "a.png")
 
 
 def test_count_records_matches_tf_and_detects_truncation(tmp_path):
@@ -131,10 +138,10 @@ def test_count_records_matches_tf_and_detects_truncation(tmp_path):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for size in (0, 5, 1000):
             writer.write(b"z" * size)
-    assert records.count_records(path) == 3 == sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+    assert count_records(path) == 3 == sum(1 for _ in tf.data.TFRecordDataset(str(path)))
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(ValueError, match="truncated"):
-        records.count_records(path)
+        count_records(path)
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -142,10 +149,10 @@ def test_count_records_matches_tf_and_detects_truncation(tmp_path):
 
 def test_shards_cut_by_source_bytes_in_order():
     planned = [
-        records.PlannedFile(f"f{i}", "JPEG", "RGB", 1, 1, size)
+        PlannedFile(f"f{i}", "JPEG", "RGB", 1, 1, size)
         for i, size in enumerate([40, 40, 40, 150, 10, 10])
     ]
-    shards = records.cut_into_shards("train", planned, shard_bytes=100)
+    shards = cut_into_shards("train", planned, shard_bytes=100)
     assert [[f.relpath for f in s.files] for s in shards] == [
         ["f0", "f1"],
         ["f2"],
@@ -163,9 +170,7 @@ def test_records_hold_exactly_the_good_images(tmp_path):
     good = write_good_zoo(tmp_path / "src" / "zoo")
     bad = write_bad_files(tmp_path / "src" / "bad")
     out = tmp_path / "out"
-    report = records.convert_folder(
-        tmp_path / "src", out, fractions=(1, 0, 0), workers=2, lossless="raw"
-    )
+    report = convert_folder(tmp_path / "src", out, fractions=(1, 0, 0), workers=2, lossless="raw")
     found = read_records(out)
     assert set(found) == {f"zoo/{name}" for name in good}
     for name, path in good.items():
@@ -191,7 +196,7 @@ def test_records_hold_exactly_the_good_images(tmp_path):
 def test_manifest_counts_equal_records_read(tmp_path):
     write_photos(tmp_path / "src", 30)
     out = tmp_path / "out"
-    manifest = records.convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2).manifest
+    manifest = convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2).manifest
     found = read_records(out)
     assert len(found) == 30 == manifest["total_records"] == sum(manifest["counts"].values())
     for shard in manifest["shards"]:
@@ -214,10 +219,8 @@ def test_manifest_counts_equal_records_read(tmp_path):
 def test_thread_and_process_workers_write_identical_records(tmp_path):
     write_photos(tmp_path / "src", 8)
     write_good_zoo(tmp_path / "src" / "zoo")
-    a = records.convert_folder(tmp_path / "src", tmp_path / "a", shard_mb=0.01, workers=2)
-    records.convert_folder(
-        tmp_path / "src", tmp_path / "b", shard_mb=0.01, workers=2, executor="process"
-    )
+    a = convert_folder(tmp_path / "src", tmp_path / "a", shard_mb=0.01, workers=2)
+    convert_folder(tmp_path / "src", tmp_path / "b", shard_mb=0.01, workers=2, executor="process")
     assert a.manifest["total_records"] == 19
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
@@ -232,10 +235,10 @@ class Crash(Exception):
 def test_interrupted_run_finishes_with_the_same_records(tmp_path, monkeypatch):
     write_photos(tmp_path / "src", 24)
     reference = tmp_path / "reference"
-    records.convert_folder(tmp_path / "src", reference, shard_mb=0.01, workers=2)
+    convert_folder(tmp_path / "src", reference, shard_mb=0.01, workers=2)
 
     out = tmp_path / "out"
-    real_encode, calls = records.encode_example, []
+    real_encode, calls = encode_example, []
 
     def crash_on_the_tenth(image, source):
         calls.append(source)
@@ -243,18 +246,18 @@ def test_interrupted_run_finishes_with_the_same_records(tmp_path, monkeypatch):
             raise Crash()
         return real_encode(image, source)
 
-    monkeypatch.setattr(records, "encode_example", crash_on_the_tenth)
+    monkeypatch.setattr(convert, "encode_example", crash_on_the_tenth)
     with pytest.raises(Crash):
-        records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
-    monkeypatch.setattr(records, "encode_example", real_encode)
-    assert not (out / records.MANIFEST).exists() and (out / records.PLAN).exists()
+        convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
+    monkeypatch.setattr(convert, "encode_example", real_encode)
+    assert not (out / MANIFEST).exists() and (out / PLAN).exists()
     finished = sorted(p.name for p in out.glob("[!.]*.tfrecord"))
     assert finished and not list(out.glob(".*.tmp*"))  # some shards done; the crash cleaned up
     (out / finished[0]).write_bytes((out / finished[0]).read_bytes()[:-10])  # torn shard too
     (out / f".{finished[-1][:-9]}.tmp.tfrecord").write_bytes(b"left by kill -9")
 
     write_photos(tmp_path / "src", 3, start=100)  # added after the plan: not in this run
-    report = records.convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
+    report = convert_folder(tmp_path / "src", out, shard_mb=0.01, workers=2)
     assert 0 < report.images_written < 24  # finished shards were kept, not rewritten
     assert snapshot(out) == snapshot(reference)
 
@@ -262,7 +265,7 @@ def test_interrupted_run_finishes_with_the_same_records(tmp_path, monkeypatch):
 def test_killed_process_finishes_on_rerun(tmp_path):
     write_photos(tmp_path / "src", 160)
     reference = tmp_path / "reference"
-    records.convert_folder(tmp_path / "src", reference, shard_mb=0.005, workers=1)
+    convert_folder(tmp_path / "src", reference, shard_mb=0.005, workers=1)
     out = tmp_path / "out"
     command = [
         sys.executable,
@@ -286,7 +289,7 @@ def test_killed_process_finishes_on_rerun(tmp_path):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (out / records.MANIFEST).exists(), "finished before the kill: use more files"
+    assert not (out / MANIFEST).exists(), "finished before the kill: use more files"
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert snapshot(out) == snapshot(reference)
@@ -295,13 +298,13 @@ def test_killed_process_finishes_on_rerun(tmp_path):
 def test_rerun_on_finished_output_is_a_no_op(tmp_path):
     write_photos(tmp_path / "src", 6)
     out = tmp_path / "out"
-    records.convert_folder(tmp_path / "src", out, workers=1)
+    convert_folder(tmp_path / "src", out, workers=1)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     write_photos(tmp_path / "src", 2, start=50)
-    report = records.convert_folder(tmp_path / "src", out, workers=1)
+    report = convert_folder(tmp_path / "src", out, workers=1)
     assert report.already_done and report.images_written == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    report = records.convert_folder(tmp_path / "src", out, workers=1, overwrite=True)
+    report = convert_folder(tmp_path / "src", out, workers=1, overwrite=True)
     assert report.manifest["total_records"] == 8
 
 
@@ -309,17 +312,17 @@ def test_resume_with_other_options_is_refused(tmp_path):
     write_photos(tmp_path / "src", 4)
     out = tmp_path / "out"
     out.mkdir()
-    plan = records.make_plan(tmp_path / "src", shard_mb=1)
-    atomic.write_json(out / records.PLAN, plan.to_json())
+    plan = make_plan(tmp_path / "src", shard_mb=1)
+    atomic.write_json(out / PLAN, plan.to_json())
     with pytest.raises(ValueError, match="other options"):
-        records.convert_folder(tmp_path / "src", out, shard_mb=2)
+        convert_folder(tmp_path / "src", out, shard_mb=2)
 
 
 def test_split_is_stable_when_files_are_added(tmp_path):
     write_photos(tmp_path / "src", 20)
-    records.convert_folder(tmp_path / "src", tmp_path / "before", workers=1)
+    convert_folder(tmp_path / "src", tmp_path / "before", workers=1)
     write_photos(tmp_path / "src", 20, start=20)
-    records.convert_folder(tmp_path / "src", tmp_path / "after", workers=1)
+    convert_folder(tmp_path / "src", tmp_path / "after", workers=1)
 
     def split_by_source(out: Path) -> dict[str, str]:
         return {
@@ -344,7 +347,7 @@ def _uses_py_func(dataset: tf.data.Dataset) -> bool:
 def test_record_source_feeds_the_shared_pipeline(tmp_path):
     write_photos(tmp_path / "src", 30)
     out = tmp_path / "out"
-    records.convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2)
+    convert_folder(tmp_path / "src", out, shard_mb=0.02, workers=2)
     source = sources.open_source(out)
     folder = sources.open_source(tmp_path / "src")
     assert isinstance(source, sources.RecordSource) and not source.allow_pil
@@ -424,7 +427,7 @@ def test_cli_rejects_bad_split(tmp_path):
 def test_fit_trains_from_records(tmp_path):
     write_photos(tmp_path / "src", 24)
     out = tmp_path / "records"
-    records.convert_folder(tmp_path / "src", out, workers=2)
+    convert_folder(tmp_path / "src", out, workers=2)
     result = CliRunner().invoke(
         main,
         [
@@ -444,10 +447,10 @@ def test_fit_trains_from_records(tmp_path):
 def test_a_name_that_is_not_utf8_is_converted_with_its_bytes(tmp_path):
     source = tmp_path / "src"
     save(Path(os.fsdecode(bytes(source) + b"/caf\xe9.jpg")), photo_like(32, 32), quality=90)
-    report = records.convert_folder(source, tmp_path / "out", (1, 0, 0), workers=1)
+    report = convert_folder(source, tmp_path / "out", (1, 0, 0), workers=1)
     assert report.images_written == 1 and report.manifest["skipped"] == []
     serialized = next(
         iter(tf.data.TFRecordDataset(str(next((tmp_path / "out").glob("*.tfrecord")))))
     )
-    assert records.parse_features(serialized)["source"].numpy() == b"caf\xe9.jpg"
-    assert records.read_manifest(tmp_path / "out")["counts"]["train"] == 1
+    assert parse_features(serialized)["source"].numpy() == b"caf\xe9.jpg"
+    assert read_manifest(tmp_path / "out")["counts"]["train"] == 1

@@ -22,7 +22,8 @@ from faults import make_fault_corpus
 
 from tfdenoise import checkpoints, cli, models, runs
 from tfdenoise.io import files as image_files
-from tfdenoise.io import records
+from tfdenoise.io.records.folder import read_manifest
+from tfdenoise.io.records.schema import parse_features
 from tfdenoise.predict import folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,11 +163,11 @@ def test_make_tfrecords_over_the_fault_corpus(corpus, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    manifest = records.read_manifest(out)
+    manifest = read_manifest(out)
     stored = set()
     for shard in manifest["shards"]:
         for serialized in tf.data.TFRecordDataset(str(out / shard["name"])):
-            stored.add(records.parse_features(serialized)["source"].numpy().decode())
+            stored.add(parse_features(serialized)["source"].numpy().decode())
     assert stored == {f.relpath for f in faults if f.usable}
     skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}  # relative to SRC
     for fault in faults:

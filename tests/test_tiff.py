@@ -17,8 +17,10 @@ from PIL import Image, ImageCms
 
 from tfdenoise import checkpoints, cli, evaluate, inference
 from tfdenoise.data import pipeline
-from tfdenoise.io import files, metadata, photo, records, tiff
+from tfdenoise.io import files, metadata, photo, tiff
 from tfdenoise.io.metadata import Metadata
+from tfdenoise.io.records.convert import convert_folder
+from tfdenoise.io.records.schema import parse_features
 from tfdenoise.predict import folder
 
 RGB = photo_like(40, 56, seed=4)
@@ -249,12 +251,12 @@ def test_every_command_lists_tiffs(tmp_path):
     decoded = pipeline.decode_full(tf.constant(data), tf.constant(int(files.Decoder.PIL)))
     np.testing.assert_array_equal(decoded.numpy(), files.load_rgb8(root / "sixteen.tif"))
 
-    report = records.convert_folder(root, tmp_path / "records", workers=1)
+    report = convert_folder(root, tmp_path / "records", workers=1)
     assert report.manifest["skipped"] == []
     stored = 0
     for shard in sorted((tmp_path / "records").glob("*.tfrecord")):
         for serialized in tf.data.TFRecordDataset(str(shard)):
-            features = records.parse_features(serialized)
+            features = parse_features(serialized)
             assert features["format"].numpy() == b"png"  # converted losslessly, 8-bit RGB
             stored += 1
     assert stored == 13

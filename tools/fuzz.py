@@ -138,12 +138,12 @@ def run_tfrecord_example(data: bytes) -> None:
     """Records' example parsing on arbitrary serialized bytes."""
     import tensorflow as tf
 
-    from tfdenoise.io import records
+    from tfdenoise.io.records.schema import FEATURES, parse_example, parse_features
 
     serialized = tf.constant(data)
-    features = records.parse_features(serialized)
-    assert set(features) == set(records.FEATURES)
-    image, decoder = records.parse_example(serialized)
+    features = parse_features(serialized)
+    assert set(features) == set(FEATURES)
+    image, decoder = parse_example(serialized)
     assert image.dtype == tf.string and decoder.dtype == tf.int32
 
 
@@ -153,13 +153,14 @@ def _value_errors() -> tuple[type[BaseException], ...]:
 
 def run_manifest(data: bytes) -> None:
     """read_manifest on a fuzzed manifest.json, then what fit/make-tfrecords read from it."""
-    from tfdenoise.io import files, records
+    from tfdenoise.io import files
+    from tfdenoise.io.records.folder import MANIFEST, read_manifest, shard_paths
 
     with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
-        (Path(folder) / records.MANIFEST).write_bytes(data)
-        manifest = records.read_manifest(folder)
+        (Path(folder) / MANIFEST).write_bytes(data)
+        manifest = read_manifest(folder)
         for split in files.SPLITS:
-            records.shard_paths(folder, manifest, split)
+            shard_paths(folder, manifest, split)
             int(manifest["counts"].get(split, 0))
         "/".join(f"{f:g}" for f in manifest["split_fractions"])
         [files.Skipped(s["path"], s["reason"]) for s in manifest["skipped"]]
@@ -168,15 +169,15 @@ def run_manifest(data: bytes) -> None:
 def run_plan(data: bytes) -> None:
     """The stored conversion plan of an unfinished run (OUT/.plan.json), fuzzed, loaded the way
     convert_folder loads it."""
-    from tfdenoise.io import records
+    from tfdenoise.io.records.plan import PLAN, ConversionPlan, load_plan
 
     with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
         out = Path(folder)
-        (out / records.PLAN).write_bytes(data)
-        plan = records.load_plan(out)
+        (out / PLAN).write_bytes(data)
+        plan = load_plan(out)
         assert plan is not None
         plan.image_count, plan.source_bytes, [s.name for s in plan.shards]
-        records.ConversionPlan.from_json(json.loads(json.dumps(plan.to_json())))
+        ConversionPlan.from_json(json.loads(json.dumps(plan.to_json())))
 
 
 # --- seeds ------------------------------------------------------------------------------------
@@ -296,11 +297,11 @@ def _write_exif_seeds(folder: Path) -> None:
 
 
 def _sample_example() -> bytes:
-    from tfdenoise.io import records
     from tfdenoise.io.encoding import EncodedImage
+    from tfdenoise.io.records.schema import encode_example
 
     image = EncodedImage(b"\xff\xd8\xff\xd9", "jpeg", 2, 3)
-    return records.encode_example(image, "folder/a.jpg")
+    return encode_example(image, "folder/a.jpg")
 
 
 def _write_example_seeds(folder: Path) -> None:
@@ -353,9 +354,9 @@ def _sample_manifest() -> dict:
 
 
 def _format_version() -> int:
-    from tfdenoise.io import records
+    from tfdenoise.io.records.folder import FORMAT_VERSION
 
-    return records.FORMAT_VERSION
+    return FORMAT_VERSION
 
 
 def _write_json_seeds(folder: Path, sample: dict) -> None:
@@ -412,21 +413,21 @@ TARGETS = {
             run_tfrecord_example,
             _tf_errors,
             _write_example_seeds,
-            "records.parse_features / parse_example on serialized bytes",
+            "records.schema.parse_features / parse_example on serialized bytes",
         ),
         Target(
             "manifest",
             run_manifest,
             _value_errors,
             lambda folder: _write_json_seeds(folder, _sample_manifest()),
-            "records.read_manifest and the fields fit/make-tfrecords read",
+            "records.folder.read_manifest and the fields fit/make-tfrecords read",
         ),
         Target(
             "plan",
             run_plan,
             _value_errors,
             lambda folder: _write_json_seeds(folder, _sample_plan()),
-            "OUT/.plan.json as convert_folder loads it (records.load_plan)",
+            "OUT/.plan.json as convert_folder loads it (records.plan.load_plan)",
         ),
     )
 }
@@ -495,7 +496,9 @@ def instrument(target: Target) -> None:
         import tfdenoise.io.png  # noqa: F401
 
         if target.documented in (_tf_errors, _value_errors):
-            import tfdenoise.io.records  # noqa: F401
+            import tfdenoise.io.records.folder  # noqa: F401
+            import tfdenoise.io.records.plan  # noqa: F401
+            import tfdenoise.io.records.schema  # noqa: F401
         from PIL import Image
 
         Image.init()  # every plugin registered (and instrumented) before the first input

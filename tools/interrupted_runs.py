@@ -136,9 +136,9 @@ def run_predict(work: Path, kills: int, rng: random.Random) -> dict:
 def _records(folder: Path) -> dict[str, list[bytes]]:
     import tensorflow as tf
 
-    from tfdenoise.io import records
+    from tfdenoise.io.records.folder import read_manifest
 
-    manifest = records.read_manifest(folder)
+    manifest = read_manifest(folder)
     return {
         shard["name"]: [r.numpy() for r in tf.data.TFRecordDataset(str(folder / shard["name"]))]
         for shard in manifest["shards"]

@@ -22,7 +22,7 @@ they name:
 
 and, in patches per second (4 patches of PATCH^2 per image, training's default):
 
-  crop-decode ceiling    bench.crop_decode_ceiling: only the windows decoded, nothing else
+  crop-decode ceiling    bench.ceilings.crop_decode_ceiling: only the windows decoded, nothing else
   patches                pipeline.decode_random_patches
   + flips                the same with pipeline.random_flips in the map (what training maps)
   whole patch pipeline   pipeline.training_pipeline in patch mode (unbatch, shuffle, batches
@@ -53,7 +53,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfdenoise import bench  # noqa: E402
+from tfdenoise.bench.ceilings import crop_decode_ceiling  # noqa: E402
+from tfdenoise.bench.inputs import corpus_files  # noqa: E402
+from tfdenoise.bench.rounds import BenchFigure, dataset_rate, measure_rounds  # noqa: E402
 from tfdenoise.data import pipeline, samples  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
 
@@ -62,7 +64,7 @@ PATCHES, BATCH = 4, 16  # training's defaults (PipelineSpec)
 
 def jpeg_bytes(folder: Path, count: int) -> list[bytes]:
     """The JPEGs among the train split of the first `count` images (what the bench reads)."""
-    files = bench.corpus_files(folder, count)
+    files = corpus_files(folder, count)
     return [Path(f.path).read_bytes() for f in files if f.info.decoder == image_files.Decoder.JPEG]
 
 
@@ -190,16 +192,16 @@ def main() -> int:
     megapixels = statistics.mean(int(s[0]) * int(s[1]) for s in pixels) / 1e6
     print(f"{len(jpegs)} JPEGs from {folder}, {megapixels:.2f} MP mean")
 
-    def figure(name: str, dataset: tf.data.Dataset, per_element: int) -> bench.BenchFigure:
+    def figure(name: str, dataset: tf.data.Dataset, per_element: int) -> BenchFigure:
         def measure() -> float:
-            return bench.dataset_rate(dataset, per_element, warmup=3, seconds=args.seconds)
+            return dataset_rate(dataset, per_element, warmup=3, seconds=args.seconds)
 
-        return bench.BenchFigure(name, name, measure)
+        return BenchFigure(name, name, measure)
 
     resize_figures = [figure(n, per_image(jpegs, s), 32) for n, s in stages(args.size).items()]
     resize_spec = pipeline.PipelineSpec(batch_size=BATCH, resize=args.size)
     resize_figures.append(figure("whole pipeline", whole_pipeline(jpegs, resize_spec), BATCH))
-    ceiling = bench.crop_decode_ceiling(jpegs, args.patch, PATCHES)
+    ceiling = crop_decode_ceiling(jpegs, args.patch, PATCHES)
     patch_figures = [figure("crop-decode ceiling", ceiling, 32 * PATCHES)]
     patch_figures += [
         figure(n, per_image(jpegs, s), 32 * PATCHES) for n, s in patch_stages(args.patch).items()
@@ -208,9 +210,9 @@ def main() -> int:
         batch_size=BATCH, patch_size=args.patch, patches_per_image=PATCHES
     )
     patch_figures.append(figure("whole patch pipeline", whole_pipeline(jpegs, patch_spec), BATCH))
-    rounds = bench.measure_rounds(resize_figures + patch_figures, args.rounds, lambda _: None)
+    rounds = measure_rounds(resize_figures + patch_figures, args.rounds, lambda _: None)
 
-    def part(figures: list[bench.BenchFigure]) -> dict[str, list[float]]:
+    def part(figures: list[BenchFigure]) -> dict[str, list[float]]:
         return {f.key: rounds[f.key] for f in figures}
 
     results = {

@@ -17,7 +17,7 @@ stored in one TFRecord file per candidate format:
   raw direct      raw records decoded by decode_raw straight from the parsed features: what
                   the pipeline's shape trailer costs (diagnostic)
 
-Each is read the way training reads records: TFRecordDataset -> records.parse_example ->
+Each is read the way training reads records: TFRecordDataset -> schema.parse_example ->
 the pipeline's decode stage (parallel map, AUTOTUNE, non-deterministic), in two modes:
 "full" decodes each whole image (pipeline.decode_full), "patches" is training's patch mode
 (pipeline.decode_random_patches, 4 x 128^2 per image; JPEGs decode only the windows). Figures
@@ -48,8 +48,9 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tfdenoise.data import pipeline, samples  # noqa: E402
-from tfdenoise.io import encoding, records  # noqa: E402
+from tfdenoise.io import encoding  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
+from tfdenoise.io.records import schema  # noqa: E402
 
 PATCH_SIZE, PATCHES_PER_IMAGE = 128, 4  # training's defaults (PipelineSpec)
 MODES = ("full", "patches")
@@ -82,14 +83,14 @@ class Candidate:
 
         def decode(serialized):
             if self.direct_raw:
-                features = records.parse_features(serialized)
+                features = schema.parse_features(serialized)
                 pixels = tf.io.decode_raw(features["image"], tf.uint8)
                 shape = tf.stack([features["height"], features["width"], 3])
                 image = tf.reshape(pixels, tf.cast(shape, tf.int32))
                 if mode == "full":
                     return image[-1:, -1:]
                 return pipeline.random_crops(image, PATCH_SIZE, PATCHES_PER_IMAGE)
-            data, decoder = records.parse_example(serialized)
+            data, decoder = schema.parse_example(serialized)
             if mode == "full":  # one pixel out: the whole decode still runs
                 return pipeline.decode_full(data, decoder, allow_pil=False)[-1:, -1:]
             return pipeline.decode_random_patches(
@@ -117,11 +118,11 @@ CANDIDATES = (
 
 
 def _example(data: bytes, format_: str, height: int, width: int, source: str) -> bytes:
-    """A record in records.FEATURES' schema; "webp" too (parse_example sends formats other
+    """A record of schema.FEATURES; "webp" too (parse_example sends formats other
     than jpeg/raw to tf.io.decode_image, which reads WebP)."""
-    if format_ in records.RECORD_FORMATS:
+    if format_ in schema.RECORD_FORMATS:
         image = encoding.EncodedImage(data, format_, height, width)
-        return records.encode_example(image, source)
+        return schema.encode_example(image, source)
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
         "height": tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),

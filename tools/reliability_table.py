@@ -22,7 +22,8 @@ from faults import make_fault_corpus  # noqa: E402
 
 from tfdenoise import checkpoints, models  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
-from tfdenoise.io import records  # noqa: E402
+from tfdenoise.io.records.convert import convert_folder  # noqa: E402
+from tfdenoise.io.records.folder import read_manifest  # noqa: E402
 from tfdenoise.predict.folder import predict_folder  # noqa: E402
 
 
@@ -33,10 +34,8 @@ def main() -> int:
         faults = make_fault_corpus(corpus)
         scan = image_files.scan(corpus)
         fit_skips = {Path(s.path).relative_to(corpus).as_posix(): s.reason for s in scan.skipped}
-        records.convert_folder(corpus, work / "records", shard_mb=0.01, workers=2)
-        record_skips = {
-            s["path"]: s["reason"] for s in records.read_manifest(work / "records")["skipped"]
-        }
+        convert_folder(corpus, work / "records", shard_mb=0.01, workers=2)
+        record_skips = {s["path"]: s["reason"] for s in read_manifest(work / "records")["skipped"]}
         model_path = work / "tiny.keras"
         models.built(models.UNet(widths=(4, 8))).save(model_path)
         report = predict_folder(checkpoints.load_model(model_path), corpus, work / "out")

@@ -101,7 +101,8 @@ def bench_command(
     predict_images,
 ) -> None:
     """Measure input pipelines, training and prediction side by side; print the ratios."""
-    from tfdenoise import bench
+    from tfdenoise.bench import run
+    from tfdenoise.bench.config import BenchConfig
 
     overrides = {
         key: value
@@ -121,8 +122,8 @@ def bench_command(
         if value is not None
     }
     try:
-        config = bench.BenchConfig.quick(**overrides) if quick else bench.BenchConfig(**overrides)
-        results = bench.run(config, log=lambda message: console.print(message, highlight=False))
+        config = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
+        results = run(config, log=lambda message: console.print(message, highlight=False))
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     results["command"] = (
@@ -164,7 +165,7 @@ def _caption(measurement: dict) -> str:
 
 def _bench_table(results: dict) -> Table:
     """Figures with the ratio each is judged by and its target (ratios from this run only)."""
-    from tfdenoise import bench
+    from tfdenoise.bench.table import table_rows
 
     pipe, measurement = results["pipeline"], results["measurement"]
     table = Table(
@@ -176,7 +177,7 @@ def _bench_table(results: dict) -> Table:
     columns = ("figure", "median", "min–max", "unit", "ratio", "ratio min–max", "vs", "target")
     for column in columns:
         table.add_column(column, justify="left" if column in ("figure", "unit", "vs") else "right")
-    for row in bench.table_rows(results):
+    for row in table_rows(results):
         mark = "" if row.met is None else (" ok" if row.met else " MISSED")
         table.add_row(
             escape(row.figure),  # "[headline]" is text, not a rich style

@@ -293,7 +293,7 @@ def rich_progress_callback():
 def fit(data, resume, runs_dir, **options) -> None:
     """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
     from tfdenoise import runs
-    from tfdenoise.io import records
+    from tfdenoise.io.records.folder import is_records_folder
     from tfdenoise.train.fit import fit as train
 
     options["blocks"] = options["blocks"] or ()
@@ -308,7 +308,7 @@ def fit(data, resume, runs_dir, **options) -> None:
             resume_dir = runs.latest_run(runs_dir) if resume == "last" else Path(resume)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    if data is not None and resume is None and not records.is_records_folder(data):
+    if data is not None and resume is None and not is_records_folder(data):
         note_other_files(data, exclude=runs_dir)
     try:
         result = train(

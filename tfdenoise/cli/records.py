@@ -86,7 +86,8 @@ def make_tfrecords(
     holds no usable image, 2 on usage errors -- among them OUT being written by another
     make-tfrecords right now (OUT/.lock is held): the second run is refused, never interleaved.
     """
-    from tfdenoise.io import records
+    from tfdenoise.io.records.convert import NothingToConvert, OutputBusy, convert_folder
+    from tfdenoise.io.records.folder import MANIFEST
 
     note_other_files(src, exclude=out)
     with progress_bar() as progress:
@@ -99,7 +100,7 @@ def make_tfrecords(
                 progress.advance(task, amount)
 
         try:
-            report = records.convert_folder(
+            report = convert_folder(
                 src,
                 out,
                 fractions,
@@ -111,19 +112,19 @@ def make_tfrecords(
                 progress=on_progress,
                 lossless=lossless,
             )
-        except records.NothingToConvert as error:
+        except NothingToConvert as error:
             progress.stop()
             _print_skipped([(s.path, s.reason) for s in error.skipped])
             console.print(f"[red]{error}[/red]", highlight=False)
             sys.exit(1)
-        except records.OutputBusy as error:  # a usage error too, but say it plainly
+        except OutputBusy as error:  # a usage error too, but say it plainly
             progress.stop()
             raise click.UsageError(f"refused: {error}") from None
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if report.already_done:
         console.print(
-            f"{out} is already finished ({records.MANIFEST} present): nothing to do; "
+            f"{out} is already finished ({MANIFEST} present): nothing to do; "
             "--overwrite converts again.",
             highlight=False,
         )

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS
 from tfdenoise.io.files import Decoder, ImageError, ImageFile, load_rgb8
-from tfdenoise.io.records import RAW_DECODER, decode_raw_pixels, parse_example
+from tfdenoise.io.records.schema import RAW_DECODER, decode_raw_pixels, parse_example
 from tfdenoise.padding import mirror_pad_to
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -50,7 +50,7 @@ def _pil_decode(data: np.ndarray | bytes) -> np.ndarray:
 
 def decode_full(data: tf.Tensor, decoder: tf.Tensor, allow_pil: bool = True) -> tf.Tensor:
     """Whole image as [H, W, 3] uint8, with TF's decoders where exact, PIL otherwise; raw
-    record pixels (records.RAW_DECODER) by a copy, their size checked (InvalidArgumentError).
+    record pixels (schema.RAW_DECODER) by a copy, their size checked (InvalidArgumentError).
 
     allow_pil=False leaves the PIL branch (a tf.numpy_function) out of the graph, for sources
     that hold only JPEG/PNG/raw (TFRecords): such a graph can be serialized and shipped to

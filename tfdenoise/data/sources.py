@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
 from tfdenoise.data import pipeline, samples
-from tfdenoise.io import files, records
+from tfdenoise.io import files
+from tfdenoise.io.records.folder import is_records_folder, read_manifest, shard_paths
 
 
 class FolderSource:
@@ -70,7 +71,7 @@ class RecordSource:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.manifest = records.read_manifest(self.root)
+        self.manifest = read_manifest(self.root)
         fractions = "/".join(f"{f:g}" for f in self.manifest["split_fractions"])
         self.description = f"TFRecords {self.root} (split {fractions} fixed at conversion)"
         missing = [
@@ -101,7 +102,7 @@ class RecordSource:
         (DATA sharding: records are read twice, but each is decoded by one worker only).
         """
         count, index = shard
-        paths = records.shard_paths(self.root, self.manifest, split)
+        paths = shard_paths(self.root, self.manifest, split)
         if count > 1 and len(paths) >= count:
             return pipeline.encoded_records(paths[index::count], shuffle=training, repeat=training)
         encoded = pipeline.encoded_records(paths, shuffle=training, repeat=training)
@@ -133,6 +134,6 @@ def open_source(
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"DATA must be a folder of images or TFRecords: {path} is not a directory")
-    if records.is_records_folder(path):
+    if is_records_folder(path):
         return RecordSource(path)
     return FolderSource(path, None, fractions, max_pixels, exclude)
