@@ -74,6 +74,7 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
     assert len(metrics["skipped_files"]) == 3
     saved = FitConfig.load(run_dir / "config.json")
     assert (saved.patch_size, saved.sigma_sampling) == (32, "low")
+    assert saved.noise == "blind"  # by default users' models learn realistic noise, not only white
 
 
 def test_fit_reproduces_the_prototype_in_resize_mode(image_folder, tmp_path):

@@ -19,6 +19,9 @@ DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each sea
 DEFAULT_CLIP_NORM = 1.0  # fit: Adam's global gradient-norm clip (FitConfig.clip_norm)
 DEFAULT_PSNR_CAP_DB = 50.0  # fit: where the -PSNR loss saturates (FitConfig.psnr_cap)
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
+# fit trains on what users' photos carry (realistic degradations beside the papers' white
+# noise), as the bundled model does; "mix" (white, uniform, Poisson) was the default before.
+DEFAULT_NOISE = "blind"
 
 MODELS = ("unet", "prototype")
 NOISES = ("mix", "practical", "blind", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
@@ -87,12 +90,14 @@ class FitConfig:
     eval_size: int = 256
     # Noise model for training (tfdenoise.degradations.catalog): "practical" is the blind mix
     # of realistic degradations (correlated, signal-dependent, film grain, JPEG after the
-    # noise); validation uses it too, with fixed seeds.
-    noise: str = "mix"
+    # noise), "blind" (default) half that and half the papers' white Gaussian noise;
+    # validation uses the same model, with fixed seeds.
+    noise: str = DEFAULT_NOISE
     # Probabilities of the "practical" degradations by name (DEGRADATIONS); unnamed ones keep
     # the defaults of tfdenoise.degradations.practical.Practical.
     degradation_weights: dict[str, float] = dataclasses.field(default_factory=dict)
-    # Gaussian sigma range on the 0-255 scale, for "gaussian" and the Gaussian part of "mix".
+    # Gaussian sigma range on the 0-255 scale: "gaussian", the white half of "blind", and the
+    # Gaussian part of "mix".
     sigma_range: tuple[float, float] = (0.0, 55.0)
     # How that sigma is drawn: "uniform", or "low" (density falling linearly to zero at the
     # top of the range) to spend a blind model's capacity on the mild noise of most scans.

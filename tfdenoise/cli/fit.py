@@ -153,8 +153,9 @@ def rich_progress_callback():
     show_default=True,
     help="Training noise model: practical = realistic blind degradations (correlated, "
     "signal-dependent, film grain, JPEG after the noise); blind = half practical, half white "
-    "Gaussian (--sigma-range) as the papers add it; mix = blind Gaussian/uniform/Poisson "
-    "mixture; prototype (or seed) = the prototype's uniform noise.",
+    "Gaussian (--sigma-range) as the papers add it, as the bundled model was trained; mix = "
+    "blind Gaussian/uniform/Poisson mixture (white noise only); prototype (or seed) = the "
+    "prototype's uniform noise.",
 )
 @click.option(
     "--sigma-range",

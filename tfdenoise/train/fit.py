@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
-from tfdenoise.config import DEFAULT_CLIP_NORM, FitConfig
+from tfdenoise.config import DEFAULT_CLIP_NORM, DEFAULT_NOISE, FitConfig
 from tfdenoise.data import pipeline, sources
 from tfdenoise.degradations import catalog
 from tfdenoise.train import callbacks as cb
@@ -87,7 +87,7 @@ def compile_denoiser(
         optimizer=optimizer,
         loss=losses.build_loss(loss, psnr_cap),
         metrics=[keras.metrics.MeanMetricWrapper(metrics.psnr, name="psnr")],
-        noise=noise_model or catalog.build_noise("mix"),
+        noise=noise_model or catalog.build_noise(DEFAULT_NOISE),
         jit_compile=xla,
     )
 
