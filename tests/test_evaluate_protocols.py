@@ -10,7 +10,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from conftest import photo_like, save
 
-from tfdenoise import cli, evaluate, models
+from tfdenoise import cli, config, evaluate, models
 from tfdenoise.config import FitConfig
 from tfdenoise.degradations import catalog
 from tfdenoise.degradations.practical import Practical
@@ -153,3 +153,7 @@ def test_fit_trains_on_practical_degradations_and_evaluate_reads_the_run(image_f
     assert history[-1]["loss"] < history[0]["loss"]
     scores, _ = run_evaluate(image_folder, run, tmp_path, "--conditions", "jpeg-noise")
     assert scores["scores"]["jpeg-noise"]["model"]["images"] > 0
+
+
+def test_the_condition_names_fit_accepts_are_the_conditions_evaluate_scores():
+    assert config.CONDITIONS == tuple(catalog.ALL_CONDITIONS)

@@ -12,6 +12,7 @@ from conftest import photo_like, quick_fit_args, save
 
 from tfdenoise import checkpoints, cli, losses, models, runs
 from tfdenoise.config import FitConfig
+from tfdenoise.train import callbacks as cb
 from tfdenoise.train import fit as fit_module
 from tfdenoise.train.fit import fit
 
@@ -399,3 +400,96 @@ def test_a_runs_folder_inside_the_data_is_not_training_data(tmp_path, monkeypatc
     elsewhere = FitConfig(data=".", runs_dir=str(tmp_path / "runs"))
     source, _, _ = fit_module.open_data(elsewhere, lines.append)
     assert sum(source.count(split) for split in ("train", "val", "test")) == 7
+
+
+def test_select_by_a_condition_scores_it_every_epoch_and_keeps_its_best_epoch(
+    image_folder, tmp_path
+):
+    runs_dir = tmp_path / "runs"
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "fit",
+            str(image_folder),
+            *quick_fit_args(epochs=3, steps=3),
+            "--runs-dir",
+            str(runs_dir),
+            "--val-condition",
+            "gaussian-25",
+            "--select-by",
+            "correlated",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "correlated" in result.output and "gaussian-25" in result.output  # per-epoch line
+    (run_dir,) = runs.all_runs(runs_dir)
+    history = json.loads((run_dir / "history.json").read_text())
+    scores = [row["val_psnr_correlated"] for row in history]
+    assert all(10.0 < score < 60.0 for score in scores)
+    assert all("val_psnr_gaussian-25" in row for row in history)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["selected_by"], metrics["best_selection"]) == ("correlated", max(scores))
+    assert FitConfig.load(run_dir / "config.json").scored_conditions == (
+        "gaussian-25",
+        "correlated",
+    )
+    # best.keras is the model of that epoch: scored again on the same images, the same PSNR
+    config = FitConfig.load(run_dir / "config.json")
+    source, val_split, _ = fit_module.open_data(config, log=lambda message: None)
+    val_clean = fit_module.pipeline.eval_pipeline(
+        source.encoded(val_split, training=False), fit_module.pipeline_spec(config)
+    )
+    (callback,) = fit_module.condition_scores(config, val_clean)
+    callback.set_model(checkpoints.load_model(run_dir / "best.keras"))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert logs["val_psnr_correlated"] == pytest.approx(max(scores), abs=0.01)
+
+
+def test_a_condition_selection_resumes_with_its_best_and_patience(tmp_path):
+    history = cb.HistoryFile(tmp_path / "history.json")
+    history.rows = [
+        {"epoch": 1, "val_loss": 0.3, "val_psnr_correlated": 25.0},
+        {"epoch": 2, "val_loss": 0.1, "val_psnr_correlated": 27.0},
+        {"epoch": 3, "val_loss": 0.2, "val_psnr_correlated": 26.0},
+        {"epoch": 4, "val_loss": 0.05, "val_psnr_correlated": 24.0},
+    ]
+    monitor = cb.condition_monitor("correlated")
+    assert (history.best(monitor, 3), history.epochs_since_best(monitor, 3)) == (27.0, 1)
+    assert (history.best_val_loss(3), history.epochs_since_best(cb.VAL_LOSS, 3)) == (0.1, 1)
+    stopping = cb.ResumableEarlyStopping(history, monitor, patience=2)
+    stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stopping.on_train_begin()
+    stopping.on_epoch_begin(3)  # resumed after epoch 3 (epoch 4's row was never backed up)
+    assert (stopping.best, stopping.wait) == (27.0, 1)
+    stopping.on_epoch_end(3, {"val_psnr_correlated": 26.5})  # worse again: patience runs out
+    assert stopping.model.stop_training
+
+
+def test_best_model_checkpoint_saves_only_a_higher_condition_score(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    path = tmp_path / "best.keras"
+    checkpoint = cb.BestModelCheckpoint(
+        path, cb.HistoryFile(tmp_path / "history.json"), cb.condition_monitor("jpeg-30")
+    )
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    saved = []
+    for epoch, score in enumerate([30.1, 29.0, 30.4, 30.4]):
+        path.unlink(missing_ok=True)
+        checkpoint.on_epoch_begin(epoch)
+        checkpoint.on_epoch_end(epoch, {"val_loss": 1.0 / (epoch + 1), "val_psnr_jpeg-30": score})
+        saved.append(path.is_file())
+    assert saved == [True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--select-by", "sharpness"], "Invalid value for '--select-by'"),
+        (["--val-condition", "blur"], "Invalid value for '--val-condition'"),
+    ],
+)
+def test_fit_cli_refuses_unknown_conditions(image_folder, tmp_path, args, message):
+    result = CliRunner().invoke(cli.main, ["fit", str(image_folder), *args])
+    assert result.exit_code == 2 and message in result.output

@@ -24,6 +24,20 @@ DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by def
 DEFAULT_NOISE = "blind"
 
 MODELS = ("unet", "prototype")
+# The fixed noise conditions scored by evaluate and by fit's validation (implemented, in this
+# order, by tfdenoise.degradations.catalog.ALL_CONDITIONS).
+CONDITIONS = (
+    "gaussian-15",
+    "gaussian-25",
+    "gaussian-50",
+    "prototype",
+    "jpeg-noise",
+    "jpeg-30",
+    "correlated",
+)
+# fit --select-by: what picks best.keras and stops early, the run's own validation loss or the
+# validation PSNR under one fixed condition.
+VAL_LOSS = "val-loss"
 NOISES = ("mix", "practical", "blind", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
 # Earlier names of the prototype's model and noise, still accepted: "seed" now means the
 # random seed only.
@@ -117,8 +131,15 @@ class FitConfig:
     precision: str = "auto"
     # XLA compilation of the train step: "auto" (GPU only), "on" or "off".
     xla: str = "auto"
-    # Early stopping patience in epochs without a lower validation loss.
+    # Early stopping patience in epochs without a better selection score (select_by).
     patience: int = 5
+    # Conditions (CONDITIONS) under which the validation images are also scored every epoch,
+    # logged as val_psnr_<name>: the run's own mixed validation loss can hide what matters
+    # for a use (correlated noise moved by 0.7 dB between two epochs at nearly the same loss).
+    val_conditions: tuple[str, ...] = ()
+    # What picks best.keras and stops early: VAL_LOSS, or a condition's validation PSNR
+    # (scored every epoch even when not in val_conditions).
+    select_by: str = VAL_LOSS
     # Train/val/test fractions; a file's split is a hash of its relative path.
     split: tuple[float, float, float] = DEFAULT_SPLIT
     # Images above this many pixels are refused before decoding (decompression bombs).
@@ -158,6 +179,14 @@ class FitConfig:
                 f"sigma_sampling must be one of {SIGMA_SAMPLINGS}, got {self.sigma_sampling!r}",
             ),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (
+                set(self.val_conditions) <= set(CONDITIONS),
+                f"val_conditions must be among {CONDITIONS}, got {list(self.val_conditions)}",
+            ),
+            (
+                self.select_by == VAL_LOSS or self.select_by in CONDITIONS,
+                f"select_by must be {VAL_LOSS!r} or one of {CONDITIONS}, got {self.select_by!r}",
+            ),
             (20.0 <= self.psnr_cap <= 100.0, "psnr_cap must be in [20, 100] dB"),
             (
                 not self.degradation_weights or self.noise in WEIGHTED_NOISES,
@@ -202,12 +231,19 @@ class FitConfig:
             if not ok:
                 raise ValueError(message)
 
+    @property
+    def scored_conditions(self) -> tuple[str, ...]:
+        """The conditions scored on the validation images each epoch: val_conditions, then
+        the select_by condition if it is not among them."""
+        chosen = () if self.select_by == VAL_LOSS else (self.select_by,)
+        return tuple(dict.fromkeys((*self.val_conditions, *chosen)))
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
         """Build from a saved config, ignoring unknown keys (older or newer versions)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in values.items() if k in fields}
-        for key in ("widths", "blocks", "sigma_range", "split"):
+        for key in ("widths", "blocks", "sigma_range", "split", "val_conditions"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)

@@ -75,14 +75,17 @@ def evaluate_conditions(
     model,
     dataset: tf.data.Dataset,
     conditions: Mapping[str, NoiseModel] = EVAL_CONDITIONS,
+    numbers: Mapping[str, int] | None = None,
 ) -> dict[str, ConditionScore]:
     """Mean PSNR/SSIM of the noisy input and of the model's output, per condition.
 
     `dataset` yields {"clean": uint8 batch, "index": element indices}, as eval_pipeline does.
+    Each condition's noise is seeded by its number in `numbers` (default: its place in
+    `conditions`), so a condition scored alone can see the same noise as in a longer list.
     """
     results = {}
-    for number, (name, condition) in enumerate(conditions.items()):
-        step = scoring_step(model, condition, number)
+    for place, (name, condition) in enumerate(conditions.items()):
+        step = scoring_step(model, condition, place if numbers is None else numbers[name])
         sums = np.zeros(4)
         count = 0
         for batch in dataset:

@@ -53,11 +53,17 @@ def rich_progress_callback():
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             self.progress.update(self.task, completed=self.params["steps"], status="")
+            conditions = "".join(
+                f" | {key.removeprefix('val_psnr_')} {value:.2f} dB"
+                for key, value in logs.items()
+                if key.startswith("val_psnr_")
+            )
             self.progress.console.print(
                 f"epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f} "
                 f"psnr {logs.get('psnr', math.nan):.2f} dB | val_loss "
                 f"{logs.get('val_loss', math.nan):.4f} val_psnr "
-                f"{logs.get('val_psnr', math.nan):.2f} dB"
+                f"{logs.get('val_psnr', math.nan):.2f} dB{conditions}",
+                highlight=False,
             )
 
         def on_train_end(self, logs=None):
@@ -240,6 +246,22 @@ def rich_progress_callback():
     help="Early stopping patience in epochs.",
 )
 @click.option(
+    "--val-condition",
+    "val_conditions",
+    multiple=True,
+    type=click.Choice(config_module.CONDITIONS),
+    help="Also score the validation images under this fixed condition every epoch "
+    "(val_psnr_NAME in history.json and TensorBoard); repeatable.",
+)
+@click.option(
+    "--select-by",
+    type=click.Choice((config_module.VAL_LOSS, *config_module.CONDITIONS)),
+    default=DEFAULTS.select_by,
+    show_default=True,
+    help="What picks best.keras and stops early: the validation loss under the training "
+    "noise, or the validation PSNR under one condition (e.g. correlated for scans).",
+)
+@click.option(
     "--init-from",
     default=None,
     metavar="MODEL",
@@ -298,6 +320,7 @@ def fit(data, resume, runs_dir, **options) -> None:
     from tfdenoise.train.fit import fit as train
 
     options["blocks"] = options["blocks"] or ()
+    options["val_conditions"] = tuple(options["val_conditions"])
     options["degradation_weights"] = dict(options["degradation_weights"])
     options["clip_norm"] = options["clip_norm"] or None  # 0 = off
     if options["init_from"] and resume is None:

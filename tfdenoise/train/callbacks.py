@@ -1,13 +1,18 @@
-"""Keras callbacks for run directories: durable history, atomic best model, image grids.
+"""Keras callbacks for run directories: durable history, atomic best model, image grids,
+validation scores under fixed conditions.
 
 They are written to survive `kill -9`: every file is replaced atomically, and on `--resume`
-they pick up the state of the earlier part of the run from the files it left.
+they pick up the state of the earlier part of the run from the files it left. What "best"
+means is a Monitor: the lowest validation loss, or the highest validation PSNR under one
+condition (`fit --select-by`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -15,8 +20,66 @@ import numpy as np
 import tensorflow as tf
 
 from tfdenoise import runs
+from tfdenoise.degradations.noise import NoiseModel
 from tfdenoise.io import atomic
-from tfdenoise.metrics import comparison_grid, denoise_examples
+from tfdenoise.metrics import comparison_grid, denoise_examples, evaluate_conditions
+
+VAL_PSNR_PREFIX = "val_psnr_"  # history key of a condition's validation PSNR: val_psnr_<name>
+
+
+@dataclasses.dataclass(frozen=True)
+class Monitor:
+    """A history key and whether lower or higher is better."""
+
+    key: str = "val_loss"
+    mode: str = "min"  # "min" | "max"
+
+    def better(self, value: float, best: float) -> bool:
+        return value < best if self.mode == "min" else value > best
+
+    @property
+    def worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+    def best_of(self, values: list[float]) -> float:
+        if not values:
+            return self.worst
+        return min(values) if self.mode == "min" else max(values)
+
+
+VAL_LOSS = Monitor()
+
+
+def condition_monitor(condition: str) -> Monitor:
+    """Select by the validation PSNR under one condition (logged by ConditionScores)."""
+    return Monitor(VAL_PSNR_PREFIX + condition, "max")
+
+
+class ConditionScores(keras.callbacks.Callback):
+    """Scores the validation images under fixed conditions each epoch, into the epoch's logs.
+
+    Must come before the callbacks that read the logs (history, best model, early stopping,
+    TensorBoard): Keras hands every callback the same logs dict. Every worker scores the whole
+    validation split the same way, so all reach the same early-stopping decision.
+    """
+
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        conditions: Mapping[str, NoiseModel],
+        numbers: Mapping[str, int],
+    ):
+        super().__init__()
+        self.dataset = dataset
+        self.conditions = dict(conditions)
+        self.numbers = dict(numbers)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        scores = evaluate_conditions(self.model, self.dataset, self.conditions, self.numbers)
+        for name, score in scores.items():
+            logs[VAL_PSNR_PREFIX + name] = score.psnr_denoised
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -60,17 +123,21 @@ class HistoryFile(keras.callbacks.Callback):
         """The rows of the first `epochs` epochs."""
         return [r for r in self.rows if r["epoch"] <= epochs]
 
-    def best_val_loss(self, epochs: int | None = None) -> float:
+    def best(self, monitor: Monitor = VAL_LOSS, epochs: int | None = None) -> float:
+        """The best value of `monitor` over the first `epochs` epochs (all: None)."""
         rows = self.rows if epochs is None else self.rows_until(epochs)
-        losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
-        return min(losses) if losses else math.inf
+        return monitor.best_of([r[monitor.key] for r in rows if r.get(monitor.key) is not None])
 
-    def epochs_since_best(self, epochs: int | None = None) -> int:
+    def best_val_loss(self, epochs: int | None = None) -> float:
+        return self.best(VAL_LOSS, epochs)
+
+    def epochs_since_best(self, monitor: Monitor = VAL_LOSS, epochs: int | None = None) -> int:
         rows = self.rows if epochs is None else self.rows_until(epochs)
-        losses = [r.get("val_loss", math.inf) for r in rows]
-        if not losses:
+        values = [r.get(monitor.key, monitor.worst) for r in rows]
+        if not values:
             return 0
-        return len(losses) - 1 - int(np.argmin(losses))
+        best = np.argmin(values) if monitor.mode == "min" else np.argmax(values)
+        return len(values) - 1 - int(best)
 
 
 class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -92,46 +159,48 @@ class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Saves the model as best.keras whenever val_loss improves, atomically.
+    """Saves the model as best.keras whenever the monitored value improves, atomically.
 
     Like keras.callbacks.ModelCheckpoint(save_best_only=True), but writes a temp file and
     renames it, so a kill during the save never leaves a truncated best model; a resumed run
-    starts from the best loss of its earlier epochs.
+    starts from the best value of its earlier epochs.
     """
 
-    def __init__(self, path: str | Path, history: HistoryFile):
+    def __init__(self, path: str | Path, history: HistoryFile, monitor: Monitor = VAL_LOSS):
         super().__init__()
         self.path = Path(path)
         self.history = history
-        self.best = math.inf
+        self.monitor = monitor
+        self.best = monitor.worst
 
     def on_train_begin(self, logs=None):
         self._first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._first_epoch:  # `epoch` is the restored one: resume from the same best loss
-            self.best = self.history.best_val_loss(epoch)
+        if self._first_epoch:  # `epoch` is the restored one: resume from the same best value
+            self.best = self.history.best(self.monitor, epoch)
             self._first_epoch = False
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss")
-        if loss is None or not loss < self.best:
+        value = (logs or {}).get(self.monitor.key)
+        if value is None or not self.monitor.better(value, self.best):
             return
-        self.best = float(loss)
+        self.best = float(value)
         with atomic.replacing(self.path) as temporary:
             self.model.save(temporary)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that remembers the best loss and patience used before a resume.
+    """EarlyStopping that remembers the best value and patience used before a resume.
 
     It reads them from the HistoryFile at the first epoch (the restored one), so a resumed run
     stops exactly where an uninterrupted one would.
     """
 
-    def __init__(self, history: HistoryFile, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, history: HistoryFile, monitor: Monitor = VAL_LOSS, **kwargs):
+        super().__init__(monitor=monitor.key, mode=monitor.mode, **kwargs)
         self.history = history
+        self.selection = monitor
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -139,10 +208,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch:  # `epoch` is the restored one, whatever the callback order
-            best = self.history.best_val_loss(epoch)
+            best = self.history.best(self.selection, epoch)
             if math.isfinite(best):
                 self.best = best
-                self.wait = self.history.epochs_since_best(epoch)
+                self.wait = self.history.epochs_since_best(self.selection, epoch)
             self._first_epoch = False
 
 

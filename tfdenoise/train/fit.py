@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
-from tfdenoise.config import DEFAULT_CLIP_NORM, DEFAULT_NOISE, FitConfig
+from tfdenoise.config import DEFAULT_CLIP_NORM, DEFAULT_NOISE, VAL_LOSS, FitConfig
 from tfdenoise.data import pipeline, sources
 from tfdenoise.degradations import catalog
 from tfdenoise.train import callbacks as cb
@@ -242,26 +242,46 @@ def build_model(
     return model
 
 
+def selection_monitor(config: FitConfig) -> cb.Monitor:
+    """What picks best.keras and stops early (--select-by)."""
+    return cb.VAL_LOSS if config.select_by == VAL_LOSS else cb.condition_monitor(config.select_by)
+
+
+def condition_scores(config: FitConfig, val_clean: tf.data.Dataset) -> list[cb.ConditionScores]:
+    """The callback scoring the validation images under --val-condition/--select-by, seeded
+    as `evaluate` seeds each condition (its place in ALL_CONDITIONS); none if none asked."""
+    names = config.scored_conditions
+    if not names:
+        return []
+    numbers = {name: number for number, name in enumerate(catalog.ALL_CONDITIONS)}
+    conditions = {name: catalog.ALL_CONDITIONS[name] for name in names}
+    return [cb.ConditionScores(val_clean, conditions, numbers)]
+
+
 def make_callbacks(
     out_dir: Path,
     run_dir: Path,
     config: FitConfig,
     grid_clean: tf.Tensor,
+    val_clean: tf.data.Dataset,
     extra: Sequence[keras.callbacks.Callback],
 ) -> tuple[cb.HistoryFile, list]:
-    """The history file and every callback, in the order they must run at epoch end: history
-    and best model before the backup, so after a kill the backup is never ahead of the history
-    (the callbacks drop rows of epochs the restored backup re-runs)."""
+    """The history file and every callback, in the order they must run at epoch end: the
+    condition scores first (the others read them from the logs), history and best model before
+    the backup, so after a kill the backup is never ahead of the history (the callbacks drop
+    rows of epochs the restored backup re-runs)."""
     history_file = cb.HistoryFile(out_dir / runs.HISTORY)
+    monitor = selection_monitor(config)
     return history_file, [
+        *condition_scores(config, val_clean),
         history_file,
-        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file),
+        cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file, monitor),
         cb.SharedBackupAndRestore(
             str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP), double_checkpoint=True
         ),
         cb.ResumableEarlyStopping(
             history_file,
-            monitor="val_loss",
+            monitor,
             patience=config.patience,
             restore_best_weights=True,
         ),
@@ -372,7 +392,12 @@ def _train(
         limit=FIT_GRID_IMAGES,
     )
     grid_clean = tf.concat([batch["clean"] for batch in grid_data], axis=0)
-    history_file, callbacks = make_callbacks(out_dir, run_dir, config, grid_clean, extra_callbacks)
+    val_clean = pipeline.eval_pipeline(  # the whole split on every worker, not distributed
+        source.encoded(val_split, training=False), spec, allow_pil=source.allow_pil
+    )
+    history_file, callbacks = make_callbacks(
+        out_dir, run_dir, config, grid_clean, val_clean, extra_callbacks
+    )
     started = time.perf_counter()
     model.fit(
         train_data,
@@ -386,6 +411,7 @@ def _train(
     )
     train_seconds = time.perf_counter() - started
     final = final_metrics(
+        config,
         out_dir,
         model,
         test_data,
@@ -401,6 +427,7 @@ def _train(
 
 
 def final_metrics(
+    config: FitConfig,
     out_dir: Path,
     model: models.Denoiser,
     test_data: tf.data.Dataset,
@@ -429,6 +456,8 @@ def final_metrics(
         "test_split": test_split,
         "test_images": source.count(test_split),
         "best_val_loss": history_file.best_val_loss(),
+        "selected_by": config.select_by,
+        "best_selection": history_file.best(selection_monitor(config)),
         "epochs_trained": len(rows),
         "plan": dataclasses.asdict(plan),
         "train_seconds_this_session": round(train_seconds, 1),
