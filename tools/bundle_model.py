@@ -10,10 +10,15 @@ says otherwise: a stage may have started from an epoch kept for its scores), the
 run's. `--machine` records where each stage ran: training speed differs ~6x between CPUs
 with and without bfloat16 units, so a stage's seconds mean little without it.
 
+The bundled weights are the final run's best.keras, or with `--model FILE --final-epoch N`
+one epoch's snapshot of it, picked by scores its validation loss does not see (`fit
+--select-by`); the final stage then counts its epochs up to N.
+
 usage: python tools/bundle_model.py [BASE_RUN_DIR ...] RUN_DIR --command "tfdenoise fit ..."
        [--command "tfdenoise fit --init-from ..."]   (one command per run directory)
        [--machine "2-core Xeon, AMX, mixed_bfloat16" ...]   (none, or one per run directory)
        [--carried-epoch N ...]   (none, or one per base run)
+       [--model EPOCH.keras --final-epoch N]   (the final run's epoch N instead of its best)
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def best_row(history: list[dict]) -> dict:
 
 def stage(run_dir: Path, command: str, carried: int | None, machine: str | None) -> dict:
     """One run's contribution: a base run counts up to the epoch carried on (`carried`), the
-    final run (carried None) all of its epochs."""
+    final run all of its epochs (carried None) or, when one epoch of it is bundled, up to it."""
     history = runs.read_json(run_dir / runs.HISTORY, default=[])
     config = runs.read_json(run_dir / runs.CONFIG)
     best = best_row(history)
@@ -81,7 +86,15 @@ def main() -> int:
         default=[],
         help="the epoch of each base run that the next stage started from (default: its best)",
     )
+    parser.add_argument(
+        "--model", type=Path, help="the final run's model to bundle (default: its best.keras)"
+    )
+    parser.add_argument(
+        "--final-epoch", type=int, help="with --model: the final run's epoch that model is"
+    )
     args = parser.parse_args()
+    if (args.model is None) != (args.final_epoch is None):
+        parser.error("give --model and --final-epoch together")
     if len(args.command) != len(args.run_dirs):
         parser.error("give one --command per run directory")
     if args.machine and len(args.machine) != len(args.run_dirs):
@@ -95,7 +108,7 @@ def main() -> int:
     machines = args.machine or [None] * len(args.run_dirs)
 
     final = args.run_dirs[-1]
-    model = checkpoints.load_model(final / runs.BEST_MODEL)
+    model = checkpoints.load_model(args.model or final / runs.BEST_MODEL)
     target = checkpoints.PRETRAINED
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replacing(target) as temporary:
@@ -103,7 +116,7 @@ def main() -> int:
     stages = [
         stage(run_dir, command, epoch, machine)
         for run_dir, command, epoch, machine in zip(
-            args.run_dirs, args.command, [*carried, None], machines
+            args.run_dirs, args.command, [*carried, args.final_epoch], machines
         )
     ]
     provenance = {
