@@ -47,7 +47,7 @@ class Monitor:
         return min(values) if self.mode == "min" else max(values)
 
 
-VAL_LOSS = Monitor()
+LOWEST_VAL_LOSS = Monitor()
 
 
 def condition_monitor(condition: str) -> Monitor:
@@ -123,15 +123,17 @@ class HistoryFile(keras.callbacks.Callback):
         """The rows of the first `epochs` epochs."""
         return [r for r in self.rows if r["epoch"] <= epochs]
 
-    def best(self, monitor: Monitor = VAL_LOSS, epochs: int | None = None) -> float:
+    def best(self, monitor: Monitor = LOWEST_VAL_LOSS, epochs: int | None = None) -> float:
         """The best value of `monitor` over the first `epochs` epochs (all: None)."""
         rows = self.rows if epochs is None else self.rows_until(epochs)
         return monitor.best_of([r[monitor.key] for r in rows if r.get(monitor.key) is not None])
 
     def best_val_loss(self, epochs: int | None = None) -> float:
-        return self.best(VAL_LOSS, epochs)
+        return self.best(LOWEST_VAL_LOSS, epochs)
 
-    def epochs_since_best(self, monitor: Monitor = VAL_LOSS, epochs: int | None = None) -> int:
+    def epochs_since_best(
+        self, monitor: Monitor = LOWEST_VAL_LOSS, epochs: int | None = None
+    ) -> int:
         rows = self.rows if epochs is None else self.rows_until(epochs)
         values = [r.get(monitor.key, monitor.worst) for r in rows]
         if not values:
@@ -166,7 +168,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     starts from the best value of its earlier epochs.
     """
 
-    def __init__(self, path: str | Path, history: HistoryFile, monitor: Monitor = VAL_LOSS):
+    def __init__(self, path: str | Path, history: HistoryFile, monitor: Monitor = LOWEST_VAL_LOSS):
         super().__init__()
         self.path = Path(path)
         self.history = history
@@ -197,7 +199,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     stops exactly where an uninterrupted one would.
     """
 
-    def __init__(self, history: HistoryFile, monitor: Monitor = VAL_LOSS, **kwargs):
+    def __init__(self, history: HistoryFile, monitor: Monitor = LOWEST_VAL_LOSS, **kwargs):
         super().__init__(monitor=monitor.key, mode=monitor.mode, **kwargs)
         self.history = history
         self.selection = monitor

@@ -244,7 +244,11 @@ def build_model(
 
 def selection_monitor(config: FitConfig) -> cb.Monitor:
     """What picks best.keras and stops early (--select-by)."""
-    return cb.VAL_LOSS if config.select_by == VAL_LOSS else cb.condition_monitor(config.select_by)
+    return (
+        cb.LOWEST_VAL_LOSS
+        if config.select_by == VAL_LOSS
+        else cb.condition_monitor(config.select_by)
+    )
 
 
 def condition_scores(config: FitConfig, val_clean: tf.data.Dataset) -> list[cb.ConditionScores]:
