@@ -35,7 +35,7 @@ from tfdenoise.config import (
     PROTOTYPE_ALIASES,
 )
 from tfdenoise.data.pipeline import center_crop
-from tfdenoise.degradations.catalog import ALL_CONDITIONS, REALISTIC_CONDITIONS
+from tfdenoise.degradations.catalog import ALL_CONDITIONS, CONDITION_NUMBERS, REALISTIC_CONDITIONS
 from tfdenoise.degradations.noise import Gaussian, NoiseModel
 from tfdenoise.io import files
 from tfdenoise.metrics import comparison_grid, condition_seed, image_scores
@@ -222,7 +222,6 @@ def evaluate_images(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    numbers = {name: number for number, name in enumerate(ALL_CONDITIONS)}
     scores: dict[str, dict[str, MethodScore]] = {
         name: collections.defaultdict(MethodScore) for name in (*conditions, CLEAN)
     }
@@ -237,7 +236,9 @@ def evaluate_images(
                 noisy = to_uint8(noisy_float * 255.0)
                 baseline_input = noisy_float.astype(np.float64) * 255.0
             else:
-                noisy = noisy_float = add_noise_uint8(clean, condition, index, numbers[name])
+                noisy = noisy_float = add_noise_uint8(
+                    clean, condition, index, CONDITION_NUMBERS[name]
+                )
                 baseline_input = noisy
                 sigma = baseline_sigma(condition, clean, noisy)
             output = score_noisy(

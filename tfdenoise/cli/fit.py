@@ -31,6 +31,8 @@ def rich_progress_callback():
     """A Keras callback drawing one rich progress bar per epoch and a line of results."""
     import keras
 
+    from tfdenoise.train.callbacks import VAL_PSNR_PREFIX
+
     class RichProgress(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -54,9 +56,9 @@ def rich_progress_callback():
             logs = logs or {}
             self.progress.update(self.task, completed=self.params["steps"], status="")
             conditions = "".join(
-                f" | {key.removeprefix('val_psnr_')} {value:.2f} dB"
+                f" | {key.removeprefix(VAL_PSNR_PREFIX)} {value:.2f} dB"
                 for key, value in logs.items()
-                if key.startswith("val_psnr_")
+                if key.startswith(VAL_PSNR_PREFIX)
             )
             self.progress.console.print(
                 f"epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f} "

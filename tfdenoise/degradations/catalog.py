@@ -131,3 +131,5 @@ REALISTIC_CONDITIONS: dict[str, NoiseModel] = {
 
 # Every condition `evaluate` knows, in the order that fixes each one's seed.
 ALL_CONDITIONS: dict[str, NoiseModel] = {**EVAL_CONDITIONS, **REALISTIC_CONDITIONS}
+# Each condition's seed number: its place in ALL_CONDITIONS, whatever subset is scored.
+CONDITION_NUMBERS: dict[str, int] = {name: number for number, name in enumerate(ALL_CONDITIONS)}

@@ -257,9 +257,8 @@ def condition_scores(config: FitConfig, val_clean: tf.data.Dataset) -> list[cb.C
     names = config.scored_conditions
     if not names:
         return []
-    numbers = {name: number for number, name in enumerate(catalog.ALL_CONDITIONS)}
     conditions = {name: catalog.ALL_CONDITIONS[name] for name in names}
-    return [cb.ConditionScores(val_clean, conditions, numbers)]
+    return [cb.ConditionScores(val_clean, conditions, catalog.CONDITION_NUMBERS)]
 
 
 def make_callbacks(
