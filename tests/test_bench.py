@@ -366,8 +366,16 @@ def test_pipeline_figures_measure_the_crop_ceiling_beside_patch_mode(tmp_path, s
     jpeg_files = [f for f in files if f.info.decoder == image_files.Decoder.JPEG]
     assert len(files) == 5 and len(jpeg_files) == 4
     log = lambda _: None  # noqa: E731
-    feeds = make_feeds(files, tmp_path / "work", "all", log)
-    jpeg_feeds = make_feeds(jpeg_files, tmp_path / "work", "jpeg", log)
+    feeds = make_feeds(files, tmp_path / "work", "all", log, raw=True)
+    jpeg_feeds = make_feeds(jpeg_files, tmp_path / "work", "jpeg", log, raw=True)
+    # Raw-pixel records only where there are non-JPEGs to store differently.
+    assert jpeg_feeds.raw_records is None and feeds.raw_records is not None
+    manifests = {
+        name: json.loads((tmp_path / "work" / name / "manifest.json").read_text())
+        for name in ("all-records", "all-records-raw")
+    }
+    assert manifests["all-records"]["lossless"] == "png"
+    assert manifests["all-records-raw"]["lossless"] == "raw"
     figures = pipeline_figures(config, feeds, jpeg_feeds)
     keys = [figure.key for figure in figures]
     # The patch-mode ratio's two figures are measured one right after the other.
@@ -383,4 +391,5 @@ def test_pipeline_figures_measure_the_crop_ceiling_beside_patch_mode(tmp_path, s
     assert results["pipeline"]["crop_decode_ceiling_patches_s"] > 0
     assert results["pipeline"]["jpeg_only"]["tfrecords_patch_img_s"] > 0
     assert results["ratios"]["tfrecords_patch_vs_crop_decode_ceiling"] > 0
+    assert results["ratios"]["tfrecords_raw_vs_prototype_generator"] > 0
     assert results["pipeline"]["patch_mode"] == {"patch_size": 16, "patches_per_image": 2}

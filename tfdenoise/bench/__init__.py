@@ -13,6 +13,7 @@ Figures (JSON keys, dotted = nested; each the median over rounds):
   pipeline.prototype_generator_img_s   the prototype's Python generator (cv2 or PIL, NumPy noise)
   pipeline.files_img_s            our folder pipeline, same 224x224 output (headline)
   pipeline.tfrecords_img_s        our TFRecord pipeline, same output (headline)
+  pipeline.tfrecords_raw_img_s    the same with non-JPEGs stored as raw pixels (--lossless raw)
   pipeline.decode_ceiling_img_s   every core decoding the same JPEGs, nothing else
   pipeline.crop_decode_ceiling_patches_s  every core decoding only patch-sized JPEG windows
   train.synthetic_img_s / pipeline_img_s / float32_img_s / auto_precision_img_s /
@@ -73,7 +74,7 @@ def run(config: BenchConfig, log: Log = print) -> dict:
     ):
         work = Path(folder)
         files = corpus_files(root, config.images)
-        feeds = make_feeds(files, work, "all", log)
+        feeds = make_feeds(files, work, "all", log, raw=True)
         jpeg_files = [f for f in files if f.info.decoder == image_files.Decoder.JPEG]
         jpeg_feeds = None
         if 2 <= len(jpeg_files) < len(files):

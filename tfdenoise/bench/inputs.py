@@ -23,6 +23,7 @@ from tfdenoise.bench.prototype import prototype_generator, prototype_reader_name
 from tfdenoise.bench.rounds import BenchFigure, Log, dataset_rate, measure_rate
 from tfdenoise.data import corpus, pipeline, samples, sources
 from tfdenoise.io import files as image_files
+from tfdenoise.io.encoding import DEFAULT_LOSSLESS
 from tfdenoise.io.records.convert import convert_folder
 
 # --- corpus ----------------------------------------------------------------------------------
@@ -66,10 +67,11 @@ def pipeline_specs(config: BenchConfig) -> dict[str, pipeline.PipelineSpec]:
     }
 
 
-def records_source(root: Path, work: Path, log: Log):
-    """A RecordSource over the TFRecords of the images under root, written into `work`."""
-    log(f"writing TFRecords of {root.name} ...")
-    convert_folder(root, work)
+def records_source(root: Path, work: Path, log: Log, lossless: str = DEFAULT_LOSSLESS):
+    """A RecordSource over the TFRecords of the images under root, written into `work`, with
+    images other than JPEGs stored as `lossless` ("png", the default, or "raw" pixels)."""
+    log(f"writing TFRecords of {root.name} (non-JPEGs as {lossless}) ...")
+    convert_folder(root, work, lossless=lossless)
     return sources.RecordSource(work)
 
 
@@ -78,24 +80,33 @@ class Feeds:
     """The measured file set as a folder source and as a TFRecord source (same train split)."""
 
     files: list[image_files.ImageFile]
-    records: object  # sources.RecordSource
+    records: sources.RecordSource
+    # The same files with non-JPEGs as raw pixels (`make-tfrecords --lossless raw`); None when
+    # not asked for or when every file is a JPEG (the records would be the same).
+    raw_records: sources.RecordSource | None = None
 
     def folder(self, spec: pipeline.PipelineSpec) -> tf.data.Dataset:
         return pipeline.training_pipeline(pipeline.encoded_files(self.files, True, True), spec)
 
-    def tfrecords(self, spec: pipeline.PipelineSpec) -> tf.data.Dataset:
+    def tfrecords(self, spec: pipeline.PipelineSpec, raw: bool = False) -> tf.data.Dataset:
+        records = self.raw_records if raw else self.records
+        if records is None:
+            raise ValueError("these feeds hold no raw-pixel records")
         return pipeline.training_pipeline(
-            self.records.encoded("train", training=True), spec, allow_pil=self.records.allow_pil
+            records.encoded("train", training=True), spec, allow_pil=records.allow_pil
         )
 
 
-def make_feeds(files: Sequence[image_files.ImageFile], work: Path, name: str, log: Log) -> Feeds:
-    return Feeds(
-        list(files),
-        records_source(
-            _subset_folder(files, work / f"{name}-files"), work / f"{name}-records", log
-        ),
-    )
+def make_feeds(
+    files: Sequence[image_files.ImageFile], work: Path, name: str, log: Log, raw: bool = False
+) -> Feeds:
+    """The files as a folder source and as TFRecords; `raw` also writes them with non-JPEGs as
+    raw pixels (skipped when all are JPEGs)."""
+    folder = _subset_folder(files, work / f"{name}-files")
+    raw_records = None
+    if raw and any(f.info.decoder != image_files.Decoder.JPEG for f in files):
+        raw_records = records_source(folder, work / f"{name}-records-raw", log, lossless="raw")
+    return Feeds(list(files), records_source(folder, work / f"{name}-records", log), raw_records)
 
 
 def _subset_folder(files: Sequence[image_files.ImageFile], folder: Path) -> Path:
@@ -180,6 +191,17 @@ def pipeline_figures(
         ]
 
     figures = resize_figures(feeds, "pipeline.", "")
+    if feeds.raw_records is not None:
+        figures.append(
+            _dataset_figure(
+                "pipeline.tfrecords_raw_img_s",
+                "pipeline: TFRecords with non-JPEGs as raw pixels, resize mode",
+                feeds.tfrecords(specs["resize"], raw=True),
+                batch,
+                warmup,
+                seconds,
+            )
+        )
     figures.append(
         _dataset_figure(
             "pipeline.decode_ceiling_mixed_img_s",

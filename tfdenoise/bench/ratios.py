@@ -11,6 +11,11 @@ RATIO_PAIRS: dict[str, tuple[str, str]] = {
         "pipeline.tfrecords_img_s",
         "pipeline.prototype_generator_img_s",
     ),
+    # The same, from records that store non-JPEGs as raw pixels (`make-tfrecords --lossless raw`).
+    "tfrecords_raw_vs_prototype_generator": (
+        "pipeline.tfrecords_raw_img_s",
+        "pipeline.prototype_generator_img_s",
+    ),
     "files_vs_prototype_generator": ("pipeline.files_img_s", "pipeline.prototype_generator_img_s"),
     # Same JPEGs on both sides: the pipeline on the corpus's JPEGs vs decoding them in full.
     "tfrecords_vs_decode_ceiling": (
@@ -44,11 +49,12 @@ RATIO_PAIRS: dict[str, tuple[str, str]] = {
 
 
 # The input-pipeline issue's targets (full, non-quick runs on a realistic corpus): 4x the
-# prototype's generator on mixed formats, 1.5x a full JPEG decode for resize mode (DCT-scaled
+# prototype's generator on mixed formats (judged for both record formats of non-JPEGs), 1.5x a full JPEG decode for resize mode (DCT-scaled
 # decoding does less work), 0.9x the crop-decode ceiling in patch mode, 0.95 for training fed
 # by the pipeline vs on a constant batch.
 TARGETS = {
     "tfrecords_vs_prototype_generator": 4.0,
+    "tfrecords_raw_vs_prototype_generator": 4.0,
     "tfrecords_vs_decode_ceiling": 1.5,
     "tfrecords_patch_vs_crop_decode_ceiling": 0.9,
     "pipeline_fed_vs_synthetic_training": 0.95,

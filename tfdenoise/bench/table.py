@@ -82,6 +82,13 @@ def table_rows(results: dict) -> list[BenchRow]:
         "prototype generator",
     )
     row("", None, "", "tfrecords_vs_mixed_decode_ceiling", "all-format ceiling")
+    row(
+        "pipeline.tfrecords, non-JPEGs raw (224 resize)",
+        "pipeline.tfrecords_raw_img_s",
+        "img/s",
+        "tfrecords_raw_vs_prototype_generator",
+        "prototype generator",
+    )
     row("pipeline.decode_ceiling (all formats)", "pipeline.decode_ceiling_mixed_img_s", "img/s")
     row(f"pipeline.files (patches {patches})", "pipeline.files_patch_img_s", "patch/s")
     row(
