@@ -454,3 +454,39 @@ def test_a_name_that_is_not_utf8_is_converted_with_its_bytes(tmp_path):
     )
     assert parse_features(serialized)["source"].numpy() == b"caf\xe9.jpg"
     assert read_manifest(tmp_path / "out")["counts"]["train"] == 1
+
+
+# --- training reads of small record splits ---------------------------------------------------
+
+
+def _take_bytes(iterator, count: int) -> list[bytes]:
+    return [next(iterator)[0].numpy() for _ in range(count)]
+
+
+@pytest.mark.parametrize("case", ["small", "over the limit", "not asked"])
+def test_training_keeps_a_small_split_in_memory_and_reshuffles_it_whole(
+    tmp_path, monkeypatch, case
+):
+    source_dir = tmp_path / "src"
+    for index in range(12):
+        save(source_dir / f"img{index:02d}.png", photo_like(20 + index, 24, seed=index))
+    convert_folder(source_dir, tmp_path / "records", fractions=(1.0, 0.0, 0.0))
+    source = sources.RecordSource(tmp_path / "records")
+    count = source.count("train")
+    assert count == 12 and 0 < source.split_bytes("train") < 10**6
+    if case == "over the limit":
+        monkeypatch.setattr(sources, "RECORD_CACHE_BYTES", source.split_bytes("train") - 1)
+    iterator = iter(source.encoded("train", training=True, keep_small=case != "not asked"))
+    first = _take_bytes(iterator, count)
+    for path in (tmp_path / "records").glob("*.tfrecord"):
+        path.unlink()
+    if case != "small":  # streamed: the next epoch reads the shard again, and it is gone
+        with pytest.raises(tf.errors.NotFoundError):
+            _take_bytes(iterator, 6 * count)
+        return
+    # Kept: later epochs read no file, each is the whole split again, in a new order (a
+    # streamed split mixes neighbouring epochs in its small record buffer).
+    assert len(set(first)) == count
+    epochs = [first] + [_take_bytes(iterator, count) for _ in range(3)]
+    assert all(sorted(epoch) == sorted(first) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) > 1

@@ -49,9 +49,10 @@ RATIO_PAIRS: dict[str, tuple[str, str]] = {
 
 
 # The input-pipeline issue's targets (full, non-quick runs on a realistic corpus): 4x the
-# prototype's generator on mixed formats (judged for both record formats of non-JPEGs), 1.5x a full JPEG decode for resize mode (DCT-scaled
-# decoding does less work), 0.9x the crop-decode ceiling in patch mode, 0.95 for training fed
-# by the pipeline vs on a constant batch.
+# prototype's generator on mixed formats (judged for both record formats of non-JPEGs), 1.5x
+# a full JPEG decode for resize mode (DCT-scaled decoding does less work), 0.9x the
+# crop-decode ceiling in patch mode, 0.95 for training fed by the pipeline vs on a constant
+# batch.
 TARGETS = {
     "tfrecords_vs_prototype_generator": 4.0,
     "tfrecords_raw_vs_prototype_generator": 4.0,

@@ -276,6 +276,7 @@ def encoded_records(
     repeat: bool,
     cycle_length: int = 4,
     shuffle_records: int = 32,
+    cached_records: int = 0,
 ) -> tf.data.Dataset:
     """(bytes, decoder) from TFRecord shards, read in parallel.
 
@@ -284,9 +285,23 @@ def encoded_records(
     the buffer holds encoded images, so keep it small). Evaluation: one shard after the other in
     name order, so images come in relative-path order, as from a folder: same index, same
     fixed noise.
+
+    cached_records: when training on a split whose encoded bytes fit in memory, its record
+    count (the caller knows the bytes from the manifest): every record is read and parsed
+    once, kept in memory, and all of them are reshuffled each epoch, like big_vision's
+    `cache_raw`. Later epochs read no file and parse nothing, and a batch draws from the
+    whole split instead of a window of `shuffle_records` from `cycle_length` shards.
     """
     if not shard_paths:
         raise ValueError("no TFRecord shards to read")
+    if cached_records and shuffle:
+        dataset = (
+            tf.data.TFRecordDataset(list(shard_paths), num_parallel_reads=AUTOTUNE)
+            .map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=False)
+            .cache()  # encoded bytes: a split this small is cheaper kept than read again
+            .shuffle(cached_records, reshuffle_each_iteration=True)  # holds references
+        )
+        return dataset.repeat() if repeat else dataset
     dataset = tf.data.Dataset.from_tensor_slices(list(shard_paths))
     if shuffle:
         dataset = dataset.shuffle(len(shard_paths), reshuffle_each_iteration=True)

@@ -19,6 +19,11 @@ from tfdenoise.data import pipeline, samples
 from tfdenoise.io import files
 from tfdenoise.io.records.folder import is_records_folder, read_manifest, shard_paths
 
+# Training keeps a record split's encoded bytes in memory when they total at most this (see
+# pipeline.encoded_records): a few thousand photos, a small share of the RAM of any machine
+# that trains; larger splits are streamed from their shards every epoch.
+RECORD_CACHE_BYTES = 2 * 1024**3
+
 
 class FolderSource:
     """Images in a folder (recursively), split by a hash of each relative path."""
@@ -52,8 +57,11 @@ class FolderSource:
         split: str,
         training: bool,
         shard: tuple[int, int] = (1, 0),
+        keep_small: bool = True,
     ) -> tf.data.Dataset:
-        """(bytes, decoder) of one split; `shard` = (count, index) deals files out to workers."""
+        """(bytes, decoder) of one split; `shard` = (count, index) deals files out to workers.
+        `keep_small` is for RecordSource's signature: files are read from disk every epoch
+        (the OS page cache keeps a small folder's bytes in memory anyway)."""
         count, index = shard
         files = self.scan.split(split)[index::count]
         return pipeline.encoded_files(files, shuffle=training, repeat=training)
@@ -89,23 +97,36 @@ class RecordSource:
     def count(self, split: str) -> int:
         return int(self.manifest["counts"].get(split, 0))
 
+    def split_bytes(self, split: str) -> int:
+        return sum(int(s["bytes"]) for s in self.manifest["shards"] if s["split"] == split)
+
     def encoded(
         self,
         split: str,
         training: bool,
         shard: tuple[int, int] = (1, 0),
+        keep_small: bool = True,
     ) -> tf.data.Dataset:
         """(bytes, decoder) of one split; `shard` = (count, index) for one of several workers.
 
         Shard files are dealt out (FILE sharding: each worker reads only its files); with
         fewer files than workers every worker reads all records and keeps every count-th
         (DATA sharding: records are read twice, but each is decoded by one worker only).
+        One worker training on a split of at most RECORD_CACHE_BYTES keeps it in memory, when
+        `keep_small` (not under tf.data service: its workers are handed parts of each epoch, and
+        a worker's cache would replay the part it was handed first).
         """
         count, index = shard
         paths = shard_paths(self.root, self.manifest, split)
         if count > 1 and len(paths) >= count:
             return pipeline.encoded_records(paths[index::count], shuffle=training, repeat=training)
-        encoded = pipeline.encoded_records(paths, shuffle=training, repeat=training)
+        if keep_small and count == 1 and self.split_bytes(split) <= RECORD_CACHE_BYTES:
+            cached = self.count(split)
+        else:
+            cached = 0
+        encoded = pipeline.encoded_records(
+            paths, shuffle=training, repeat=training, cached_records=cached
+        )
         return encoded.shard(count, index) if count > 1 else encoded
 
     def pil_only(self, split: str) -> list[files.ImageFile]:

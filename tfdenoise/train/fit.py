@@ -170,9 +170,10 @@ def _train_input(config: FitConfig, source, spec: pipeline.PipelineSpec, job_nam
         local = dataclasses.replace(spec, batch_size=per_replica)
         if config.data_service:
             # Whole chain up to the batch runs remotely (few large elements cross the network,
-            # see docs/scaling-out.md); the service deals files to its workers, so no shard.
+            # see docs/scaling-out.md); the service deals files to its workers, so no shard
+            # and nothing kept in memory.
             remote = pipeline.training_pipeline(
-                source.encoded("train", training=True), local, allow_pil=False
+                source.encoded("train", training=True, keep_small=False), local, allow_pil=False
             )
             return service.distribute(remote, config.data_service, job_name).prefetch(
                 pipeline.AUTOTUNE
