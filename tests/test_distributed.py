@@ -136,6 +136,16 @@ def test_record_shards_give_each_worker_different_images(image_folder, tmp_path,
     assert halves[0] and halves[1]
     assert not set(halves[0]) & set(halves[1])
     assert sorted(halves[0] + halves[1]) == everything
+    # Training streams (shuffled, repeated) draw only from their worker's half; kept in
+    # memory, each epoch is exactly that half (a streamed one may mix neighbouring epochs).
+    for keep_small in (True, False):
+        for index, half in enumerate(halves):
+            stream = iter(source.encoded("train", True, (2, index), keep_small=keep_small))
+            draws = 3 * len(half) if keep_small else 3 * len(half) + 64  # past the window
+            first = sorted(bytes(next(stream)[0].numpy()) for _ in range(draws))
+            assert set(first) == set(half)
+            if keep_small:  # three whole epochs
+                assert first == sorted(3 * half)
 
 
 def test_data_service_refuses_images_only_pil_decodes(tmp_path):

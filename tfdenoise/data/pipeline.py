@@ -277,45 +277,55 @@ def encoded_records(
     cycle_length: int = 4,
     shuffle_records: int = 32,
     cached_records: int = 0,
+    data_shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
-    """(bytes, decoder) from TFRecord shards, read in parallel.
+    """(bytes, decoder) from TFRecord shards.
 
-    Training: shard order shuffled every epoch, `cycle_length` shards read at once in whatever
-    order they arrive, then a small record shuffle (a few shards hold many neighbouring images;
-    the buffer holds encoded images, so keep it small). Evaluation: one shard after the other in
-    name order, so images come in relative-path order, as from a folder: same index, same
-    fixed noise.
+    Training, streamed: shard order shuffled every epoch, `cycle_length` shards read at once in
+    whatever order they arrive, then a small record shuffle (a few shards hold many neighbouring
+    images; the buffer holds encoded images, so keep it small). Evaluation: one shard after the
+    other in name order, so images come in relative-path order, as from a folder: same index,
+    same fixed noise.
 
-    cached_records: when training on a split whose encoded bytes fit in memory, its record
-    count (the caller knows the bytes from the manifest): every record is read and parsed
-    once, kept in memory, and all of them are reshuffled each epoch, like big_vision's
-    `cache_raw`. Later epochs read no file and parse nothing, and a batch draws from the
-    whole split instead of a window of `shuffle_records` from `cycle_length` shards.
+    cached_records: when training on records whose encoded bytes fit in memory, their count
+    (the caller knows the bytes from the manifest): every record is read and parsed once, kept
+    in memory, and all of them are reshuffled each epoch, like big_vision's `cache_raw`. Later
+    epochs read no file and parse nothing, and a batch draws from the whole split instead of a
+    window of `shuffle_records` from `cycle_length` shards.
+
+    data_shard: (count, index) keeps every count-th record, for one of several workers that
+    share fewer shard files than there are workers. Records are then read in name order, the
+    same on every worker, and sharded before any shuffle: the workers' records are disjoint
+    and together the whole split (a shuffle first would give each worker a different order).
     """
     if not shard_paths:
         raise ValueError("no TFRecord shards to read")
-    if cached_records and shuffle:
-        dataset = (
-            tf.data.TFRecordDataset(list(shard_paths), num_parallel_reads=AUTOTUNE)
-            .map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=False)
-            .cache()  # encoded bytes: a split this small is cheaper kept than read again
-            .shuffle(cached_records, reshuffle_each_iteration=True)  # holds references
-        )
+    count, index = data_shard
+    streamed = shuffle and not cached_records and count == 1
+    if not streamed:  # name order: evaluation, data sharding, or a split kept in memory
+        dataset = tf.data.TFRecordDataset(list(shard_paths))
+        if count > 1:
+            dataset = dataset.shard(count, index)
+        dataset = dataset.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+        if shuffle and cached_records:
+            dataset = dataset.cache().shuffle(  # the buffer holds references to the cache
+                cached_records, reshuffle_each_iteration=True
+            )
+        elif shuffle:
+            dataset = dataset.shuffle(shuffle_records)
         return dataset.repeat() if repeat else dataset
     dataset = tf.data.Dataset.from_tensor_slices(list(shard_paths))
-    if shuffle:
-        dataset = dataset.shuffle(len(shard_paths), reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(len(shard_paths), reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.interleave(  # parallel reads: one TFRecordDataset per shard in the cycle
         tf.data.TFRecordDataset,
-        cycle_length=min(cycle_length, len(shard_paths)) if shuffle else 1,
+        cycle_length=min(cycle_length, len(shard_paths)),
         num_parallel_calls=AUTOTUNE,
-        deterministic=not shuffle,
+        deterministic=False,
     )
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_records)
-    return dataset.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+    dataset = dataset.shuffle(shuffle_records)
+    return dataset.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=False)
 
 
 # --- pipelines --------------------------------------------------------------------------------

@@ -112,22 +112,21 @@ class RecordSource:
         Shard files are dealt out (FILE sharding: each worker reads only its files); with
         fewer files than workers every worker reads all records and keeps every count-th
         (DATA sharding: records are read twice, but each is decoded by one worker only).
-        One worker training on a split of at most RECORD_CACHE_BYTES keeps it in memory, when
-        `keep_small` (not under tf.data service: its workers are handed parts of each epoch, and
-        a worker's cache would replay the part it was handed first).
+        Training keeps a worker's records in memory when their shards total at most
+        RECORD_CACHE_BYTES and `keep_small` (not under tf.data service: its workers are handed
+        parts of each epoch, and a worker's cache would replay the part it was handed first).
         """
         count, index = shard
         paths = shard_paths(self.root, self.manifest, split)
+        data_shard = shard
         if count > 1 and len(paths) >= count:
-            return pipeline.encoded_records(paths[index::count], shuffle=training, repeat=training)
-        if keep_small and count == 1 and self.split_bytes(split) <= RECORD_CACHE_BYTES:
-            cached = self.count(split)
-        else:
-            cached = 0
-        encoded = pipeline.encoded_records(
-            paths, shuffle=training, repeat=training, cached_records=cached
+            paths, data_shard = paths[index::count], (1, 0)
+        sizes = {str(self.root / s["name"]): int(s["bytes"]) for s in self.manifest["shards"]}
+        worker_bytes = sum(sizes[path] for path in paths) / data_shard[0]
+        cached = self.count(split) if keep_small and worker_bytes <= RECORD_CACHE_BYTES else 0
+        return pipeline.encoded_records(
+            paths, shuffle=training, repeat=training, cached_records=cached, data_shard=data_shard
         )
-        return encoded.shard(count, index) if count > 1 else encoded
 
     def pil_only(self, split: str) -> list[files.ImageFile]:
         """Always empty: records hold JPEG, PNG and raw pixels only."""
