@@ -97,9 +97,6 @@ class RecordSource:
     def count(self, split: str) -> int:
         return int(self.manifest["counts"].get(split, 0))
 
-    def split_bytes(self, split: str) -> int:
-        return sum(int(s["bytes"]) for s in self.manifest["shards"] if s["split"] == split)
-
     def encoded(
         self,
         split: str,
