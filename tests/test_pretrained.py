@@ -52,15 +52,16 @@ def test_denoises_a_held_out_sample_photo_and_keeps_clean_ones(bundled):
 
 def test_reduces_the_artefacts_of_a_clean_photo_saved_as_a_low_quality_jpeg(bundled):
     # real libjpeg at quality 30, as the jpeg-30 condition; real-stage5 passed such photos
-    # through unchanged (-0.0005 dB here), real-stage9 gained +0.18 dB and real-stage17 (bundled
-    # since 2026-12-06) +0.07 dB on this one crop (on Kodak24's 24 photos it gains more than
-    # real-stage9: +0.18 vs +0.15 dB through predict), so this asserts "not passed through"
+    # through unchanged (-0.0005 dB here), real-stage9 gained +0.18 dB, real-stage17 +0.07 dB
+    # and real-stage18 (bundled since 2026-12-06) +0.34 dB on this one crop (+0.44 dB through
+    # predict on Kodak24's 24 photos); the margin leaves room for retrained models, the
+    # assertion is "not passed through"
     clean = load_rgb8(samples.sample_photo_dir() / "astronaut.png")[128:384, 128:384]
     clean = tf.constant(clean[None], tf.float32) / 255.0
     compressed = catalog.LibJpeg(30)(clean, tf.constant([3, 4]))
     restored = tf.clip_by_value(bundled(compressed), 0.0, 1.0)
     gain = float(tf.image.psnr(clean, restored, 1.0)[0] - tf.image.psnr(clean, compressed, 1.0)[0])
-    assert gain > 0.03
+    assert gain > 0.1
 
 
 def test_a_plain_import_of_the_package_lets_keras_load_the_model_in_safe_mode():
