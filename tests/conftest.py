@@ -26,13 +26,16 @@ def load_tool(name: str):
     return module
 
 
-def quick_fit_args(epochs: int = 1, steps: int = 2) -> list[str]:
+def quick_fit_args(epochs: int = 1, steps: int = 2, noise: str | None = "gaussian") -> list[str]:
     """`fit` options for a run of a few seconds on tiny generated images (float32: the same
-    numbers on every CPU)."""
+    numbers on every CPU). White Gaussian noise unless `noise` says otherwise (None: fit's
+    default, the practical degradations): these runs test fit's mechanics, and tracing the
+    practical degradations' graph takes longer than a tiny model's whole run."""
     return [
         *("--epochs", str(epochs), "--steps-per-epoch", str(steps)),
         *("--batch-size", "4", "--patch-size", "32", "--eval-size", "32"),
         *("--precision", "float32"),
+        *(("--noise", noise) if noise else ()),
     ]
 
 

@@ -101,6 +101,24 @@ def test_training_reduces_the_loss_on_a_learnable_task():
     assert history["loss"][3] < history["loss"][0] * 0.75
 
 
+def test_the_train_step_is_traced_once_per_fit():
+    """Optimizer and metric state exist before the first trace: a tf.function that creates
+    variables while tracing is traced twice, and the train step (with its degradation graph)
+    is the slowest trace of a run."""
+    traces = []
+
+    def noise(clean, seed):
+        traces.append(seed)  # Python runs only while tracing
+        return clean + 0.05 * tf.random.stateless_normal(tf.shape(clean), seed)
+
+    model = models.built(models.UNet(widths=SMALL))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae", noise=noise)
+    assert not model.optimizer.built
+    fit(model, batches(), steps_per_epoch=2, epochs=2)
+    assert len(traces) == 1
+    assert model.optimizer.iterations.numpy() == 4
+
+
 def test_training_noise_is_fresh_every_step():
     model = compiled(models.built(models.UNet(widths=SMALL)))
     first = model._training_seed().numpy()

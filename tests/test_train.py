@@ -33,6 +33,7 @@ def quick_config(data, runs_dir, **overrides) -> FitConfig:
         precision="float32",
         widths=(8, 16),
         patience=10,
+        noise="gaussian",  # quick_fit_args says why
     )
     values.update(overrides)
     return FitConfig(**values)
@@ -46,7 +47,7 @@ def test_fit_cli_writes_a_complete_run_dir_and_skips_corrupt_files(image_folder,
         [
             "fit",
             str(image_folder),
-            *QUICK,
+            *quick_fit_args(epochs=2, steps=3, noise=None),  # fit's defaults, as users run it
             "--name",
             "smoke",
             "--runs-dir",

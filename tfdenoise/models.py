@@ -69,15 +69,16 @@ class Denoiser(keras.Model):
         raise NotImplementedError
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Create metric and optimizer state before a distributed fit (Keras TF-backend hook).
+        """Create metric and optimizer state before fit/evaluate (Keras TF-backend hook).
 
         Under a tf.distribute strategy Keras builds that state from one batch it MEAN-reduces
         across replicas; our batches are dicts of uint8 images, which cannot be reduced (and
         are not (x, y) pairs). Images in, images out is all the build needs, so it is given a
-        (noisy, clean) float spec instead. Without a strategy Keras builds lazily, as before.
+        (noisy, clean) float spec instead. Without a strategy Keras would build lazily, inside
+        the first trace of the train function: a tf.function that creates variables is traced
+        twice, and the train step (model, gradients and the whole degradation graph) is the
+        slowest trace of a run, so the state is built here in every case.
         """
-        if getattr(self, "_distribute_strategy", None) is None:
-            return
         spec = tf.TensorSpec([1, 32, 32, 3], tf.float32)
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=(spec, spec))
