@@ -14,6 +14,7 @@ from tfdenoise import cli, config, evaluate, models
 from tfdenoise.config import FitConfig
 from tfdenoise.degradations import catalog
 from tfdenoise.degradations.practical import Practical
+from tfdenoise.io import files
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,53 @@ def test_fit_trains_on_practical_degradations_and_evaluate_reads_the_run(image_f
 
 def test_the_condition_names_fit_accepts_are_the_conditions_evaluate_scores():
     assert config.CONDITIONS == tuple(catalog.ALL_CONDITIONS)
+
+
+def test_evaluate_skips_what_it_cannot_score_with_a_reason_and_scores_the_rest(
+    identity_path, tmp_path
+):
+    # A real folder holds icons, 1-pixel strips and broken files beside the photos: each is
+    # named with its reason, the photos are scored, and nothing stops the run (SSIM's 11x11
+    # window used to crash it on the first small image).
+    root = tmp_path / "photos"
+    for index in range(2):
+        save(root / f"p{index}.png", photo_like(40, 48, 40 + index, noise=0))
+    save(root / "icon.png", photo_like(8, 8, 1, noise=0))
+    save(root / "strip.png", photo_like(1, 300, 2, noise=0))
+    (root / "notes.jpg").write_text("not an image\n")
+    scores, output = run_evaluate(root, identity_path, tmp_path, "--conditions", "gaussian-25")
+    assert scores["images"] == ["p0.png", "p1.png"]
+    assert scores["scores"]["gaussian-25"]["model"]["images"] == 2
+    notes = "\n".join(scores["notes"])
+    assert "icon.png: too small to score: 8x8" in notes
+    assert "strip.png: too small to score: 300x1" in notes
+    assert "notes.jpg: not an image" in notes
+    assert "skipped" in output and "icon.png" in output
+
+
+def test_evaluate_refuses_a_crop_smaller_than_ssims_window(identity_path, tmp_path):
+    root = tmp_path / "photos"
+    save(root / "p.png", photo_like(40, 48, 3, noise=0))
+    args = ["evaluate", str(root), "--all", "--model", str(identity_path), "--crop", "8"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2
+    assert "at least 11 pixels" in result.output
+    # and fit refuses validation crops it could not score, before training rather than after
+    result = CliRunner().invoke(cli.main, ["fit", str(root), "--eval-size", "8"])
+    assert result.exit_code == 2 and "--eval-size" in result.output
+    with pytest.raises(ValueError, match="eval_size must be >= 11"):
+        FitConfig(eval_size=10).validate()
+
+
+def test_an_image_that_fails_to_load_mid_run_is_skipped_not_fatal():
+    clean = photo_like(24, 24, 5, noise=0)
+
+    def broken():
+        raise files.ImageError("corrupt or truncated: decoding failed")
+
+    conditions = {"gaussian-25": catalog.ALL_CONDITIONS["gaussian-25"]}
+    scores, _, skipped = evaluate.evaluate_images(
+        lambda image: image, [lambda: clean, broken, lambda: clean], conditions=conditions
+    )
+    assert skipped == {1: "corrupt or truncated: decoding failed"}
+    assert scores["gaussian-25"]["model"].images == 2

@@ -246,7 +246,7 @@ def test_every_command_lists_tiffs(tmp_path):
     assert len(listed) == 13
     scan = files.scan(root)  # fit's folder source and make-tfrecords' plan
     assert len(scan.files) == 13 and not scan.skipped
-    assert len(evaluate.evaluation_files(root, use_all=True)) == 13
+    assert len(evaluate.evaluation_files(root, use_all=True)[0]) == 13
     data = (root / "sixteen.tif").read_bytes()
     decoded = pipeline.decode_full(tf.constant(data), tf.constant(int(files.Decoder.PIL)))
     np.testing.assert_array_equal(decoded.numpy(), files.load_rgb8(root / "sixteen.tif"))

@@ -19,6 +19,9 @@ DEFAULT_OVERLAP = 32  # context shared by neighbouring tiles, halved at each sea
 DEFAULT_CLIP_NORM = 1.0  # fit: Adam's global gradient-norm clip (FitConfig.clip_norm)
 DEFAULT_PSNR_CAP_DB = 50.0  # fit: where the -PSNR loss saturates (FitConfig.psnr_cap)
 DEFAULT_EVAL_CROP = 512  # evaluate scores this centre crop of each image by default
+# tf.image.ssim's 11 x 11 window: validation crops, prototype-mode images and evaluate's crops
+# need at least this side to be scored (smaller files are skipped by evaluate with that reason)
+MIN_SCORED_SIDE = 11
 # fit trains on what users' photos carry (realistic degradations beside the papers' white
 # noise), as the bundled model does; "mix" (white, uniform, Poisson) was the default before.
 DEFAULT_NOISE = "blind"
@@ -208,8 +211,14 @@ class FitConfig:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.patch_size >= 8, "patch_size must be >= 8"),
             (self.patches_per_image >= 1, "patches_per_image must be >= 1"),
-            (self.eval_size >= 8, "eval_size must be >= 8"),
-            (self.resize is None or self.resize >= 8, "resize must be >= 8"),
+            (
+                self.eval_size >= MIN_SCORED_SIDE,
+                f"eval_size must be >= {MIN_SCORED_SIDE} (SSIM's window)",
+            ),
+            (
+                self.resize is None or self.resize >= MIN_SCORED_SIDE,
+                f"resize must be >= {MIN_SCORED_SIDE} (SSIM's window)",
+            ),
             (
                 len(self.split) == 3 and min(self.split) >= 0 and sum(self.split) > 0,
                 "split needs three non-negative fractions",

@@ -31,6 +31,7 @@ from tfdenoise.config import (
     DEFAULT_EVAL_CROP,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
+    MIN_SCORED_SIDE,
     PROTOCOLS,
     PROTOTYPE_ALIASES,
 )
@@ -134,6 +135,25 @@ def centre_crop_uint8(image: np.ndarray, crop: int | None) -> np.ndarray:
     return np.ascontiguousarray(image[top : top + crop, left : left + crop])
 
 
+def check_crop(crop: int | None) -> None:
+    if crop and crop < MIN_SCORED_SIDE:
+        raise ValueError(
+            f"crop must be 0 (full images) or at least {MIN_SCORED_SIDE} pixels "
+            f"(SSIM's window), got {crop}"
+        )
+
+
+def scorable(image: np.ndarray) -> np.ndarray:
+    """`image` itself, or an ImageError (the file is skipped) when a side is under SSIM's window."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SCORED_SIDE:
+        raise files.ImageError(
+            f"too small to score: {width}x{height} "
+            f"(SSIM needs at least {MIN_SCORED_SIDE}x{MIN_SCORED_SIDE})"
+        )
+    return image
+
+
 def fixed_sigma(condition: NoiseModel) -> float | None:
     """The sigma (0-255) of fixed-sigma Gaussian noise; None for any other condition."""
     if isinstance(condition, Gaussian) and condition.sigma_min == condition.sigma_max:
@@ -209,14 +229,16 @@ def evaluate_images(
     conditions: Mapping[str, NoiseModel] = ALL_CONDITIONS,
     on_step: Callable[[str], None] | None = None,
     protocol: str = "stored",
-) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]]]:
+) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]], dict[int, str]]:
     """Score the model, the noisy input and baselines on every image under every condition.
 
     `conditions` is ALL_CONDITIONS or part of it (select_conditions). Each condition's noise
     is seeded by its place in ALL_CONDITIONS, not in `conditions`, so a run over some of them
     scores the same noisy images as a full run: an hour of CBM3D can go to one noise level.
-    Images are loaded one at a time (full-size photos would not all fit in memory). Returns
-    the scores and up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION.
+    Images are loaded one at a time (full-size photos would not all fit in memory); a loader
+    raising ImageError skips its image (a file can pass the scan and fail to decode). Returns
+    the scores, up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION and
+    the reason each skipped image (by index) was left out.
     `protocol` "paper" adds fixed-sigma Gaussian noise the papers' way (see the module
     docstring); the noisy input's own score is then that of its clipped, rounded pixels.
     """
@@ -225,9 +247,13 @@ def evaluate_images(
     scores: dict[str, dict[str, MethodScore]] = {
         name: collections.defaultdict(MethodScore) for name in (*conditions, CLEAN)
     }
-    grid = []
+    grid, skipped = [], {}
     for index, load in enumerate(load_clean):
-        clean = load()
+        try:
+            clean = load()
+        except files.ImageError as error:
+            skipped[index] = str(error)
+            continue
         score_clean(scores[CLEAN], clean, denoise_model)
         for name, condition in conditions.items():
             sigma = fixed_sigma(condition)
@@ -257,7 +283,7 @@ def evaluate_images(
                 grid.append((clean, noisy, output))
         if on_step:
             on_step(f"image {index + 1} done")
-    return {name: dict(methods) for name, methods in scores.items()}, grid
+    return {name: dict(methods) for name, methods in scores.items()}, grid, skipped
 
 
 def score_clean(
@@ -308,14 +334,22 @@ def grid_image(triples: Sequence[tuple[np.ndarray, ...]], size: int = GRID_CROP)
     return comparison_grid(*rows)
 
 
-def evaluation_files(root: str | Path, use_all: bool = False) -> list[Path]:
-    """DATA's test split by the hash split (the images fit never trained on), or all of them."""
+def evaluation_files(
+    root: str | Path, use_all: bool = False
+) -> tuple[list[Path], list[files.Skipped]]:
+    """DATA's test split by the hash split (the images fit never trained on), or all of them,
+    and the files of that part the scan could not use."""
     scan = files.scan(root)
     chosen = scan.files if use_all else scan.split("test")
+    unusable = [s for s in scan.skipped if use_all or _split_of(s.path, root) == "test"]
     if not chosen:
         which = "usable images" if use_all else "test-split images (--all uses every image)"
         raise ValueError(f"no {which} in {root}")
-    return [Path(f.path) for f in chosen]
+    return [Path(f.path) for f in chosen], unusable
+
+
+def _split_of(path: str, root: str | Path) -> str:
+    return files.split_of(Path(path).relative_to(root).as_posix())
 
 
 def evaluate_folder(
@@ -332,14 +366,15 @@ def evaluate_folder(
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines.
     `crop` None scores full images (the papers' protocol does)."""
+    check_crop(crop)
     chosen, notes = baselines.select(baseline_names)
     conditions = select_conditions(condition_names)
-    paths = evaluation_files(root, use_all)
+    paths, skipped = evaluation_files(root, use_all)
 
     def loader(path: Path) -> Callable[[], np.ndarray]:
-        return lambda: centre_crop_uint8(files.load_rgb8(path), crop)
+        return lambda: scorable(centre_crop_uint8(files.load_rgb8(path), crop))
 
-    scores, grid = evaluate_images(
+    scores, grid, failed = evaluate_images(
         lambda image: inference.denoise_rgb8(model, image, tile, overlap),
         [loader(path) for path in paths],
         chosen,
@@ -347,5 +382,9 @@ def evaluate_folder(
         on_step=on_step,
         protocol=protocol,
     )
-    names = [path.relative_to(root).as_posix() for path in paths]
+    skipped += [files.Skipped(str(paths[index]), reason) for index, reason in failed.items()]
+    if len(failed) == len(paths):
+        raise ValueError("no usable image: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
+    names = [path.relative_to(root).as_posix() for i, path in enumerate(paths) if i not in failed]
+    notes = [*notes, *(f"skipped {s.path}: {s.reason}" for s in skipped)]
     return Evaluation(names, crop, scores, notes, protocol), grid

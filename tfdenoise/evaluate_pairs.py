@@ -30,6 +30,8 @@ from tfdenoise.evaluate import (
     Evaluation,
     MethodScore,
     centre_crop_uint8,
+    check_crop,
+    scorable,
     score_clean,
     score_noisy,
 )
@@ -93,7 +95,7 @@ def _load_pair(pair: Pair, crop: int | None) -> tuple[np.ndarray, np.ndarray]:
             f"{noisy.shape[1]}x{noisy.shape[0]}, its reference "
             f"{clean.shape[1]}x{clean.shape[0]}: not the same scene framing"
         )
-    return centre_crop_uint8(clean, crop), centre_crop_uint8(noisy, crop)
+    return scorable(centre_crop_uint8(clean, crop)), centre_crop_uint8(noisy, crop)
 
 
 def evaluate_pairs(
@@ -108,6 +110,7 @@ def evaluate_pairs(
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """Scores under REAL (each noisy photo against its reference) and CLEAN (the model on the
     references), with up to GRID_IMAGES (clean, noisy, denoised) triples for a grid."""
+    check_crop(crop)
     chosen, notes = baselines.select(baseline_names)
     pairs, skipped = find_pairs(noisy_root, clean_root)
     scores: dict[str, dict[str, MethodScore]] = {

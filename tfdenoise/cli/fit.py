@@ -143,13 +143,13 @@ def rich_progress_callback():
 )
 @click.option(
     "--resize",
-    type=click.IntRange(8),
+    type=click.IntRange(config_module.MIN_SCORED_SIDE),
     default=None,
     help="Prototype mode: resize whole images to this square size instead of cropping.",
 )
 @click.option(
     "--eval-size",
-    type=click.IntRange(8),
+    type=click.IntRange(config_module.MIN_SCORED_SIDE),
     default=DEFAULTS.eval_size,
     show_default=True,
     help="Side of the centre crops scored in validation and test.",
