@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -439,7 +440,7 @@ def test_select_by_a_condition_scores_it_every_epoch_and_keeps_its_best_epoch(
     )
     # best.keras is the model of that epoch: scored again on the same images, the same PSNR
     config = FitConfig.load(run_dir / "config.json")
-    source, val_split, _ = fit_module.open_data(config, log=lambda message: None)
+    source, _, val_split, _ = fit_module.open_data(config, log=lambda message: None)
     val_clean = fit_module.pipeline.eval_pipeline(
         source.encoded(val_split, training=False), fit_module.pipeline_spec(config)
     )
@@ -497,3 +498,49 @@ def test_best_model_checkpoint_saves_only_a_higher_condition_score(tmp_path):
 def test_fit_cli_refuses_unknown_conditions(image_folder, tmp_path, args, message):
     result = CliRunner().invoke(cli.main, ["fit", str(image_folder), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_val_data_validates_on_every_image_of_another_folder(image_folder, tmp_path):
+    held_out = tmp_path / "held-out"
+    for index in range(3):  # whole photos kept out of DATA, of their own sizes
+        save(held_out / f"whole{index}.png", photo_like(48 + 16 * index, 64, seed=50 + index))
+    (held_out / "broken.jpg").write_text("not an image")
+    messages = []
+    config = quick_config(
+        image_folder, tmp_path / "runs", epochs=1, val_data=str(held_out), select_by="gaussian-25"
+    )
+    result = fit(config, log=messages.append)
+    assert any("every image of image folder" in m and "(3; 1 skipped)" in m for m in messages)
+    assert any("broken.jpg: not an image" in m for m in messages)
+    assert result.metrics["test_split"] == "test"  # DATA's test split is still the test
+    # the epoch's validation score is the model's score on those three photos
+    source, val_source, val_split, _ = fit_module.open_data(
+        FitConfig.load(result.run_dir / "config.json"), log=lambda message: None
+    )
+    assert val_source is not source and val_source.count(val_split) == 3
+    val_clean = fit_module.pipeline.eval_pipeline(
+        val_source.encoded(val_split, training=False), fit_module.pipeline_spec(config)
+    )
+    (callback,) = fit_module.condition_scores(config, val_clean)
+    callback.set_model(checkpoints.load_model(result.run_dir / "best.keras"))
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    (row,) = result.history
+    assert logs["val_psnr_gaussian-25"] == pytest.approx(row["val_psnr_gaussian-25"], abs=0.01)
+
+
+def test_val_data_holding_a_training_image_is_refused(image_folder, tmp_path):
+    config = quick_config(image_folder, tmp_path / "runs")
+    source, *_ = fit_module.open_data(config, log=lambda message: None)
+    training_image = source.scan.split("train")[0]
+    held_out = tmp_path / "held-out"
+    save(held_out / "own.png", photo_like(40, 40, seed=99))
+    copy = held_out / "renamed" / Path(training_image.path).name
+    copy.parent.mkdir()
+    copy.write_bytes(Path(training_image.path).read_bytes())
+    config.val_data = str(held_out)
+    with pytest.raises(ValueError, match="1 --val-data image.* also training images"):
+        fit_module.open_data(config, log=lambda message: None)
+    copy.unlink()  # the same folder without it is accepted
+    _, val_source, _, _ = fit_module.open_data(config, log=lambda message: None)
+    assert val_source.count("val") == 1

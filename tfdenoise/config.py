@@ -78,6 +78,10 @@ class FitConfig:
 
     # Image folder, TFRecord folder (has manifest.json) or None for the skimage sample photos.
     data: str | None = None
+    # Validate (val loss, --val-condition scores, --select-by) on every image of this folder
+    # instead of DATA's val split: e.g. a few whole photos kept out of the training folder,
+    # scored as the users' photos are; None = DATA's val split.
+    val_data: str | None = None
     # "unet": residual U-Net that predicts the noise (default); "prototype": the prototype's
     # autoencoder.
     model: str = "unet"

@@ -248,6 +248,13 @@ def rich_progress_callback():
     help="Early stopping patience in epochs.",
 )
 @click.option(
+    "--val-data",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Validate on every image in this folder instead of DATA's val split (e.g. whole "
+    "photos kept out of DATA: they rank epochs as the benchmark does; docs/training.md).",
+)
+@click.option(
     "--val-condition",
     "val_conditions",
     multiple=True,

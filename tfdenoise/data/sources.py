@@ -9,6 +9,9 @@ records: never).
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -154,3 +157,26 @@ def open_source(
     if is_records_folder(path):
         return RecordSource(path)
     return FolderSource(path, None, fractions, max_pixels, exclude)
+
+
+def shared_files(
+    candidates: FolderSource, source: FolderSource | RecordSource, split: str
+) -> list[str]:
+    """The files of `candidates` (all splits) whose bytes equal a file in `source`'s `split`:
+    sizes first, then SHA-256 of the few files of the same size, so a large training folder
+    costs one stat per file. TFRecord sources re-encode what is not JPEG: not compared."""
+    if not isinstance(source, FolderSource):
+        return []
+    by_size: dict[int, list[str]] = collections.defaultdict(list)
+    for image in source.scan.split(split):
+        by_size[os.path.getsize(image.path)].append(image.path)
+    shared = []
+    for image in candidates.scan.files:
+        same_size = by_size.get(os.path.getsize(image.path), [])
+        if same_size and _sha256(image.path) in {_sha256(path) for path in same_size}:
+            shared.append(image.relpath)
+    return shared
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -126,7 +126,8 @@ def prepare_run_dir(
 
 
 def open_data(config: FitConfig, log: Log):
-    """The training source with its splits checked and explained; (source, val, test split)."""
+    """The training source with its splits checked and explained, and the validation one:
+    (source, val source, val split, test split)."""
     source = sources.open_source(
         config.data, config.split, config.max_pixels, exclude=config.runs_dir
     )
@@ -153,13 +154,43 @@ def open_data(config: FitConfig, log: Log):
             f"tf.data service workers run TF ops only: convert them with "
             f"`tfdenoise make-tfrecords` or to JPEG/PNG"
         )
+    if config.val_data:
+        val_source = open_val_data(config, source, log)
+        test_split = "test" if source.count("test") else "val" if source.count("val") else "train"
+        if test_split != "test":
+            log(f"note: no test split in {source.description}; testing on '{test_split}'")
+        return source, val_source, "val", test_split
     val_split, test_split = eval_splits(source)
     if val_split != "val" or test_split != "test":
         log(
             f"note: too few images for every split; validating on '{val_split}', "
             f"testing on '{test_split}'"
         )
-    return source, val_split, test_split
+    return source, source, val_split, test_split
+
+
+def open_val_data(config: FitConfig, source, log: Log) -> sources.FolderSource:
+    """--val-data: every image of that folder in the val split, its bad files skipped with
+    their reasons; a validation image that is also a training image (the same bytes) is an
+    error, since selecting epochs by it would reward memorising it."""
+    val_source = sources.FolderSource(config.val_data, None, (0.0, 1.0, 0.0), config.max_pixels)
+    for skipped in val_source.skipped:
+        log(f"  skipped {skipped.path}: {skipped.reason}")
+    if not val_source.count("val"):
+        raise ValueError(f"no usable validation images in --val-data {config.val_data}")
+    if source.kind == "records":
+        log("note: --val-data is not compared with TFRecord training data (re-encoded bytes)")
+    shared = sources.shared_files(val_source, source, "train")
+    if shared:
+        raise ValueError(
+            f"{len(shared)} --val-data image(s) are also training images of "
+            f"{source.description}, e.g. {shared[0]}: keep validation photos out of DATA"
+        )
+    log(
+        f"validation: every image of {val_source.description} ({val_source.count('val')}; "
+        f"{len(val_source.skipped)} skipped) instead of DATA's val split"
+    )
+    return val_source
 
 
 def _train_input(config: FitConfig, source, spec: pipeline.PipelineSpec, job_name: str):
@@ -339,7 +370,7 @@ def fit(
         f"{'chief' if chief else 'non-chief: writes to a temporary directory'}"
     )
 
-    source, val_split, test_split = open_data(config, log)
+    source, val_source, val_split, test_split = open_data(config, log)
     run_dir = prepare_run_dir(config, resume, run_id, chief)
     log(f"run directory: {run_dir}")
     with (
@@ -351,6 +382,7 @@ def fit(
             plan,
             strategy,
             source,
+            val_source,
             run_dir,
             out_dir,
             val_split,
@@ -365,6 +397,7 @@ def _train(
     plan,
     strategy,
     source,
+    val_source,
     run_dir: Path,
     out_dir: Path,
     val_split: str,
@@ -378,10 +411,10 @@ def _train(
     train_data = distribute.distributed_dataset(
         strategy, _train_input(config, source, spec, f"tfdenoise-{run_dir.name}")
     )
-    val_count = source.count(val_split)
+    val_count = val_source.count(val_split)
     repeats = max(1, min(8, math.ceil(MIN_VAL_IMAGES / max(1, val_count))))
     val_data = distribute.distributed_dataset(
-        strategy, _eval_input(source, val_split, spec, repeats)
+        strategy, _eval_input(val_source, val_split, spec, repeats)
     )
     test_data = pipeline.eval_pipeline(
         source.encoded(test_split, training=False), spec, allow_pil=source.allow_pil
@@ -397,7 +430,7 @@ def _train(
     )
     grid_clean = tf.concat([batch["clean"] for batch in grid_data], axis=0)
     val_clean = pipeline.eval_pipeline(  # the whole split on every worker, not distributed
-        source.encoded(val_split, training=False), spec, allow_pil=source.allow_pil
+        val_source.encoded(val_split, training=False), spec, allow_pil=val_source.allow_pil
     )
     history_file, callbacks = make_callbacks(
         out_dir, run_dir, config, grid_clean, val_clean, extra_callbacks
