@@ -21,6 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -74,6 +75,16 @@ class MethodScore:
         self.delta_e_sum += delta_e
         self.seconds += seconds
         self.megapixels += megapixels
+
+    def merge(self, other: MethodScore) -> None:
+        """Add another score's images (e.g. one image's, replayed from a journal)."""
+        self.per_image_psnr += other.per_image_psnr
+        self.images += other.images
+        self.psnr_sum += other.psnr_sum
+        self.ssim_sum += other.ssim_sum
+        self.delta_e_sum += other.delta_e_sum
+        self.seconds += other.seconds
+        self.megapixels += other.megapixels
 
     @property
     def psnr(self) -> float:
@@ -229,6 +240,8 @@ def evaluate_images(
     conditions: Mapping[str, NoiseModel] = ALL_CONDITIONS,
     on_step: Callable[[str], None] | None = None,
     protocol: str = "stored",
+    done: Mapping[int, Mapping[str, Mapping[str, MethodScore]]] | None = None,
+    on_image: Callable[[int, dict[str, dict[str, MethodScore]]], None] | None = None,
 ) -> tuple[dict[str, dict[str, MethodScore]], list[tuple[np.ndarray, ...]], dict[int, str]]:
     """Score the model, the noisy input and baselines on every image under every condition.
 
@@ -238,7 +251,9 @@ def evaluate_images(
     Images are loaded one at a time (full-size photos would not all fit in memory); a loader
     raising ImageError skips its image (a file can pass the scan and fail to decode). Returns
     the scores, up to GRID_IMAGES (clean, noisy, denoised) triples under GRID_CONDITION and
-    the reason each skipped image (by index) was left out.
+    the reason each skipped image (by index) was left out. `done` holds images' scores from
+    an earlier run (by index: they are not scored again) and `on_image` hears each newly
+    scored image's (a journal: tfdenoise.evaluate_journal).
     `protocol` "paper" adds fixed-sigma Gaussian noise the papers' way (see the module
     docstring); the noisy input's own score is then that of its clipped, rounded pixels.
     """
@@ -249,12 +264,16 @@ def evaluate_images(
     }
     grid, skipped = [], {}
     for index, load in enumerate(load_clean):
+        if done and index in done:
+            _merge(scores, done[index])
+            continue
         try:
             clean = load()
         except files.ImageError as error:
             skipped[index] = str(error)
             continue
-        score_clean(scores[CLEAN], clean, denoise_model)
+        image = {name: collections.defaultdict(MethodScore) for name in scores}
+        score_clean(image[CLEAN], clean, denoise_model)
         for name, condition in conditions.items():
             sigma = fixed_sigma(condition)
             if protocol == "paper" and sigma is not None:
@@ -268,7 +287,7 @@ def evaluate_images(
                 baseline_input = noisy
                 sigma = baseline_sigma(condition, clean, noisy)
             output = score_noisy(
-                scores[name],
+                image[name],
                 clean,
                 noisy,
                 denoise_model,
@@ -281,9 +300,21 @@ def evaluate_images(
             )
             if name == GRID_CONDITION and len(grid) < GRID_IMAGES:
                 grid.append((clean, noisy, output))
+        image = {name: dict(methods) for name, methods in image.items()}
+        _merge(scores, image)
+        if on_image:
+            on_image(index, image)
         if on_step:
             on_step(f"image {index + 1} done")
     return {name: dict(methods) for name, methods in scores.items()}, grid, skipped
+
+
+def _merge(
+    scores: Mapping[str, dict[str, MethodScore]], image: Mapping[str, Mapping[str, MethodScore]]
+) -> None:
+    for condition, methods in image.items():
+        for method, score in methods.items():
+            scores[condition][method].merge(score)
 
 
 def score_clean(
@@ -363,9 +394,12 @@ def evaluate_folder(
     on_step: Callable[[str], None] | None = None,
     condition_names: Sequence[str] | None = None,
     protocol: str = "stored",
+    journal: Callable[[dict], Any] | None = None,
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines.
-    `crop` None scores full images (the papers' protocol does)."""
+    `crop` None scores full images (the papers' protocol does). `journal`, given the settings
+    the scores depend on, opens a record of per-image scores to resume from and append to
+    (tfdenoise.evaluate_journal.Journal; discarding it once results are saved is the caller's)."""
     check_crop(crop)
     chosen, notes = baselines.select(baseline_names)
     conditions = select_conditions(condition_names)
@@ -374,6 +408,21 @@ def evaluate_folder(
     def loader(path: Path) -> Callable[[], np.ndarray]:
         return lambda: scorable(centre_crop_uint8(files.load_rgb8(path), crop))
 
+    all_names = [path.relative_to(root).as_posix() for path in paths]
+    record = None
+    if journal is not None:
+        record = journal(
+            {
+                "data": str(Path(root).resolve()),
+                "images": all_names,
+                "crop": crop,
+                "protocol": protocol,
+                "conditions": list(conditions),
+                "baselines": [baseline.name for baseline in chosen],
+                "tile": tile,
+                "overlap": overlap,
+            }
+        )
     scores, grid, failed = evaluate_images(
         lambda image: inference.denoise_rgb8(model, image, tile, overlap),
         [loader(path) for path in paths],
@@ -381,10 +430,12 @@ def evaluate_folder(
         conditions,
         on_step=on_step,
         protocol=protocol,
+        done=record.done if record else None,
+        on_image=record.record if record else None,
     )
     skipped += [files.Skipped(str(paths[index]), reason) for index, reason in failed.items()]
     if len(failed) == len(paths):
         raise ValueError("no usable image: " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
-    names = [path.relative_to(root).as_posix() for i, path in enumerate(paths) if i not in failed]
+    names = [name for index, name in enumerate(all_names) if index not in failed]
     notes = [*notes, *(f"skipped {s.path}: {s.reason}" for s in skipped)]
     return Evaluation(names, crop, scores, notes, protocol), grid

@@ -104,7 +104,7 @@ def evaluate_command(
 ) -> None:
     """PSNR/SSIM/colour shift (ΔE) per noise condition on DATA's test split (or on real noisy
     photos against --reference): model vs noisy vs baselines."""
-    from tfdenoise import checkpoints, evaluate, evaluate_pairs, metrics, runs
+    from tfdenoise import checkpoints, evaluate, evaluate_journal, evaluate_pairs, metrics, runs
 
     if reference is not None and (protocol != "stored" or condition_names or use_all):
         raise click.UsageError(
@@ -125,6 +125,24 @@ def evaluate_command(
         model = checkpoints.load_denoiser(
             model_spec, runs_dir, inference_policy(precision), ensemble
         )
+        journal = None
+        if json_file and reference is None:  # a killed run resumes from its per-image scores
+            model_file = checkpoints.resolve_model_path(model_spec, runs_dir).resolve()
+            model_settings = {
+                "model": [
+                    str(model_file),
+                    model_file.stat().st_size,
+                    model_file.stat().st_mtime_ns,
+                ],
+                "ensemble": ensemble,
+                "precision": precision,
+            }
+
+            def journal(settings: dict) -> evaluate_journal.Journal:
+                return evaluate_journal.Journal(
+                    evaluate_journal.journal_path(json_file), {**settings, **model_settings}, log
+                )
+
         with progress_bar() as progress:
             task = progress.add_task("evaluating", total=None, status="")
 
@@ -145,6 +163,7 @@ def evaluate_command(
                     on_step=on_step,
                     condition_names=conditions,
                     protocol=protocol,
+                    journal=journal,
                 )
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
@@ -161,8 +180,12 @@ def evaluate_command(
                 "precision": precision,
             },
         )
-    if grid:
+    if json_file and reference is None:
+        evaluate_journal.discard(json_file)  # the results are saved: nothing left to resume
+    if grid and triples:
         metrics.save_grid(evaluate.grid_image(triples), grid)
+    elif grid:
+        log(f"note: {grid} not written: every image was scored by the run this one resumed")
 
 
 def _print_evaluation(result) -> None:
