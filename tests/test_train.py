@@ -400,10 +400,10 @@ def test_a_runs_folder_inside_the_data_is_not_training_data(tmp_path, monkeypatc
     monkeypatch.chdir(data)
     lines = []
     config = FitConfig(data=".", runs_dir="runs")
-    source, _, _ = fit_module.open_data(config, lines.append)
+    source, *_ = fit_module.open_data(config, lines.append)
     assert sum(source.count(split) for split in ("train", "val", "test")) == 6
     elsewhere = FitConfig(data=".", runs_dir=str(tmp_path / "runs"))
-    source, _, _ = fit_module.open_data(elsewhere, lines.append)
+    source, *_ = fit_module.open_data(elsewhere, lines.append)
     assert sum(source.count(split) for split in ("train", "val", "test")) == 7
 
 
