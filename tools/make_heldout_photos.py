@@ -18,9 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from make_training_tiles import downscaled  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from tfdenoise.io import atomic  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
@@ -45,13 +47,10 @@ def main() -> int:
         relpath = path.relative_to(args.source).as_posix()
         if image_files.split_of(relpath) != "test" or (only is not None and path.name not in only):
             continue
-        rgb = Image.fromarray(image_files.load_rgb8(path))
-        size = (round(rgb.width * args.scale), round(rgb.height * args.scale))
-        scaled = rgb if args.scale == 1.0 else rgb.resize(size, Image.Resampling.LANCZOS)
         target = args.output / f"{path.stem}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic.replacing(target) as partial:  # never a half-written photo
-            scaled.save(partial)
+            downscaled(Image.fromarray(image_files.load_rgb8(path)), args.scale).save(partial)
         written += 1
     print(f"{written} held-out photos at scale {args.scale:g} in {args.output}")
     return 0

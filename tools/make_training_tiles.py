@@ -26,6 +26,14 @@ from tfdenoise.io import atomic  # noqa: E402
 from tfdenoise.io import files as image_files  # noqa: E402
 
 
+def downscaled(rgb: Image.Image, scale: float) -> Image.Image:
+    """The photo at `scale` with an antialiasing (Lanczos) filter; itself at scale 1."""
+    if scale == 1.0:
+        return rgb
+    size = (round(rgb.width * scale), round(rgb.height * scale))
+    return rgb.resize(size, Image.Resampling.LANCZOS)
+
+
 def tiles_of(photo: Image.Image, tile: int):
     """Non-overlapping tile x tile windows covering the image (edge remainders dropped)."""
     for top in range(0, photo.height - tile + 1, tile):
@@ -49,8 +57,7 @@ def main() -> int:
             continue
         rgb = Image.fromarray(image_files.load_rgb8(path))
         for scale in args.scales:
-            size = (round(rgb.width * scale), round(rgb.height * scale))
-            scaled = rgb if scale == 1.0 else rgb.resize(size, Image.Resampling.LANCZOS)
+            scaled = downscaled(rgb, scale)
             folder = args.output / path.stem
             folder.mkdir(parents=True, exist_ok=True)
             for top, left, tile in tiles_of(scaled, args.tile):
