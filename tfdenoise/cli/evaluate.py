@@ -128,12 +128,9 @@ def evaluate_command(
         journal = None
         if json_file and reference is None:  # a killed run resumes from its per-image scores
             model_file = checkpoints.resolve_model_path(model_spec, runs_dir).resolve()
+            stat = model_file.stat()
             model_settings = {
-                "model": [
-                    str(model_file),
-                    model_file.stat().st_size,
-                    model_file.stat().st_mtime_ns,
-                ],
+                "model": [str(model_file), stat.st_size, stat.st_mtime_ns],
                 "ensemble": ensemble,
                 "precision": precision,
             }
