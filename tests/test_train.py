@@ -544,3 +544,89 @@ def test_val_data_holding_a_training_image_is_refused(image_folder, tmp_path):
     copy.unlink()  # the same folder without it is accepted
     _, val_source, _, _ = fit_module.open_data(config, log=lambda message: None)
     assert val_source.count("val") == 1
+
+
+class TrainedAndAverage(keras.callbacks.Callback):
+    """Records the model's weights and the optimizer's moving average of them (--ema) when
+    training starts and after each epoch's callbacks (this one runs after the backup)."""
+
+    def __init__(self):
+        super().__init__()
+        self.start: tuple[list, list] | None = None
+        self.epochs: list[tuple[list, list]] = []
+
+    def _now(self) -> tuple[list, list]:
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        return (
+            [v.numpy() for v in self.model.trainable_variables],
+            [v.numpy() for v in optimizer._model_variables_moving_average],
+        )
+
+    def on_train_begin(self, logs=None):
+        self.start = self._now()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(self._now())
+
+
+def assert_weights_close(actual: list, expected: list) -> None:
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)  # swaps add and subtract
+
+
+def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    config = quick_config(image_folder, runs_dir, ema=0.5, select_by="gaussian-25", epochs=3)
+    seen = TrainedAndAverage()
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, extra_callbacks=[seen, CrashAtEpoch(2)], log=lambda m: None)
+    (run_dir,) = runs.all_runs(runs_dir)
+    history = json.loads((run_dir / "history.json").read_text())
+    best_index = int(np.argmax([row["val_psnr_gaussian-25"] for row in history]))
+    trained, average = seen.epochs[best_index]
+    assert not all(np.allclose(t, a) for t, a in zip(trained, average))  # they differ
+    # best.keras holds the average of the epoch it was picked at ...
+    best = checkpoints.load_model(run_dir / "best.keras")
+    assert_weights_close([v.numpy() for v in best.trainable_variables], average)
+    # ... and that epoch's score is the average's: best.keras re-scored gives it
+    source, val_source, val_split, _ = fit_module.open_data(config, log=lambda m: None)
+    val_clean = fit_module.pipeline.eval_pipeline(
+        val_source.encoded(val_split, training=False), fit_module.pipeline_spec(config)
+    )
+    (scores,) = fit_module.condition_scores(config, val_clean)
+    scores.set_model(best)
+    logs = {}
+    scores.on_epoch_end(0, logs)
+    assert logs["val_psnr_gaussian-25"] == pytest.approx(
+        history[best_index]["val_psnr_gaussian-25"], abs=0.01
+    )
+    # the resumed run starts from the trained weights and the average the backup kept
+    resumed = TrainedAndAverage()
+    result = fit(config, resume=run_dir, extra_callbacks=[resumed], log=lambda m: None)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert_weights_close(resumed.start[0], seen.epochs[1][0])
+    assert_weights_close(resumed.start[1], seen.epochs[1][1])
+    assert FitConfig.load(run_dir / "config.json").ema == 0.5
+
+
+def test_ema_under_float16_saves_the_average(image_folder, tmp_path):
+    # the GPU's precision forced on the CPU: the average sits in the LossScaleOptimizer's
+    # inner optimizer
+    seen = TrainedAndAverage()
+    config = quick_config(
+        image_folder, tmp_path / "runs", ema=0.5, epochs=1, precision="mixed_float16"
+    )
+    result = fit(config, extra_callbacks=[seen], log=lambda m: None)
+    best = checkpoints.load_model(result.run_dir / "best.keras")
+    ((_, average),) = seen.epochs
+    assert_weights_close([v.numpy() for v in best.trainable_variables], average)
+
+
+def test_ema_out_of_range_is_refused(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="ema"):
+        FitConfig(ema=1.0).validate()
+    result = CliRunner().invoke(
+        cli.main, ["fit", str(image_folder), *QUICK, "--ema", "0", "--runs-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "--ema" in result.output

@@ -220,6 +220,14 @@ def rich_progress_callback():
     help="Clip the gradients' global norm to this (cuts loss spikes); 0 = no clipping.",
 )
 @click.option(
+    "--ema",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=None,
+    metavar="MOMENTUM",
+    help="Keep a moving average of the weights (e.g. 0.999) and validate, select and save it "
+    "as best.keras; off by default.",
+)
+@click.option(
     "--precision",
     type=click.Choice(config_module.PRECISIONS),
     default=DEFAULTS.precision,

@@ -142,6 +142,58 @@ class HistoryFile(keras.callbacks.Callback):
         return len(values) - 1 - int(best)
 
 
+class AveragedWeights:
+    """Puts the optimizer's moving average of the weights (Adam(use_ema=True), `fit --ema`) into
+    the model or takes it out again, swapping the two in place.
+
+    Keras' SwapEMAWeights swaps around evaluation, or for whole epochs, which would put the
+    average in the backup as if it were the trained weights. Here it goes in for validation and
+    the epoch-end callbacks that judge the model (condition scores, history, best model, grid)
+    and out before the backup, which keeps the trained weights as the model's and the average
+    in its optimizer state, so a resumed run continues both. The swap itself is Keras' (it
+    handles distribution strategies and LossScaleOptimizer): `_swap_variables` is private, so
+    tests/test_train.py checks its effect.
+    """
+
+    def __init__(self):
+        self._swapper = keras.callbacks.SwapEMAWeights()
+        self.in_model = False
+
+    def put(self, model: keras.Model, average: bool) -> None:
+        if self.in_model != average:
+            self._swapper.set_model(model)
+            self._swapper._swap_variables()
+            self.in_model = average
+
+    def callbacks(self) -> tuple[keras.callbacks.Callback, keras.callbacks.Callback]:
+        """(in, out): `in` goes first in the callback list, `out` just before the backup."""
+        return _AverageIn(self), _AverageOut(self)
+
+
+class _AverageIn(keras.callbacks.Callback):
+    def __init__(self, weights: AveragedWeights):
+        super().__init__()
+        self.weights = weights
+
+    def on_test_begin(self, logs=None):
+        self.weights.put(self.model, True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.put(self.model, True)
+
+
+class _AverageOut(keras.callbacks.Callback):
+    def __init__(self, weights: AveragedWeights):
+        super().__init__()
+        self.weights = weights
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.put(self.model, False)
+
+    def on_train_end(self, logs=None):
+        self.weights.put(self.model, False)
+
+
 class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that restores from the chief's backup and saves to `backup_dir`.
 

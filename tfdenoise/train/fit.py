@@ -72,14 +72,21 @@ def compile_denoiser(
     psnr_cap: float = losses.PSNR_LOSS_CAP_DB,
     noise_model: Callable | None = None,
     clip_norm: float | None = DEFAULT_CLIP_NORM,
+    ema: float | None = None,
 ) -> None:
     """Compile as every training does (fit and bench time the same step): Adam, with cosine
     decay to 1% over `total_steps` when given and its gradients' global norm clipped to
-    `clip_norm`; a loss scale for float16; the PSNR metric."""
+    `clip_norm`, keeping a moving average of the weights with momentum `ema` when given; a loss
+    scale for float16; the PSNR metric."""
     learning_rate = (
         keras.optimizers.schedules.CosineDecay(lr, total_steps, alpha=0.01) if total_steps else lr
     )
-    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
+    optimizer = keras.optimizers.Adam(
+        learning_rate,
+        global_clipnorm=clip_norm,
+        use_ema=ema is not None,
+        ema_momentum=0.99 if ema is None else ema,
+    )
     if precision == "mixed_float16":
         # The outer model is float32 (exact residual), so Keras would not wrap it for us.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -270,6 +277,7 @@ def build_model(
             config.noise, config.sigma_range, config.sigma_sampling, config.degradation_weights
         ),
         clip_norm=config.clip_norm,
+        ema=config.ema,
     )
     return model
 
@@ -304,13 +312,24 @@ def make_callbacks(
     """The history file and every callback, in the order they must run at epoch end: the
     condition scores first (the others read them from the logs), history and best model before
     the backup, so after a kill the backup is never ahead of the history (the callbacks drop
-    rows of epochs the restored backup re-runs)."""
+    rows of epochs the restored backup re-runs). With --ema the average of the weights is in the
+    model from validation to the grid, and out again for the backup."""
     history_file = cb.HistoryFile(out_dir / runs.HISTORY)
     monitor = selection_monitor(config)
+    average_in: list[keras.callbacks.Callback] = []
+    average_out: list[keras.callbacks.Callback] = []
+    if config.ema:  # validate and judge the average of the weights, back up the trained ones
+        put_in, take_out = cb.AveragedWeights().callbacks()
+        average_in, average_out = [put_in], [take_out]
     return history_file, [
+        *average_in,
         *condition_scores(config, val_clean),
         history_file,
         cb.BestModelCheckpoint(out_dir / runs.BEST_MODEL, history_file, monitor),
+        cb.ImageGridLogger(
+            out_dir / runs.TENSORBOARD, grid_clean, catalog.EVAL_CONDITIONS[FIT_GRID_CONDITION]
+        ),
+        *average_out,
         cb.SharedBackupAndRestore(
             str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP), double_checkpoint=True
         ),
@@ -322,9 +341,6 @@ def make_callbacks(
         ),
         keras.callbacks.TensorBoard(
             str(out_dir / runs.TENSORBOARD), write_graph=False, profile_batch=0
-        ),
-        cb.ImageGridLogger(
-            out_dir / runs.TENSORBOARD, grid_clean, catalog.EVAL_CONDITIONS[FIT_GRID_CONDITION]
         ),
         *extra,
     ]
