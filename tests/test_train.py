@@ -630,3 +630,25 @@ def test_ema_out_of_range_is_refused(image_folder, tmp_path):
         cli.main, ["fit", str(image_folder), *QUICK, "--ema", "0", "--runs-dir", str(tmp_path)]
     )
     assert result.exit_code == 2 and "--ema" in result.output
+
+
+def test_shared_files_compares_bytes_and_hashes_each_training_file_once(tmp_path, monkeypatch):
+    from tfdenoise.data import sources
+
+    def ppm(path: Path, seed: int) -> None:  # same dimensions, so the same file size
+        pixels = np.random.default_rng(seed).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"P6\n16 12\n255\n" + pixels.tobytes())
+
+    for index in range(4):
+        ppm(tmp_path / "train" / f"t{index}.ppm", index)
+    ppm(tmp_path / "val" / "own-a.ppm", 10)
+    ppm(tmp_path / "val" / "own-b.ppm", 11)
+    (tmp_path / "val" / "renamed.ppm").write_bytes((tmp_path / "train" / "t2.ppm").read_bytes())
+    hashed = []
+    digest = sources._sha256
+    monkeypatch.setattr(sources, "_sha256", lambda path: hashed.append(path) or digest(path))
+    training = sources.FolderSource(tmp_path / "train", None, (1.0, 0.0, 0.0))
+    candidates = sources.FolderSource(tmp_path / "val", None, (0.0, 1.0, 0.0))
+    assert sources.shared_files(candidates, training, "train") == ["renamed.ppm"]
+    assert len(hashed) == 4 + 3  # every training file once, every candidate once

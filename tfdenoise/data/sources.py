@@ -170,10 +170,15 @@ def shared_files(
     by_size: dict[int, list[str]] = collections.defaultdict(list)
     for image in source.scan.split(split):
         by_size[os.path.getsize(image.path)].append(image.path)
+    hashes: dict[int, set[str]] = {}  # size -> digests of the training files of that size
     shared = []
     for image in candidates.scan.files:
-        same_size = by_size.get(os.path.getsize(image.path), [])
-        if same_size and _sha256(image.path) in {_sha256(path) for path in same_size}:
+        size = os.path.getsize(image.path)
+        if size not in by_size:
+            continue
+        if size not in hashes:  # hashed once, however many candidates share the size
+            hashes[size] = {_sha256(path) for path in by_size[size]}
+        if _sha256(image.path) in hashes[size]:
             shared.append(image.relpath)
     return shared
 

@@ -163,7 +163,7 @@ def open_data(config: FitConfig, log: Log):
         )
     if config.val_data:
         val_source = open_val_data(config, source, log)
-        test_split = "test" if source.count("test") else "val" if source.count("val") else "train"
+        _, test_split = eval_splits(source)  # DATA's own val split is free to be the test
         if test_split != "test":
             log(f"note: no test split in {source.description}; testing on '{test_split}'")
         return source, val_source, "val", test_split
