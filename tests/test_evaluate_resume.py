@@ -122,3 +122,49 @@ def test_the_cli_resumes_a_killed_run_and_removes_the_journal_when_done(
                 expected[condition][method]["per_image_psnr"]
             )
     assert not journal_path(json_file).exists()
+
+
+def test_a_killed_reference_evaluation_resumes_too(identity_model_path, tmp_path, monkeypatch):
+    noisy, clean = tmp_path / "noisy", tmp_path / "clean"
+    for index in range(3):
+        picture = photo_like(40, 48, 80 + index, noise=0)
+        save(clean / f"p{index}.png", picture)
+        save(noisy / f"p{index}.png", photo_like(40, 48, 80 + index))
+    (noisy / "broken.png").write_bytes(b"not an image")
+    save(clean / "broken.png", photo_like(40, 48, 90, noise=0))
+    json_file = tmp_path / "real.json"
+    args = [
+        "evaluate", str(noisy), "--reference", str(clean), "--model", str(identity_model_path),
+        "--baselines", "none", "--ensemble", "1", "--json", str(json_file),
+    ]  # fmt: skip
+    complete = CliRunner().invoke(cli.main, args)
+    assert complete.exit_code == 0, complete.output
+    expected = json.loads(json_file.read_text())
+    json_file.unlink()
+
+    real, calls = inference.denoise_rgb8, []
+
+    def dies_on_the_third_pair(model, image, *rest):
+        calls.append(1)
+        if len(calls) > 4:  # the noisy photo and its reference per pair
+            raise KeyboardInterrupt
+        return real(model, image, *rest)
+
+    monkeypatch.setattr(inference, "denoise_rgb8", dies_on_the_third_pair)
+    killed = CliRunner().invoke(cli.main, args)
+    assert killed.exit_code != 0 and not json_file.exists()
+    assert len(journal_path(json_file).read_text().splitlines()) == 3  # settings + 2 pairs
+    monkeypatch.setattr(inference, "denoise_rgb8", real)
+
+    resumed = CliRunner().invoke(cli.main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming: 2 images already scored" in resumed.output
+    result = json.loads(json_file.read_text())
+    assert result["images"] == expected["images"]
+    assert any("broken.png" in note for note in result["notes"])  # still skipped, and said
+    for condition in ("real", "clean"):
+        for method in expected["scores"][condition]:
+            assert result["scores"][condition][method]["per_image_psnr"] == pytest.approx(
+                expected["scores"][condition][method]["per_image_psnr"]
+            )
+    assert not journal_path(json_file).exists()

@@ -265,7 +265,7 @@ def evaluate_images(
     grid, skipped = [], {}
     for index, load in enumerate(load_clean):
         if done and index in done:
-            _merge(scores, done[index])
+            merge_scores(scores, done[index])
             continue
         try:
             clean = load()
@@ -301,7 +301,7 @@ def evaluate_images(
             if name == GRID_CONDITION and len(grid) < GRID_IMAGES:
                 grid.append((clean, noisy, output))
         image = {name: dict(methods) for name, methods in image.items()}
-        _merge(scores, image)
+        merge_scores(scores, image)
         if on_image:
             on_image(index, image)
         if on_step:
@@ -309,9 +309,10 @@ def evaluate_images(
     return {name: dict(methods) for name, methods in scores.items()}, grid, skipped
 
 
-def _merge(
+def merge_scores(
     scores: Mapping[str, dict[str, MethodScore]], image: Mapping[str, Mapping[str, MethodScore]]
 ) -> None:
+    """Add one image's scores (condition -> method -> score) to the running totals."""
     for condition, methods in image.items():
         for method, score in methods.items():
             scores[condition][method].merge(score)

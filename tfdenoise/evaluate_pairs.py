@@ -10,7 +10,8 @@ A pair is DATA/<path> and CLEAN/<path>, or CLEAN/<path with another image suffix
 against PNG references). The noisy photo is what every method sees, as its file holds it;
 baselines are told an Immerkaer estimate of its sigma, as a user would have nothing else. A
 photo without a reference, of another size than its reference or unreadable is skipped with
-its reason in the notes.
+its reason in the notes. With a journal (`evaluate --json`), a killed run resumes as
+`evaluate`'s own does (tfdenoise.evaluate_journal).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import collections
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from tfdenoise.evaluate import (
     MethodScore,
     centre_crop_uint8,
     check_crop,
+    merge_scores,
     scorable,
     score_clean,
     score_noisy,
@@ -107,12 +110,28 @@ def evaluate_pairs(
     tile: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     on_step: Callable[[str], None] | None = None,
+    journal: Callable[[dict], Any] | None = None,
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """Scores under REAL (each noisy photo against its reference) and CLEAN (the model on the
-    references), with up to GRID_IMAGES (clean, noisy, denoised) triples for a grid."""
+    references), with up to GRID_IMAGES (clean, noisy, denoised) triples for a grid.
+    `journal` as evaluate.evaluate_folder's: pairs it holds are not scored again."""
     check_crop(crop)
     chosen, notes = baselines.select(baseline_names)
     pairs, skipped = find_pairs(noisy_root, clean_root)
+    record = None
+    if journal is not None:
+        record = journal(
+            {
+                "data": str(Path(noisy_root).resolve()),
+                "reference": str(Path(clean_root).resolve()),
+                "pairs": [[pair.name, str(pair.clean)] for pair in pairs],
+                "crop": crop,
+                "protocol": PAIRED_PROTOCOL,
+                "baselines": [baseline.name for baseline in chosen],
+                "tile": tile,
+                "overlap": overlap,
+            }
+        )
     scores: dict[str, dict[str, MethodScore]] = {
         REAL: collections.defaultdict(MethodScore),
         CLEAN: collections.defaultdict(MethodScore),
@@ -122,23 +141,35 @@ def evaluate_pairs(
     def denoise(image: np.ndarray) -> np.ndarray:
         return inference.denoise_rgb8(model, image, tile, overlap)
 
-    for number, pair in enumerate(pairs, 1):
+    for index, pair in enumerate(pairs):
+        if record and index in record.done:
+            merge_scores(scores, record.done[index])
+            names.append(pair.name)
+            continue
         try:
             clean, noisy = _load_pair(pair, crop)
         except files.ImageError as error:
             skipped.append(files.Skipped(str(pair.noisy), str(error)))
             continue
+        image = {
+            REAL: collections.defaultdict(MethodScore),
+            CLEAN: collections.defaultdict(MethodScore),
+        }
         output = score_noisy(
-            scores[REAL],
+            image[REAL],
             clean,
             noisy,
             denoise,
             chosen,
             estimate_sigma_255(noisy),
             on_step=on_step,
-            step=f"pair {number}: {pair.name}",
+            step=f"pair {index + 1}: {pair.name}",
         )
-        score_clean(scores[CLEAN], clean, denoise)
+        score_clean(image[CLEAN], clean, denoise)
+        image = {name: dict(methods) for name, methods in image.items()}
+        merge_scores(scores, image)
+        if record:
+            record.record(index, image)
         names.append(pair.name)
         if len(grid) < GRID_IMAGES:
             grid.append((clean, noisy, output))

@@ -126,7 +126,7 @@ def evaluate_command(
             model_spec, runs_dir, inference_policy(precision), ensemble
         )
         journal = None
-        if json_file and reference is None:  # a killed run resumes from its per-image scores
+        if json_file:  # a killed run resumes from its per-image scores
             model_file = checkpoints.resolve_model_path(model_spec, runs_dir).resolve()
             stat = model_file.stat()
             model_settings = {
@@ -148,7 +148,7 @@ def evaluate_command(
 
             if reference is not None:
                 result, triples = evaluate_pairs.evaluate_pairs(
-                    model, data, reference, crop or None, names, on_step=on_step
+                    model, data, reference, crop or None, names, on_step=on_step, journal=journal
                 )
             else:
                 result, triples = evaluate.evaluate_folder(
@@ -177,7 +177,7 @@ def evaluate_command(
                 "precision": precision,
             },
         )
-    if json_file and reference is None:
+    if json_file:
         evaluate_journal.discard(json_file)  # the results are saved: nothing left to resume
     if grid and triples:
         metrics.save_grid(evaluate.grid_image(triples), grid)
