@@ -81,6 +81,24 @@ def test_a_journal_of_other_settings_is_started_over(tmp_path):
     assert json.loads(path.read_text().splitlines()[0])["settings"]["crop"] == 512
 
 
+def kill_and_check_journal(args: list[str], json_file, monkeypatch) -> None:
+    """Runs the command, killed on the third image's first model call (two calls per image),
+    and checks it left no results but a journal of the settings and the first two images."""
+    real, calls = inference.denoise_rgb8, []
+
+    def dies_on_the_third_image(model, image, *rest):
+        calls.append(1)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return real(model, image, *rest)
+
+    monkeypatch.setattr(inference, "denoise_rgb8", dies_on_the_third_image)
+    killed = CliRunner().invoke(cli.main, args)
+    assert killed.exit_code != 0 and not json_file.exists()
+    assert len(journal_path(json_file).read_text().splitlines()) == 3
+    monkeypatch.setattr(inference, "denoise_rgb8", real)
+
+
 def test_the_cli_resumes_a_killed_run_and_removes_the_journal_when_done(
     identity_model_path, tmp_path, monkeypatch
 ):
@@ -98,19 +116,7 @@ def test_the_cli_resumes_a_killed_run_and_removes_the_journal_when_done(
     assert not journal_path(json_file).exists()
     json_file.unlink()
 
-    real, calls = inference.denoise_rgb8, []
-
-    def dies_on_the_third_image(model, image, *rest):
-        calls.append(1)
-        if len(calls) > 4:  # clean + gaussian-25 per image: the third image's first call
-            raise KeyboardInterrupt
-        return real(model, image, *rest)
-
-    monkeypatch.setattr(inference, "denoise_rgb8", dies_on_the_third_image)
-    killed = CliRunner().invoke(cli.main, args)
-    assert killed.exit_code != 0 and not json_file.exists()
-    assert len(journal_path(json_file).read_text().splitlines()) == 3  # settings + 2 images
-    monkeypatch.setattr(inference, "denoise_rgb8", real)
+    kill_and_check_journal(args, json_file, monkeypatch)  # clean + gaussian-25 per image
 
     resumed = CliRunner().invoke(cli.main, args)
     assert resumed.exit_code == 0, resumed.output
@@ -142,19 +148,7 @@ def test_a_killed_reference_evaluation_resumes_too(identity_model_path, tmp_path
     expected = json.loads(json_file.read_text())
     json_file.unlink()
 
-    real, calls = inference.denoise_rgb8, []
-
-    def dies_on_the_third_pair(model, image, *rest):
-        calls.append(1)
-        if len(calls) > 4:  # the noisy photo and its reference per pair
-            raise KeyboardInterrupt
-        return real(model, image, *rest)
-
-    monkeypatch.setattr(inference, "denoise_rgb8", dies_on_the_third_pair)
-    killed = CliRunner().invoke(cli.main, args)
-    assert killed.exit_code != 0 and not json_file.exists()
-    assert len(journal_path(json_file).read_text().splitlines()) == 3  # settings + 2 pairs
-    monkeypatch.setattr(inference, "denoise_rgb8", real)
+    kill_and_check_journal(args, json_file, monkeypatch)  # noisy photo + reference per pair
 
     resumed = CliRunner().invoke(cli.main, args)
     assert resumed.exit_code == 0, resumed.output
