@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import photo_like, quick_fit_args, save
+from conftest import load_tool, photo_like, quick_fit_args, save
 
 from tfdenoise import checkpoints, cli, losses, models, runs
 from tfdenoise.config import FitConfig
@@ -575,7 +575,9 @@ def assert_weights_close(actual: list, expected: list) -> None:
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)  # swaps add and subtract
 
 
-def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(image_folder, tmp_path):
+def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(
+    image_folder, tmp_path, monkeypatch
+):
     runs_dir = tmp_path / "runs"
     config = quick_config(image_folder, runs_dir, ema=0.5, select_by="gaussian-25", epochs=3)
     seen = TrainedAndAverage()
@@ -601,6 +603,18 @@ def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(image
     assert logs["val_psnr_gaussian-25"] == pytest.approx(
         history[best_index]["val_psnr_gaussian-25"], abs=0.01
     )
+    # each epoch's model can be read back from the backup while the run goes on
+    from tfdenoise.train import backup
+
+    assert backup.backed_up_epoch(run_dir) == 2
+    for average, recorded in ((False, seen.epochs[1][0]), (True, seen.epochs[1][1])):
+        model = backup.backed_up_model(run_dir, average=average)
+        assert_weights_close([v.numpy() for v in model.trainable_variables], recorded)
+    snapshot = load_tool("snapshot_epoch")
+    monkeypatch.setattr("sys.argv", ["x", str(run_dir), str(tmp_path / "e2.keras"), "--average"])
+    assert snapshot.main() == 0
+    written = checkpoints.load_model(tmp_path / "e2.keras")
+    assert_weights_close([v.numpy() for v in written.trainable_variables], seen.epochs[1][1])
     # the resumed run starts from the trained weights and the average the backup kept
     resumed = TrainedAndAverage()
     result = fit(config, resume=run_dir, extra_callbacks=[resumed], log=lambda m: None)
