@@ -615,6 +615,11 @@ def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(
     assert snapshot.main() == 0
     written = checkpoints.load_model(tmp_path / "e2.keras")
     assert_weights_close([v.numpy() for v in written.trainable_variables], seen.epochs[1][1])
+    saved = (run_dir / "config.json").read_text()  # a config that does not match the backup
+    (run_dir / "config.json").write_text(json.dumps({**json.loads(saved), "ema": None}))
+    with pytest.raises(ValueError, match="does not match"):
+        backup.backed_up_model(run_dir)
+    (run_dir / "config.json").write_text(saved)
     # the resumed run starts from the trained weights and the average the backup kept
     resumed = TrainedAndAverage()
     result = fit(config, resume=run_dir, extra_callbacks=[resumed], log=lambda m: None)
