@@ -18,10 +18,9 @@ from pathlib import Path
 import h5py
 import keras
 
-from tfdenoise import models, runs
+from tfdenoise import runs
 from tfdenoise.config import FitConfig
-from tfdenoise.degradations import catalog
-from tfdenoise.train.fit import compile_denoiser
+from tfdenoise.train import fit
 
 WEIGHTS = "latest.weights.h5"  # keras.callbacks.BackupAndRestore's names
 METADATA = "training_metadata.json"
@@ -59,23 +58,7 @@ def backed_up_model(run_dir: str | Path, average: bool = False) -> keras.Model:
 
 
 def _compiled_as_fit(config: FitConfig, precision: str) -> keras.Model:
-    model = models.built(
-        models.build_model(config.model, config.widths, config.blocks, config.unshuffle),
-        config.patch_size,
-    )
-    compile_denoiser(
-        model,
-        precision=precision,
-        xla=False,
-        lr=config.lr,
-        total_steps=config.epochs * config.steps_per_epoch,
-        loss=config.loss,
-        psnr_cap=config.psnr_cap,
-        noise_model=catalog.build_noise(
-            config.noise, config.sigma_range, config.sigma_sampling, config.degradation_weights
-        ),
-        clip_norm=config.clip_norm,
-        ema=config.ema,
-    )
+    model = fit.configured_model(config)
+    fit.compile_as_configured(model, config, precision, xla=False)
     model.optimizer.build(model.trainable_variables)
     return model

@@ -259,16 +259,30 @@ def build_model(
 ) -> models.Denoiser:
     """The compiled model, fresh or with --init-from weights (a resumed run restores its
     backup instead: the source model may be long gone). Call inside the strategy scope."""
-    model = models.built(
+    model = configured_model(config)
+    if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
+        _initialise_from(model, config, log)
+    compile_as_configured(model, config, plan.precision, plan.xla)
+    return model
+
+
+def configured_model(config: FitConfig) -> models.Denoiser:
+    """The run's architecture, built, with fresh weights."""
+    return models.built(
         models.build_model(config.model, config.widths, config.blocks, config.unshuffle),
         config.patch_size,
     )
-    if config.init_from and not any((run_dir / runs.BACKUP).glob("*.weights.h5")):
-        _initialise_from(model, config, log)
+
+
+def compile_as_configured(
+    model: models.Denoiser, config: FitConfig, precision: str, xla: bool
+) -> None:
+    """compile_denoiser with the run's loss, schedule, noise, clipping and averaging: what its
+    backup's optimizer state was saved from (train/backup.py reads it back)."""
     compile_denoiser(
         model,
-        precision=plan.precision,
-        xla=plan.xla,
+        precision=precision,
+        xla=xla,
         lr=config.lr,
         total_steps=config.epochs * config.steps_per_epoch,
         loss=config.loss,
@@ -279,7 +293,6 @@ def build_model(
         clip_norm=config.clip_norm,
         ema=config.ema,
     )
-    return model
 
 
 def selection_monitor(config: FitConfig) -> cb.Monitor:
