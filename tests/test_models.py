@@ -174,8 +174,12 @@ def test_lambda_layer_models_are_refused(tmp_path):
 def test_non_model_files_are_refused(tmp_path):
     text = tmp_path / "model.keras"
     text.write_text("not a zip")
-    with pytest.raises(checkpoints.ModelLoadError):
+    with pytest.raises(checkpoints.ModelLoadError, match="not a zip archive"):
         checkpoints.load_model(text)
+    truncated = tmp_path / "truncated.keras"  # an interrupted copy of a real model
+    truncated.write_bytes(checkpoints.PRETRAINED.read_bytes()[:100_000])
+    with pytest.raises(checkpoints.ModelLoadError, match="truncated"):
+        checkpoints.load_model(truncated)
     with pytest.raises(checkpoints.ModelLoadError, match="not found"):
         checkpoints.load_model(tmp_path / "missing.keras")
 

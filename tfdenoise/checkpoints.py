@@ -38,6 +38,11 @@ def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
         raise ModelLoadError(f"model file not found: {path}")
     if path.suffix != ".keras":
         raise ModelLoadError(f"not a Keras 3 model file (expected .keras): {path}")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise ModelLoadError(
+            f"cannot load model {path}: not a zip archive, as .keras files are "
+            "(truncated, e.g. by an interrupted copy or download, or another format)"
+        )
     try:
         with precision_policy(policy):
             return keras.saving.load_model(path, compile=False, safe_mode=True)
