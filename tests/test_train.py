@@ -216,7 +216,8 @@ def test_init_from_fine_tunes_a_trained_model_with_the_psnr_loss(image_folder, t
         np.testing.assert_array_equal(got, want)
     assert any("initial weights:" in m and "best.keras" in m for m in messages)
     # the psnr loss is -PSNR in dB: negative, and it tracks the logged PSNR
-    row = tuned.history[0]
+    assert [row["epoch"] for row in tuned.history] == [0, 1]  # 0: the model it started from
+    row = tuned.history[1]
     assert row["loss"] < 0 and abs(row["loss"] + row["psnr"]) < 3.0
     assert isinstance(seen.loss, losses.NegativePSNR) and seen.loss.cap_db == 40.0
     assert FitConfig.load(tuned.run_dir / "config.json").psnr_cap == 40.0  # --resume keeps it
@@ -329,10 +330,15 @@ def test_a_fine_tuning_run_resumes_without_its_source_model(image_folder, tmp_pa
         )
     source.unlink()  # e.g. resumed on another machine
     (run_dir,) = [r for r in runs.all_runs(runs_dir) if r.name.endswith("-tuned")]
+    initial = json.loads((run_dir / "history.json").read_text())[0]
+    messages = []
     resumed = fit(
-        quick_config(image_folder, runs_dir, **config), resume=run_dir, log=lambda m: None
+        quick_config(image_folder, runs_dir, **config), resume=run_dir, log=messages.append
     )
-    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    # row 0 (the source model's scores) is kept from before the kill, not scored again
+    assert [row["epoch"] for row in resumed.history] == [0, 1, 2, 3]
+    assert resumed.history[0] == initial
+    assert not any(m.startswith("initial model:") for m in messages)
 
 
 @pytest.mark.parametrize(
@@ -671,3 +677,36 @@ def test_shared_files_compares_bytes_and_hashes_each_training_file_once(tmp_path
     candidates = sources.FolderSource(tmp_path / "val", None, (0.0, 1.0, 0.0))
     assert sources.shared_files(candidates, training, "train") == ["renamed.ppm"]
     assert len(hashed) == 4 + 3  # every training file once, every candidate once
+
+
+def test_a_fine_tune_that_makes_the_model_worse_keeps_the_initial_model(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    first = fit(quick_config(image_folder, runs_dir, name="first", epochs=2), log=lambda m: None)
+    start = checkpoints.load_model(first.run_dir / "best.keras")
+    messages = []
+    ruined = fit(  # a learning rate that wrecks any model in a few steps
+        quick_config(
+            image_folder,
+            runs_dir,
+            name="ruined",
+            epochs=2,
+            lr=1.0,
+            clip_norm=None,
+            init_from=str(first.run_dir),
+            select_by="gaussian-25",
+        ),  # fmt: skip
+        log=messages.append,
+    )
+    rows = ruined.history
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert "loss" not in rows[0] and rows[0]["val_psnr_gaussian-25"] > max(
+        row["val_psnr_gaussian-25"] for row in rows[1:]
+    )
+    kept = checkpoints.load_model(ruined.run_dir / "best.keras")  # the initial model, as it was
+    for got, want in zip(kept.get_weights(), start.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert ruined.metrics["best_epoch"] == 0 and ruined.metrics["epochs_trained"] == 2
+    assert any("no epoch beat the initial model" in m for m in messages)
+    (initial,) = [m for m in messages if m.startswith("initial model:")]
+    assert "val_loss" in initial and "val_psnr_gaussian-25" in initial
+    assert runs.summarize(ruined.run_dir).epochs == 2

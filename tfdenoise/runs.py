@@ -119,7 +119,7 @@ def summarize(path: str | Path) -> RunSummary:
         path=path,
         best_val_loss=min(losses) if losses else math.inf,
         best_val_psnr=max(psnrs) if psnrs else -math.inf,
-        epochs=len(history),
+        epochs=sum(1 for row in history if row.get("epoch", 1) >= 1),  # row 0: --init-from
         finished=bool(metrics),
         test_psnr={name: score["psnr_denoised"] for name, score in test.items()},
         has_model=(path / BEST_MODEL).is_file(),

@@ -119,6 +119,24 @@ class HistoryFile(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         runs.write_json(self.path, self.rows)
 
+    def record_initial(self, logs: Mapping[str, float]) -> None:
+        """Row 0: the --init-from model's validation scores, before any training."""
+        self.rows = [{"epoch": 0, **{k: float(v) for k, v in logs.items()}}]
+        runs.write_json(self.path, self.rows)
+
+    @property
+    def trained_rows(self) -> list[dict]:
+        """The rows of trained epochs (row 0, the initial model, left out)."""
+        return [r for r in self.rows if r["epoch"] >= 1]
+
+    def best_epoch(self, monitor: Monitor = LOWEST_VAL_LOSS) -> int | None:
+        """The epoch of the best value of `monitor` (0: the initial model; None: no value)."""
+        scored = [r for r in self.rows if r.get(monitor.key) is not None]
+        if not scored:
+            return None
+        best = monitor.best_of([r[monitor.key] for r in scored])
+        return next(r["epoch"] for r in scored if r[monitor.key] == best)
+
     def rows_until(self, epochs: int) -> list[dict]:
         """The rows of the first `epochs` epochs."""
         return [r for r in self.rows if r["epoch"] <= epochs]

@@ -464,13 +464,16 @@ def _train(
     history_file, callbacks = make_callbacks(
         out_dir, run_dir, config, grid_clean, val_clean, extra_callbacks
     )
+    validation_steps = config.val_steps or math.ceil(val_count * repeats / spec.batch_size)
+    if config.init_from and not history_file.rows:  # a new fine-tune, not a resumed one
+        score_initial_model(model, val_data, validation_steps, callbacks, history_file, log)
     started = time.perf_counter()
     model.fit(
         train_data,
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
         validation_data=val_data,
-        validation_steps=config.val_steps or math.ceil(val_count * repeats / spec.batch_size),
+        validation_steps=validation_steps,
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a dataset
         verbose=0,
@@ -490,6 +493,33 @@ def _train(
         log,
     )
     return RunResult(run_dir, plan, history_file.rows, final)
+
+
+def score_initial_model(
+    model: models.Denoiser,
+    val_data,
+    steps: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+    history_file: cb.HistoryFile,
+    log: Log,
+) -> None:
+    """--init-from: score the starting model as every epoch will be scored (validation loss,
+    --val-condition scores) into history row 0 and best.keras, so an epoch replaces it only
+    by beating it and early stopping counts patience from it. Why: a fine-tune can end below
+    the model it started from (five continuations of the bundled model did, training/README.md);
+    then best.keras stays the starting model and the run says so."""
+    results = model.evaluate(val_data, steps=steps, return_dict=True, verbose=0)
+    logs = {f"val_{name}": float(value) for name, value in results.items()}
+    for callback in callbacks:
+        if isinstance(callback, cb.ConditionScores):
+            callback.set_model(model)
+            callback.on_epoch_end(-1, logs)
+    history_file.record_initial(logs)
+    for callback in callbacks:
+        if isinstance(callback, cb.BestModelCheckpoint):
+            callback.set_model(model)
+            callback.on_epoch_end(-1, logs)
+    log("initial model: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
 
 
 def final_metrics(
@@ -515,8 +545,14 @@ def final_metrics(
     )
     metrics.save_grid(grid, out_dir / runs.GRID)
 
-    rows = history_file.rows
+    rows = history_file.trained_rows
     rates = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
+    best_epoch = history_file.best_epoch(selection_monitor(config))
+    if best_epoch == 0:
+        log(
+            f"note: no epoch beat the initial model on {config.select_by}: "
+            f"{runs.BEST_MODEL} is the initial model ({config.init_from})"
+        )
     result = {
         "test": {name: dataclasses.asdict(score) for name, score in scores.items()},
         "test_split": test_split,
@@ -524,7 +560,8 @@ def final_metrics(
         "best_val_loss": history_file.best_val_loss(),
         "selected_by": config.select_by,
         "best_selection": history_file.best(selection_monitor(config)),
-        "epochs_trained": len(rows),
+        "best_epoch": best_epoch,  # 0: the --init-from model, which no epoch beat
+        "epochs_trained": len(rows),  # row 0 (the initial model) left out
         "plan": dataclasses.asdict(plan),
         "train_seconds_this_session": round(train_seconds, 1),
         "median_steps_per_second": sorted(rates)[len(rates) // 2] if rates else None,
