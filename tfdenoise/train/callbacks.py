@@ -223,11 +223,24 @@ class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir: str, restore_dir: str, **kwargs):
         super().__init__(backup_dir, **kwargs)
-        self.restore = keras.callbacks.BackupAndRestore(restore_dir, **kwargs)
+        self.restore = _TornBackupFallsBack(restore_dir, **kwargs)
 
     def on_train_begin(self, logs=None):
         self.restore.set_model(self.model)
         self.restore.on_train_begin(logs)
+
+
+class _TornBackupFallsBack(keras.callbacks.BackupAndRestore):
+    """Keras falls back to the previous backup (double_checkpoint) when the latest one raises
+    OSError; h5py reports some files cut short by a kill during the save as RuntimeError
+    ("address of object past end of allocation", seen in the kill -9 test), and KeyError for
+    objects never written: those are torn backups too."""
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except (RuntimeError, KeyError) as error:
+            raise OSError(f"torn backup {self._weights_path}: {error}") from error
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
