@@ -108,6 +108,11 @@ class RunSummary:
     has_model: bool
 
 
+def trained_rows(history: list[dict]) -> list[dict]:
+    """The history rows of trained epochs: row 0, the --init-from model's scores, left out."""
+    return [row for row in history if row.get("epoch", 1) >= 1]
+
+
 def summarize(path: str | Path) -> RunSummary:
     path = Path(path)
     history = read_json(path / HISTORY, default=[]) or []
@@ -119,7 +124,7 @@ def summarize(path: str | Path) -> RunSummary:
         path=path,
         best_val_loss=min(losses) if losses else math.inf,
         best_val_psnr=max(psnrs) if psnrs else -math.inf,
-        epochs=sum(1 for row in history if row.get("epoch", 1) >= 1),  # row 0: --init-from
+        epochs=len(trained_rows(history)),
         finished=bool(metrics),
         test_psnr={name: score["psnr_denoised"] for name, score in test.items()},
         has_model=(path / BEST_MODEL).is_file(),

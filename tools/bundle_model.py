@@ -43,8 +43,7 @@ def best_row(history: list[dict]) -> dict:
 def stage(run_dir: Path, command: str, carried: int | None, machine: str | None) -> dict:
     """One run's contribution: a base run counts up to the epoch carried on (`carried`), the
     final run all of its epochs (carried None) or, when one epoch of it is bundled, up to it."""
-    history = runs.read_json(run_dir / runs.HISTORY, default=[])
-    history = [row for row in history if row["epoch"] >= 1]  # row 0: the --init-from model
+    history = runs.trained_rows(runs.read_json(run_dir / runs.HISTORY, default=[]))
     config = runs.read_json(run_dir / runs.CONFIG)
     best = best_row(history)
     if carried is not None and not any(row["epoch"] == carried for row in history):

@@ -127,15 +127,12 @@ class HistoryFile(keras.callbacks.Callback):
     @property
     def trained_rows(self) -> list[dict]:
         """The rows of trained epochs (row 0, the initial model, left out)."""
-        return [r for r in self.rows if r["epoch"] >= 1]
+        return runs.trained_rows(self.rows)
 
     def best_epoch(self, monitor: Monitor = LOWEST_VAL_LOSS) -> int | None:
         """The epoch of the best value of `monitor` (0: the initial model; None: no value)."""
-        scored = [r for r in self.rows if r.get(monitor.key) is not None]
-        if not scored:
-            return None
-        best = monitor.best_of([r[monitor.key] for r in scored])
-        return next(r["epoch"] for r in scored if r[monitor.key] == best)
+        best = self.best(monitor)
+        return next((r["epoch"] for r in self.rows if r.get(monitor.key) == best), None)
 
     def rows_until(self, epochs: int) -> list[dict]:
         """The rows of the first `epochs` epochs."""
