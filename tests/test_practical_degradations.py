@@ -277,6 +277,24 @@ def test_compressed_share_is_jpeg_alone_without_noise():
     np.testing.assert_array_equal(model(flat, seed()).numpy()[kept], without.numpy()[kept])
 
 
+def test_mild_share_scales_a_rounds_noise_down_and_leaves_the_other_draws():
+    """A `p_mild` share gets its noise at 0.05-0.4 of its strength (every stage: the factor
+    applies to the round's sum); the other images come out exactly as without the share."""
+    kinds = dict(p_gaussian=0.6, p_spatial=0.3, p_poisson=0.3, p_grain=0.1, p_uniform=0.1)
+    grey = tf.fill([64, 32, 32, 3], 0.5)
+    full = only(**kinds)(grey, seed()).numpy() - 0.5
+    out = only(**kinds, p_mild=0.5)(grey, seed()).numpy() - 0.5
+    ratio = out.reshape(64, -1).std(axis=1) / full.reshape(64, -1).std(axis=1)
+    mild = ratio < 0.99
+    assert 16 <= mild.sum() <= 48
+    assert np.all((ratio[mild] > 0.05 - 1e-3) & (ratio[mild] < 0.4 + 1e-3))
+    np.testing.assert_array_equal(out[~mild], full[~mild])
+    np.testing.assert_allclose(out[mild], full[mild] * ratio[mild, None, None, None], atol=1e-5)
+    # a round that is all mild, then JPEG: faint noise as a camera stores it, 8-bit
+    stored = only(p_gaussian=1.0, p_mild=1.0, p_jpeg=1.0)(GRAY, seed()).numpy()
+    assert is_8bit(stored) and np.abs(stored - 0.5).std() < 0.4 * 50 / 255
+
+
 def test_unclipped_share_leaves_range_and_clipped_share_is_8bit():
     strong = practical.CorrelatedGaussian(sigma_range=(50.0, 50.0))
     images = GRAY[:4, :32, :32]
@@ -295,6 +313,10 @@ def test_validation_rejects_bad_settings():
         practical.CorrelatedGaussian(p_white=0.8, p_gray=0.4)
     with pytest.raises(ValueError, match="resize_factor"):
         practical.SpatiallyCorrelated(resize_factor=(0.5, 2.0))
+    with pytest.raises(ValueError, match="p_mild"):
+        practical.Practical(p_mild=-0.1)
+    with pytest.raises(ValueError, match="mild_scale"):
+        practical.Practical(mild_scale=(0.5, 2.0))
 
 
 # --- where it runs ----------------------------------------------------------------------------

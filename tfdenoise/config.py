@@ -37,6 +37,7 @@ CONDITIONS = (
     "jpeg-noise",
     "jpeg-30",
     "correlated",
+    "jpeg-mild",
 )
 # fit --select-by: what picks best.keras and stops early, the run's own validation loss or the
 # validation PSNR under one fixed condition.
@@ -57,6 +58,7 @@ DEGRADATIONS = (
     "second-round",
     "unclipped",
     "compressed",
+    "mild",
 )
 WEIGHTED_NOISES = ("practical", "blind")  # the --noise names `--degradation` applies to
 SIGMA_SAMPLINGS = ("uniform", "low")  # see tfdenoise.noise.Gaussian

@@ -118,7 +118,8 @@ EVAL_CONDITIONS: dict[str, NoiseModel] = {
     "prototype": UniformAmplitude(),  # the prototype's noise
 }
 
-# What users' photos carry: noise saved as JPEG, compression alone, correlated colour noise.
+# What users' photos carry: noise saved as JPEG, compression alone, correlated colour noise,
+# faint noise saved as JPEG. New conditions are appended: each one's seed is its place.
 REALISTIC_CONDITIONS: dict[str, NoiseModel] = {
     "jpeg-noise": LibJpeg(80, Gaussian(15.0, 15.0)),
     "jpeg-30": LibJpeg(30),
@@ -127,6 +128,9 @@ REALISTIC_CONDITIONS: dict[str, NoiseModel] = {
         blur_sigma=(0.8, 0.8),
         p_resize=0.0,
     ),
+    # faint noise as a good camera stores it: what most real noisy photos are, and where a model
+    # that must keep clean and compressed photos as they are is most tempted to keep it too
+    "jpeg-mild": LibJpeg(90, Gaussian(5.0, 5.0)),
 }
 
 # Every condition `evaluate` knows, in the order that fixes each one's seed.

@@ -415,6 +415,10 @@ class Practical:
     p_second_round: float = 0.2  # a second round of noise + JPEG
     p_unclipped: float = 0.3  # output kept as unclipped floats (the rest: clipped, 8-bit)
     p_compressed: float = 0.1  # JPEG alone, no noise (`compression`'s quality range)
+    p_mild: float = 0.0  # a round's noise scaled down to faint (`mild_scale`)
+    # Factor on a mild round's noise, drawn log-uniformly: x0.05-0.4 turns the stages' sigmas
+    # of up to 50 into the 0.5-20 of a good camera's or a flatbed scanner's photos.
+    mild_scale: tuple[float, float] = (0.05, 0.4)
     # The degradations.
     gaussian: CorrelatedGaussian = dataclasses.field(default_factory=CorrelatedGaussian)
     spatial: SpatiallyCorrelated = dataclasses.field(default_factory=SpatiallyCorrelated)
@@ -433,6 +437,7 @@ class Practical:
             p_jpeg=self.p_jpeg,
             p_second_round=self.p_second_round,
             p_unclipped=self.p_unclipped,
+            p_mild=self.p_mild,
             **dict(
                 zip(
                     ("p_gaussian", "p_spatial", "p_uniform", "p_poisson", "p_grain"),
@@ -440,6 +445,7 @@ class Practical:
                 )
             ),
         )
+        _check_range("mild_scale", self.mild_scale, 1e-3, 1.0)
 
     @property
     def _probabilities(self) -> tuple[float, ...]:
@@ -507,10 +513,27 @@ class Practical:
             return image
         return image + tf.add_n(list(residuals.values()))
 
+    def _mild(self, image: tf.Tensor, noisy: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """A `p_mild` share of the images with their round's noise scaled down.
+
+        Every stage's noise at a fraction of its strength: Poisson noise so scaled is that of
+        a brighter exposure, grain a finer film. Without it faint noise is rare in the mix (the
+        stages draw sigmas up to 50 and add up), and a model that rarely saw faint noise after
+        JPEG keeps it as texture, as it must keep clean and compressed photos.
+        """
+        choice_seed, factor_seed = _split_seed(seed, 2)
+        batch = tf.shape(image)[0]
+        low, high = self.mild_scale
+        factor = tf.exp(_per_image(batch, factor_seed, math.log(low), math.log(high)))
+        mild = _chance(batch, choice_seed, self.p_mild)
+        return tf.where(mild, image + factor * (noisy - image), noisy)
+
     def _round(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """One round: noise, then JPEG for a `p_jpeg` share of the images."""
+        """One round: noise (faint for a `p_mild` share), then JPEG for a `p_jpeg` share."""
         noise_seed, jpeg_choice_seed, jpeg_seed = _split_seed(seed, 3)
         noisy = self._noise_round(image, noise_seed)
+        if self.p_mild > 0.0:  # seeds derived, not split anew: the other draws stay put
+            noisy = self._mild(image, noisy, jpeg_choice_seed)
         if self.p_jpeg == 0.0:
             return noisy
         compress = _chance(tf.shape(image)[0], jpeg_choice_seed, self.p_jpeg)
