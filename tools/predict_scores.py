@@ -30,18 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tfdenoise import evaluate  # noqa: E402
 from tfdenoise.degradations import catalog  # noqa: E402
 
-JPEG_QUALITY = {"jpeg-noise": 80, "jpeg-30": 30}  # conditions stored as JPEG files
-
 
 def stored_noisy(clean: np.ndarray, name: str, index: int) -> tuple[bytes, str]:
     """The degraded file's bytes and extension: the noise before the JPEG (if any) drawn with
     evaluate's seed for (image, condition), then libjpeg at the condition's quality."""
     number = list(catalog.ALL_CONDITIONS).index(name)
     condition = catalog.ALL_CONDITIONS[name]
-    if name in JPEG_QUALITY:
+    if isinstance(condition, catalog.LibJpeg):  # stored as the JPEG file the condition decodes
         before = condition.before
         pixels = clean if before is None else evaluate.add_noise_uint8(clean, before, index, number)
-        return tf.io.encode_jpeg(pixels, quality=JPEG_QUALITY[name]).numpy(), ".jpg"
+        return tf.io.encode_jpeg(pixels, quality=condition.quality).numpy(), ".jpg"
     noisy = evaluate.add_noise_uint8(clean, condition, index, number)
     return tf.io.encode_png(noisy).numpy(), ".png"
 

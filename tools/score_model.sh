@@ -14,7 +14,7 @@ reference=${3:-bundled}
 mkdir -p "$out"
 kodak=../shared/data/kodak24
 gaussian=gaussian-15,gaussian-25,gaussian-50
-realistic=gaussian-15,gaussian-25,gaussian-50,prototype,jpeg-noise,jpeg-30,correlated
+realistic=gaussian-15,gaussian-25,gaussian-50,prototype,jpeg-noise,jpeg-30,correlated,jpeg-mild
 set -x
 tfdenoise evaluate "$kodak" --all --protocol paper --conditions "$gaussian" --baselines none \
     --ensemble 1 --model "$model" --json "$out/kodak24-paper.json" > "$out/paper.log" 2>&1

@@ -62,7 +62,7 @@ from tfdenoise.config import DEFAULT_EVAL_CROP, PAIRED_PROTOCOL, PROTOCOLS
     metavar="NAMES",
     help="Comma-separated noise conditions to score: gaussian-15, gaussian-25, "
     "gaussian-50, prototype (or seed), jpeg-noise (sigma 15 then JPEG q80), jpeg-30, "
-    "correlated (default: all; the same noise as a full run).",
+    "correlated, jpeg-mild (sigma 5 then JPEG q90) (default: all; the same noise as a full run).",
 )
 @click.option(
     "--reference",
