@@ -373,6 +373,7 @@ def test_evaluate_folder_with_installed_baselines(tiny_model_path, tmp_path):
         "jpeg-noise",
         "jpeg-30",
         "correlated",
+        "jpeg-mild",
         "clean",
     }
     sigma25 = scores["scores"]["gaussian-25"]
