@@ -23,7 +23,7 @@ def test_stored_file_decodes_to_evaluates_noisy_image(name):
     Decoded as evaluate decodes (TensorFlow's libjpeg) the pixels are evaluate's exactly; Pillow,
     which predict reads with, rounds its IDCT differently by a level or few."""
     clean = photo_like(48, 64, seed=3)
-    number = list(catalog.ALL_CONDITIONS).index(name)
+    number = catalog.CONDITION_NUMBERS[name]
     data, suffix = tool.stored_noisy(clean, name, index=5)
     expected = evaluate.add_noise_uint8(clean, catalog.ALL_CONDITIONS[name], 5, number)
     assert suffix == (".jpg" if name.startswith("jpeg") else ".png")

@@ -34,7 +34,7 @@ from tfdenoise.degradations import catalog  # noqa: E402
 def stored_noisy(clean: np.ndarray, name: str, index: int) -> tuple[bytes, str]:
     """The degraded file's bytes and extension: the noise before the JPEG (if any) drawn with
     evaluate's seed for (image, condition), then libjpeg at the condition's quality."""
-    number = list(catalog.ALL_CONDITIONS).index(name)
+    number = catalog.CONDITION_NUMBERS[name]
     condition = catalog.ALL_CONDITIONS[name]
     if isinstance(condition, catalog.LibJpeg):  # stored as the JPEG file the condition decodes
         before = condition.before
