@@ -150,10 +150,15 @@ def _png_with_exif(exif: bytes) -> bytes:
     return stream.getvalue()
 
 
-@pytest.mark.parametrize("name", ["truncated-tiff-header.exif", "unreadable-tag-262.exif"])
+@pytest.mark.parametrize(
+    "name",
+    ["truncated-tiff-header.exif", "unreadable-tag-262.exif", "ascii-tag-holding-a-number.exif"],
+)
 def test_png_with_a_broken_exif_block_is_skipped_with_a_reason(name, tmp_path):
-    """Found by fuzzing: struct.error (truncated EXIF) and KeyError (a tag PIL cannot read
-    back) escaped from load_picture; predict, fit and make-tfrecords crashed on such files."""
+    """Found by fuzzing: struct.error (truncated EXIF), KeyError (a tag PIL cannot read back)
+    and AttributeError (an ASCII tag whose entry holds a number, which PIL's writer cannot
+    encode; found by CI's short run on 2026-12-07) escaped from load_picture; predict, fit and
+    make-tfrecords crashed on such files."""
     data = _png_with_exif((REGRESSIONS / "exif_patch" / name).read_bytes())
     with pytest.raises(files.ImageError, match="corrupt or truncated"):
         photo.load_picture(data)

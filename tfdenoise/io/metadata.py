@@ -85,8 +85,9 @@ def upright_exif(image: Image.Image) -> bytes | None:
         exif.load(tiff)
         exif[ORIENTATION] = 1  # said explicitly: it also overrides any orientation in XMP
         return exif.tobytes()
-    except (KeyError, struct.error, TypeError, ValueError) as error:  # found by fuzzing
-        # a tag PIL listed but cannot read back: the EXIF is damaged; writing it without the
+    except (AttributeError, KeyError, struct.error, TypeError, ValueError) as error:  # fuzzing
+        # a tag PIL listed but cannot read back, or cannot write back (AttributeError: an ASCII
+        # tag whose damaged entry holds a number): the EXIF is damaged; writing it without the
         # orientation reset would rotate the upright output twice, dropping it loses the record
         raise ImageError(f"corrupt or truncated: unreadable EXIF ({error!r})") from None
 
