@@ -410,6 +410,36 @@ def test_non_ascii_exif_text_of_every_descriptive_tag_writes_byte_for_byte(tmp_p
         }
 
 
+def _exif_with(tags: dict[int, object]) -> bytes:
+    exif = Image.Exif()
+    exif.update(tags)
+    return exif.tobytes()
+
+
+EXIF_REGRESSIONS = FUZZ_REGRESSIONS.parent / "exif_patch"
+
+
+@pytest.mark.parametrize(
+    "exif",
+    [
+        b"Exif\x00\x00II*\x00",  # header cut short
+        b"Exif\x00\x00\x89PNG\r\n\x1a\n",  # not TIFF-structured at all
+        _exif_with({0x010F: "maker"})[:-9],  # the tag's entry cut off
+        *(path.read_bytes() for path in sorted(EXIF_REGRESSIONS.iterdir())),
+    ],
+)
+def test_descriptive_tags_of_damaged_exif_are_none(exif):
+    """The TIFF writer copies make, model, date... from the EXIF; damaged EXIF (fuzzing
+    found such files) gives no tags rather than an error, so the picture is still written."""
+    assert tiff.descriptive_tags(exif) == []
+
+
+def test_descriptive_tags_keep_only_text_tags():
+    exif = _exif_with({0x010F: "maker", 0x0110: "", 0x0112: 6})  # make, empty model
+    assert tiff.descriptive_tags(exif) == [(0x010F, "maker")]
+    assert tiff.descriptive_tags(exif.removeprefix(b"Exif\x00\x00")) == [(0x010F, "maker")]
+
+
 UNTERMINATED_XMP = b'<x:xmpmeta><rdf:Description tiff:Orientation="6\xde\xc7></x:xmpmeta>'
 
 

@@ -103,9 +103,9 @@ def run_metadata_roundtrip(data: bytes) -> None:
 
 
 def run_exif_patch(data: bytes) -> None:
-    """The in-place EXIF orientation patch, EXIF/XMP rewriting and PNG header parsing on
-    arbitrary bytes (as found in a file's EXIF/XMP/header)."""
-    from tfdenoise.io import files, metadata, png
+    """The in-place EXIF orientation patch, EXIF/XMP rewriting, the TIFF writer's EXIF tags
+    and PNG header parsing on arbitrary bytes (as found in a file's EXIF/XMP/header)."""
+    from tfdenoise.io import files, metadata, png, tiff
 
     patched = metadata._set_orientation_in_place(data)
     if patched is not None:
@@ -118,6 +118,8 @@ def run_exif_patch(data: bytes) -> None:
         image.info["exif"] = data
         image.info["xmp"] = data
         metadata.read_metadata(image)
+    for tag, text in tiff.descriptive_tags(data):  # raises nothing: damaged EXIF gives none
+        assert tag in tiff.DESCRIPTIVE_TAGS and isinstance(text, str) and text
 
 
 def _tiny_png() -> bytes:
@@ -405,7 +407,7 @@ TARGETS = {
             run_exif_patch,
             _image_errors,
             _write_exif_seeds,
-            "metadata._set_orientation_in_place, upright_exif/xmp, png.read_header",
+            "metadata._set_orientation_in_place, upright_exif/xmp, tiff EXIF tags, PNG header",
             tensorflow=False,
         ),
         Target(

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,19 +206,17 @@ def tiff_exif(image: Image.Image) -> bytes | None:
 
 
 def descriptive_tags(exif: bytes | None) -> list[tuple[int, str]]:
-    """The descriptive IFD0 tags of EXIF bytes, as (tag, text) pairs."""
+    """The descriptive IFD0 tags of EXIF bytes, as (tag, text) pairs; none from EXIF PIL
+    cannot parse (the output keeps its pixels and other metadata, as other formats do)."""
     if not exif:
         return []
     parsed = Image.Exif()
     try:
         parsed.load(exif.removeprefix(EXIF_HEADER))
-    except Exception:  # unreadable EXIF is dropped from the TIFF output, not fatal
+        values = [(tag, parsed.get(tag)) for tag in DESCRIPTIVE_TAGS]  # values decode lazily
+    except (SyntaxError, struct.error, KeyError, TypeError, ValueError):  # PIL's, on damage
         return []
-    return [
-        (tag, parsed[tag])
-        for tag in DESCRIPTIVE_TAGS
-        if isinstance(parsed.get(tag), str) and parsed[tag]
-    ]
+    return [(tag, value) for tag, value in values if isinstance(value, str) and value]
 
 
 def _ascii_tag_bytes(text: str) -> bytes:
