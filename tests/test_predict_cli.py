@@ -140,3 +140,18 @@ def test_one_image_instead_of_a_folder(tmp_path, model_path):
         "not an image by its suffix (.txt)"
         in run(cli.predict_command, [str(inputs / "notes.txt")]).output
     )
+
+
+@pytest.mark.parametrize("option", ["-h", "--help"])
+def test_every_command_takes_h_and_help(option):
+    """`python -m tfdenoise.predict -h` was refused while every `tfdenoise` command took it."""
+    runner = CliRunner()
+    standalone = runner.invoke(
+        cli.predict_command, [option], prog_name="python -m tfdenoise.predict"
+    )
+    assert standalone.exit_code == 0, standalone.output
+    assert standalone.output.startswith("Usage: python -m tfdenoise.predict [OPTIONS] DIR")
+    for name in cli.main.list_commands(None):
+        result = runner.invoke(cli.main, [name, option])
+        assert result.exit_code == 0, (name, result.output)
+        assert result.output.startswith(f"Usage: main {name}"), (name, result.output[:80])

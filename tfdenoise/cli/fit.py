@@ -331,7 +331,8 @@ def rich_progress_callback():
     help="Continue an interrupted run (a run directory; alone: the latest run).",
 )
 def fit(data, resume, runs_dir, **options) -> None:
-    """Train a denoiser on DATA (an image folder; omitted: the scikit-image sample photos)."""
+    """Train a denoiser on DATA (an image folder or a make-tfrecords folder; omitted: the
+    scikit-image sample photos)."""
     from tfdenoise import runs
     from tfdenoise.io.records.folder import is_records_folder
     from tfdenoise.train.fit import fit as train

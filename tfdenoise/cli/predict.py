@@ -39,7 +39,7 @@ class ShardParam(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-@click.command("predict")
+@click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_dir", metavar="DIR", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
