@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -621,6 +624,9 @@ def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(
     assert snapshot.main() == 0
     written = checkpoints.load_model(tmp_path / "e2.keras")
     assert_weights_close([v.numpy() for v in written.trainable_variables], seen.epochs[1][1])
+    with zipfile.ZipFile(tmp_path / "e2.keras") as archive:  # weights only, no optimizer state
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        assert "layers" in weights and "optimizer" not in weights
     saved = (run_dir / "config.json").read_text()  # a config that does not match the backup
     (run_dir / "config.json").write_text(json.dumps({**json.loads(saved), "ema": None}))
     with pytest.raises(ValueError, match="does not match"):

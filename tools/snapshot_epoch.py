@@ -5,6 +5,9 @@
 (Kodak24, real noise, held-out photos: training/README.md), snapshot each from the backup:
 the trained weights, or with `--average` the moving average a `fit --ema` run validates.
 
+The file holds the weights only, as the bundled model does (a third of the size): the
+backup's optimizer state stays in the backup.
+
 usage: python tools/snapshot_epoch.py RUN_DIR OUT.keras [--average]
 """
 
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import keras
 
 from tfdenoise.train import backup
 
@@ -27,7 +32,9 @@ def main() -> int:
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     epoch = backup.backed_up_epoch(args.run_dir)
-    model.save(args.output, include_optimizer=False)
+    plain = keras.models.clone_model(model)  # uncompiled: Keras 3 saves a compiled model's
+    plain.set_weights(model.get_weights())  # optimizer whatever save() is told
+    plain.save(args.output)
     kind = "moving average" if args.average else "trained weights"
     print(f"{args.output}: epoch {epoch} of {args.run_dir} ({kind})")
     return 0
