@@ -625,7 +625,8 @@ def test_ema_judges_and_saves_the_average_and_a_resumed_run_continues_both(
     written = checkpoints.load_model(tmp_path / "e2.keras")
     assert_weights_close([v.numpy() for v in written.trainable_variables], seen.epochs[1][1])
     with zipfile.ZipFile(tmp_path / "e2.keras") as archive:  # weights only, no optimizer state
-        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        stored = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(stored, "r") as weights:
         assert "layers" in weights and "optimizer" not in weights
     saved = (run_dir / "config.json").read_text()  # a config that does not match the backup
     (run_dir / "config.json").write_text(json.dumps({**json.loads(saved), "ema": None}))
