@@ -167,6 +167,43 @@ def test_a_folder_without_images_is_a_usage_error(tmp_path):
     assert "no usable training images" in result.output
 
 
+def test_cli_resume_keeps_the_runs_own_epochs_unless_asked_to_extend(image_folder, tmp_path):
+    # `fit --resume RUN` once took fit's default --epochs (12) for an extension: a 2-epoch run
+    # became 12, and its cosine schedule, set by the epoch count, changed mid-run.
+    uninterrupted = fit(quick_config(image_folder, tmp_path / "a", epochs=2), log=lambda m: None)
+    runs_dir = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            quick_config(image_folder, runs_dir, epochs=2),
+            extra_callbacks=[CrashAtEpoch(1)],
+            log=lambda m: None,
+        )
+    (run_dir,) = runs.all_runs(runs_dir)
+    result = CliRunner().invoke(cli.main, ["fit", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "2 epochs in all" in result.output
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    np.testing.assert_allclose(
+        [r["learning_rate"] for r in history],
+        [r["learning_rate"] for r in uninterrupted.history],
+        rtol=1e-5,
+    )
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            quick_config(image_folder, tmp_path / "c", epochs=2),
+            extra_callbacks=[CrashAtEpoch(1)],
+            log=lambda m: None,
+        )
+    (run_dir,) = runs.all_runs(tmp_path / "c")
+    result = CliRunner().invoke(cli.main, ["fit", "--resume", str(run_dir), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert FitConfig.load(run_dir / "config.json").epochs == 3
+
+
 def test_resume_re_runs_an_epoch_logged_after_the_last_backup(image_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):

@@ -328,7 +328,8 @@ def rich_progress_callback():
     flag_value="last",
     default=None,
     metavar="[RUN]",
-    help="Continue an interrupted run (a run directory; alone: the latest run).",
+    help="Continue an interrupted run (a run directory; alone: the latest run) with its own "
+    "options; only --epochs, when given, changes it (extends it, stretching its cosine schedule).",
 )
 def fit(data, resume, runs_dir, **options) -> None:
     """Train a denoiser on DATA (an image folder or a make-tfrecords folder; omitted: the
@@ -354,7 +355,11 @@ def fit(data, resume, runs_dir, **options) -> None:
         note_other_files(data, exclude=runs_dir)
     try:
         result = train(
-            config, resume=resume_dir, extra_callbacks=[rich_progress_callback()], log=log
+            config,
+            resume=resume_dir,
+            extra_callbacks=[rich_progress_callback()],
+            log=log,
+            extend_to=config.epochs if _given("epochs") else None,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
@@ -387,12 +392,7 @@ def _source_architecture(init_from: str, runs_dir: str) -> dict:
     architecture = checkpoints.unet_architecture(path)
     if architecture is None:
         return {}
-    context = click.get_current_context()
-    taken = {
-        name: value
-        for name, value in architecture.items()
-        if context.get_parameter_source(name) is click.core.ParameterSource.DEFAULT
-    }
+    taken = {name: value for name, value in architecture.items() if not _given(name)}
     if taken:
         described = ", ".join(
             f"{name} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
@@ -400,6 +400,12 @@ def _source_architecture(init_from: str, runs_dir: str) -> dict:
         )
         log(f"architecture of --init-from: {described}")
     return taken
+
+
+def _given(option: str) -> bool:
+    """Whether the user set an option (command line or environment), not left its default."""
+    source = click.get_current_context().get_parameter_source(option)
+    return source is not click.core.ParameterSource.DEFAULT
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -102,14 +102,19 @@ def compile_denoiser(
 # --- stage: the run directory ---------------------------------------------------------------
 
 
-def resumed_config(config: FitConfig, resume: Path) -> FitConfig:
-    """The saved config of an interrupted run (its epochs extended, never shortened)."""
+def resumed_config(resume: Path, extend_to: int | None = None) -> FitConfig:
+    """The saved config of an interrupted run, to `extend_to` epochs if that is more.
+
+    Only an asked-for extension changes it: the epoch count also sets the length of the cosine
+    schedule, so a resumed run must keep its own to continue exactly as it would have.
+    """
     if not runs.is_run_dir(resume):
         raise ValueError(f"not a run directory (no {runs.CONFIG}): {resume}")
     if (resume / runs.METRICS).is_file():
         raise ValueError(f"run {resume} already finished; start a new run instead")
     saved = FitConfig.load(resume / runs.CONFIG)
-    saved.epochs = max(saved.epochs, config.epochs)
+    if extend_to is not None:
+        saved.epochs = max(saved.epochs, extend_to)
     return saved
 
 
@@ -117,8 +122,11 @@ def prepare_run_dir(
     config: FitConfig, resume: Path | None, run_id: str | None, chief: bool
 ) -> Path:
     """The run directory: the resumed one, runs/<run_id> for a multi-worker run, or a new
-    timestamped one; a new directory gets config.json (on the chief only)."""
+    timestamped one; a new directory, or a resumed one extended to more epochs, gets
+    config.json (on the chief only), so that a later resume continues the same schedule."""
     if resume is not None:
+        if chief and FitConfig.load(resume / runs.CONFIG).epochs != config.epochs:
+            runs.write_json(resume / runs.CONFIG, dataclasses.asdict(config))
         return resume
     if run_id is not None:
         run_dir = runs.named_run_dir(config.runs_dir, run_id, create=chief)
@@ -367,8 +375,10 @@ def fit(
     resume: str | Path | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     log: Log = _log_default,
+    extend_to: int | None = None,
 ) -> RunResult:
-    """Train a denoiser; with `resume`, continue that run directory from its last backup."""
+    """Train a denoiser; with `resume`, continue that run directory from its last backup (its
+    saved config, not `config`, is what runs; `extend_to` raises its epoch count)."""
     # First, before any TF op: MultiWorkerMirroredStrategy configures collectives at start-up.
     choice = distribute.choose(
         config.strategy, hardware.gpu_count(), distribute.cluster_tasks(os.environ.get("TF_CONFIG"))
@@ -380,7 +390,8 @@ def fit(
         resume = Path(config.runs_dir) / run_id  # same id again: a restarted worker rejoins
     if resume is not None:
         resume = Path(resume)
-        config = resumed_config(config, resume)
+        config = resumed_config(resume, extend_to)
+        log(f"resuming {resume}: {config.epochs} epochs in all")
     config.validate()
     if config.data_service:
         config.data_service = service.check_address(config.data_service)
