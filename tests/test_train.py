@@ -179,9 +179,12 @@ def test_cli_resume_keeps_the_runs_own_epochs_unless_asked_to_extend(image_folde
             log=lambda m: None,
         )
     (run_dir,) = runs.all_runs(runs_dir)
-    result = CliRunner().invoke(cli.main, ["fit", "--resume", str(run_dir)])
+    result = CliRunner().invoke(cli.main, ["fit", "--resume", str(run_dir), "--lr", "0.5"])
     assert result.exit_code == 0, result.output
     assert "2 epochs in all" in result.output
+    assert "ignored with --resume (the run keeps the options it started with): --lr" in (
+        result.output
+    )
     history = json.loads((run_dir / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     np.testing.assert_allclose(

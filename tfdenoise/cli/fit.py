@@ -351,6 +351,12 @@ def fit(data, resume, runs_dir, **options) -> None:
             resume_dir = runs.latest_run(runs_dir) if resume == "last" else Path(resume)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
+        ignored = _ignored_on_resume()
+        if ignored:
+            log(
+                "note: ignored with --resume (the run keeps the options it started with): "
+                + ", ".join(ignored)
+            )
     if data is not None and resume is None and not is_records_folder(data):
         note_other_files(data, exclude=runs_dir)
     try:
@@ -406,6 +412,17 @@ def _given(option: str) -> bool:
     """Whether the user set an option (command line or environment), not left its default."""
     source = click.get_current_context().get_parameter_source(option)
     return source is not click.core.ParameterSource.DEFAULT
+
+
+def _ignored_on_resume() -> list[str]:
+    """What the user set that a resumed run does not take: it keeps its own options, and
+    only --epochs (an extension) and --runs-dir (where the latest run is) count."""
+    context = click.get_current_context()
+    return [
+        param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+        for param in context.command.params
+        if param.name not in ("resume", "epochs", "runs_dir") and _given(param.name)
+    ]
 
 
 def _print_metrics(metrics: dict) -> None:
