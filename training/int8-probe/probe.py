@@ -20,17 +20,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tfdenoise import checkpoints
+from tfdenoise import checkpoints, metrics
+from tfdenoise.evaluate import centre_crop_uint8
 
 SIDE = 496  # the largest multiple of the U-Net's stride (8) inside Kodak24's 500^2 photos
 SIGMAS = (0, 15, 25, 50)
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def centre_crop(path: Path) -> np.ndarray:
-    image = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
-    top, left = (image.shape[0] - SIDE) // 2, (image.shape[1] - SIDE) // 2
-    return image[top : top + SIDE, left : left + SIDE]
 
 
 def calibration(count: int = 48):
@@ -60,10 +55,6 @@ def convert(model: tf.keras.Model) -> bytes:
     return converter.convert()
 
 
-def psnr(denoised: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(denoised, 0, 1) - clean) ** 2)))
-
-
 def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -91,11 +82,13 @@ def main() -> int:
     rng = np.random.default_rng(1)
     scores = {(name, sigma): [] for name in models for sigma in SIGMAS}
     for photo in sorted((DATA / "kodak24").glob("*.png")):
-        clean = centre_crop(photo)
+        photo_pixels = np.asarray(Image.open(photo).convert("RGB"))
+        clean = centre_crop_uint8(photo_pixels, SIDE).astype(np.float32) / 255.0
         for sigma in SIGMAS:  # the papers' protocol: unclipped noise
             noisy = (clean + rng.normal(0.0, sigma / 255.0, clean.shape)).astype(np.float32)
             for name, run in models.items():
-                scores[name, sigma].append(psnr(np.asarray(run(noisy[None]))[0], clean))
+                denoised = np.asarray(run(noisy[None]))
+                scores[name, sigma].append(float(metrics.psnr(clean[None], denoised)[0]))
     for sigma in SIGMAS:
         row = "  ".join(f"{name} {np.mean(scores[name, sigma]):.2f}" for name in models)
         print(f"Kodak24 {SIDE}^2 centre crops, sigma {sigma}: {row}")
