@@ -386,3 +386,30 @@ def test_dropping_the_top_level_refuses_anything_but_the_lower_levels(widths, bl
 def test_unshuffle_must_be_positive():
     with pytest.raises(ValueError, match="unshuffle"):
         models.UNet(widths=SMALL, unshuffle=0)
+
+
+def test_condition_scorer_traces_each_condition_once_and_scores_the_current_weights():
+    """fit scores the validation images every epoch: the steps must be compiled once for the
+    run, yet see the weights of the moment (the --ema average is swapped in before scoring)."""
+    model = models.built(models.build_model("unet", widths=SMALL))
+    clean = tf.cast(tf.random.stateless_uniform([3, 24, 24, 3], [3, 4], 0, 255), tf.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices(clean).enumerate()
+    dataset = dataset.map(lambda index, image: {"clean": image, "index": index}).batch(2)
+    conditions = {name: catalog.ALL_CONDITIONS[name] for name in ("gaussian-25", "jpeg-30")}
+    scorer = metrics.ConditionScorer(model, conditions)
+
+    first = scorer(dataset)
+    steps = dict(scorer.steps)
+    traces = {name: step.experimental_get_tracing_count() for name, step in steps.items()}
+    for variable in model.trainable_variables:
+        variable.assign(variable * 0.5 + 0.01)
+    second = scorer(dataset)
+
+    assert scorer.steps == steps  # the same compiled steps, not traced again
+    assert traces == {name: s.experimental_get_tracing_count() for name, s in steps.items()}
+    assert first["gaussian-25"].psnr_denoised != second["gaussian-25"].psnr_denoised
+    fresh = metrics.evaluate_conditions(model, dataset, conditions)
+    for name in conditions:
+        assert first[name].psnr_noisy == second[name].psnr_noisy  # the same seeded noise
+        assert fresh[name].psnr_denoised == pytest.approx(second[name].psnr_denoised, abs=1e-4)
+        assert first[name].images == 3

@@ -498,6 +498,9 @@ def test_select_by_a_condition_scores_it_every_epoch_and_keeps_its_best_epoch(
     logs = {}
     callback.on_epoch_end(0, logs)
     assert logs["val_psnr_correlated"] == pytest.approx(max(scores), abs=0.01)
+    scorer, again = callback.scorer, {}
+    callback.on_epoch_end(1, again)  # the next epoch reuses the compiled steps
+    assert callback.scorer is scorer and again == logs
 
 
 def test_a_condition_selection_resumes_with_its_best_and_patience(tmp_path):

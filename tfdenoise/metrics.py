@@ -71,32 +71,55 @@ def scoring_step(model, condition: NoiseModel, number: int):
     return step
 
 
+class ConditionScorer:
+    """Mean PSNR/SSIM of the noisy input and of a model's output, per condition.
+
+    Keeps one compiled step per condition for the model's life: fit scores the validation
+    images every epoch, and a new step each time would trace the whole model again per
+    condition and epoch (and make TF warn about retracing). The steps read the model's
+    variables, so weights swapped in between calls (the --ema average) are what get scored.
+
+    Each condition's noise is seeded by its number in `numbers` (default: its place in
+    `conditions`), so a condition scored alone can see the same noise as in a longer list.
+    """
+
+    def __init__(
+        self,
+        model,
+        conditions: Mapping[str, NoiseModel] = EVAL_CONDITIONS,
+        numbers: Mapping[str, int] | None = None,
+    ):
+        self.model = model
+        self.steps = {
+            name: scoring_step(model, condition, place if numbers is None else numbers[name])
+            for place, (name, condition) in enumerate(conditions.items())
+        }
+
+    def __call__(self, dataset: tf.data.Dataset) -> dict[str, ConditionScore]:
+        """`dataset` yields {"clean": uint8 batch, "index": element indices}, as eval_pipeline
+        does."""
+        results = {}
+        for name, step in self.steps.items():
+            sums = np.zeros(4)
+            count = 0
+            for batch in dataset:
+                values = [v.numpy() for v in step(batch["clean"], batch["index"])]
+                sums += [v.sum() for v in values]
+                count += len(values[0])
+            if count == 0:
+                raise ValueError("no images to evaluate")
+            results[name] = ConditionScore(count, *map(float, sums / count))
+        return results
+
+
 def evaluate_conditions(
     model,
     dataset: tf.data.Dataset,
     conditions: Mapping[str, NoiseModel] = EVAL_CONDITIONS,
     numbers: Mapping[str, int] | None = None,
 ) -> dict[str, ConditionScore]:
-    """Mean PSNR/SSIM of the noisy input and of the model's output, per condition.
-
-    `dataset` yields {"clean": uint8 batch, "index": element indices}, as eval_pipeline does.
-    Each condition's noise is seeded by its number in `numbers` (default: its place in
-    `conditions`), so a condition scored alone can see the same noise as in a longer list.
-    """
-    results = {}
-    for place, (name, condition) in enumerate(conditions.items()):
-        step = scoring_step(model, condition, place if numbers is None else numbers[name])
-        sums = np.zeros(4)
-        count = 0
-        for batch in dataset:
-            values = [v.numpy() for v in step(batch["clean"], batch["index"])]
-            sums += [v.sum() for v in values]
-            count += len(values[0])
-        if count == 0:
-            raise ValueError("no images to evaluate")
-        means = sums / count
-        results[name] = ConditionScore(count, *map(float, means))
-    return results
+    """ConditionScorer's scores, once (for a model scored once: fit's test split)."""
+    return ConditionScorer(model, conditions, numbers)(dataset)
 
 
 def denoise_examples(

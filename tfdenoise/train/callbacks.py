@@ -22,7 +22,7 @@ import tensorflow as tf
 from tfdenoise import runs
 from tfdenoise.degradations.noise import NoiseModel
 from tfdenoise.io import atomic
-from tfdenoise.metrics import comparison_grid, denoise_examples, evaluate_conditions
+from tfdenoise.metrics import ConditionScorer, comparison_grid, denoise_examples
 
 VAL_PSNR_PREFIX = "val_psnr_"  # history key of a condition's validation PSNR: val_psnr_<name>
 
@@ -73,11 +73,14 @@ class ConditionScores(keras.callbacks.Callback):
         self.dataset = dataset
         self.conditions = dict(conditions)
         self.numbers = dict(numbers)
+        self.scorer: ConditionScorer | None = None  # built for the first model it scores
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        scores = evaluate_conditions(self.model, self.dataset, self.conditions, self.numbers)
+        if self.scorer is None or self.scorer.model is not self.model:
+            self.scorer = ConditionScorer(self.model, self.conditions, self.numbers)
+        scores = self.scorer(self.dataset)
         for name, score in scores.items():
             logs[VAL_PSNR_PREFIX + name] = score.psnr_denoised
 
