@@ -130,6 +130,9 @@ def test_blind_is_half_papers_white_gaussian_half_practical():
     assert abs(np.corrcoef(channels.T)[0, 1]) < 0.02  # white: no colour correlation
     assert not np.any(np.all(residual == 0, axis=(1, 2, 3)))
 
+    named = catalog.build_noise("white", sigma_range=(25.0, 25.0))  # fit --noise white
+    np.testing.assert_array_equal(named(clean, seed(3)).numpy(), noisy)
+
     blind = catalog.build_noise("blind")
     photos = tf.random.stateless_uniform([64, 24, 24, 3], [1, 2], 0.2, 0.8)
     first, again = blind(photos, seed(5)).numpy(), blind(photos, seed(5)).numpy()

@@ -42,7 +42,16 @@ CONDITIONS = (
 # fit --select-by: what picks best.keras and stops early, the run's own validation loss or the
 # validation PSNR under one fixed condition.
 VAL_LOSS = "val-loss"
-NOISES = ("mix", "practical", "blind", "prototype", "gaussian", "poisson-gaussian", "salt-pepper")
+NOISES = (
+    "mix",
+    "practical",
+    "blind",
+    "white",
+    "prototype",
+    "gaussian",
+    "poisson-gaussian",
+    "salt-pepper",
+)
 # Earlier names of the prototype's model and noise, still accepted: "seed" now means the
 # random seed only.
 PROTOTYPE_ALIASES = {"seed": "prototype"}
@@ -113,14 +122,15 @@ class FitConfig:
     eval_size: int = 256
     # Noise model for training (tfdenoise.degradations.catalog): "practical" is the blind mix
     # of realistic degradations (correlated, signal-dependent, film grain, JPEG after the
-    # noise), "blind" (default) half that and half the papers' white Gaussian noise;
+    # noise), "blind" (default) half that and half the papers' white Gaussian noise ("white"
+    # alone: half unclipped floats, half stored 8-bit);
     # validation uses the same model, with fixed seeds.
     noise: str = DEFAULT_NOISE
     # Probabilities of the "practical" degradations by name (DEGRADATIONS); unnamed ones keep
     # the defaults of tfdenoise.degradations.practical.Practical.
     degradation_weights: dict[str, float] = dataclasses.field(default_factory=dict)
-    # Gaussian sigma range on the 0-255 scale: "gaussian", the white half of "blind", and the
-    # Gaussian part of "mix".
+    # Gaussian sigma range on the 0-255 scale: "gaussian", "white" (the white half of "blind"),
+    # and the Gaussian part of "mix".
     sigma_range: tuple[float, float] = (0.0, 55.0)
     # How that sigma is drawn: "uniform", or "low" (density falling linearly to zero at the
     # top of the range) to spend a blind model's capacity on the mild noise of most scans.

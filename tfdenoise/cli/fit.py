@@ -161,7 +161,8 @@ def rich_progress_callback():
     show_default=True,
     help="Training noise model: practical = realistic blind degradations (correlated, "
     "signal-dependent, film grain, JPEG after the noise); blind = half practical, half white "
-    "Gaussian (--sigma-range) as the papers add it, as the bundled model was trained; mix = "
+    "Gaussian (--sigma-range) as the papers add it, as the bundled model was trained; white = "
+    "that white half alone (half unclipped, half 8-bit), for the papers' benchmark; mix = "
     "blind Gaussian/uniform/Poisson mixture (white noise only); prototype (or seed) = the "
     "prototype's uniform noise.",
 )

@@ -66,6 +66,8 @@ def build_noise(
         return UniformAmplitude()
     if name == "gaussian":
         return gaussian
+    if name == "white":
+        return white_gaussian(sigma_range)
     if name == "poisson-gaussian":
         return PoissonGaussian()
     if name == "salt-pepper":
