@@ -388,9 +388,10 @@ def test_unshuffle_must_be_positive():
         models.UNet(widths=SMALL, unshuffle=0)
 
 
-def test_condition_scorer_traces_each_condition_once_and_scores_the_current_weights():
-    """fit scores the validation images every epoch: the steps must be compiled once for the
-    run, yet see the weights of the moment (the --ema average is swapped in before scoring)."""
+def test_condition_scorer_traces_once_and_scores_the_current_weights():
+    """fit scores the validation images every epoch: the step must be compiled once for the
+    run (every condition and the short last batch included), yet see the weights of the moment
+    (the --ema average is swapped in before scoring)."""
     model = models.built(models.build_model("unet", widths=SMALL))
     clean = tf.cast(tf.random.stateless_uniform([3, 24, 24, 3], [3, 4], 0, 255), tf.uint8)
     dataset = tf.data.Dataset.from_tensor_slices(clean).enumerate()
@@ -399,17 +400,40 @@ def test_condition_scorer_traces_each_condition_once_and_scores_the_current_weig
     scorer = metrics.ConditionScorer(model, conditions)
 
     first = scorer(dataset)
-    steps = dict(scorer.steps)
-    traces = {name: step.experimental_get_tracing_count() for name, step in steps.items()}
+    step = scorer.step
     for variable in model.trainable_variables:
         variable.assign(variable * 0.5 + 0.01)
     second = scorer(dataset)
 
-    assert scorer.steps == steps  # the same compiled steps, not traced again
-    assert traces == {name: s.experimental_get_tracing_count() for name, s in steps.items()}
+    assert scorer.step is step and step.experimental_get_tracing_count() == 1
     assert first["gaussian-25"].psnr_denoised != second["gaussian-25"].psnr_denoised
     fresh = metrics.evaluate_conditions(model, dataset, conditions)
     for name in conditions:
         assert first[name].psnr_noisy == second[name].psnr_noisy  # the same seeded noise
         assert fresh[name].psnr_denoised == pytest.approx(second[name].psnr_denoised, abs=1e-4)
         assert first[name].images == 3
+
+
+def test_condition_scorer_picks_each_conditions_own_seeded_noise():
+    """The one step selects the noise by the condition's place and seeds it by its number: the
+    scores equal the condition applied directly, and a condition scored alone under its
+    number sees the noise it sees in the longer list."""
+    model = models.built(models.build_model("unet", widths=SMALL))
+    clean = tf.cast(tf.random.stateless_uniform([2, 24, 24, 3], [5, 6], 0, 255), tf.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices(clean).enumerate()
+    dataset = dataset.map(lambda index, image: {"clean": image, "index": index}).batch(2)
+    names = ("gaussian-15", "gaussian-50", "jpeg-30")
+    conditions = {name: catalog.ALL_CONDITIONS[name] for name in names}
+
+    together = metrics.ConditionScorer(model, conditions)(dataset)
+    alone = metrics.ConditionScorer(model, {"jpeg-30": conditions["jpeg-30"]}, {"jpeg-30": 2})(
+        dataset
+    )
+
+    unit = models.to_unit_float(clean)
+    for number, name in enumerate(names):
+        noisy = conditions[name](unit, metrics.condition_seed(0, number))
+        expected = float(tf.reduce_mean(metrics.psnr(unit, noisy)))
+        assert together[name].psnr_noisy == pytest.approx(expected, abs=1e-4)
+    assert together["gaussian-15"].psnr_noisy > together["gaussian-50"].psnr_noisy + 8
+    assert alone["jpeg-30"].psnr_noisy == together["jpeg-30"].psnr_noisy

@@ -8,7 +8,8 @@ every model and every run is scored on exactly the same noisy images.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -44,9 +45,10 @@ class ConditionScore:
     ssim_denoised: float
 
 
-def condition_seed(index: tf.Tensor, condition_number: int) -> tf.Tensor:
+def condition_seed(index: tf.Tensor, condition_number: int | tf.Tensor) -> tf.Tensor:
     """The fixed seed of a batch under a condition."""
-    return tf.stack([tf.cast(index, tf.int32), tf.constant(EVAL_SEED_SALT + 1 + condition_number)])
+    salt = tf.cast(condition_number, tf.int32) + (EVAL_SEED_SALT + 1)
+    return tf.stack([tf.cast(index, tf.int32), salt])
 
 
 def scores(clean: tf.Tensor, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -54,13 +56,28 @@ def scores(clean: tf.Tensor, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return psnr(clean, image), tf.image.ssim(clean, tf.clip_by_value(image, 0.0, 1.0), max_val=1.0)
 
 
-def scoring_step(model, condition: NoiseModel, number: int):
-    """A compiled step scoring one batch under one condition (a factory: one trace each)."""
+def scoring_step(model, conditions: Sequence[NoiseModel]):
+    """A compiled step scoring one batch under one of `conditions`, picked by its place.
 
-    @tf.function(reduce_retracing=True)
-    def step(clean, index):
+    One trace serves every condition and batch shape: the condition is a tensor argument that
+    selects its noise in the graph (`tf.switch_case`), and the signature leaves batch and image
+    sizes open. A step per condition would trace the whole model once per condition, and TF
+    counts those traces together (they share this code) and warns about retracing.
+    """
+
+    @tf.function(
+        input_signature=(
+            tf.TensorSpec([None, None, None, 3], tf.uint8),  # clean images
+            tf.TensorSpec([], tf.int64),  # the batch's first element index: seeds its noise
+            tf.TensorSpec([], tf.int32),  # the condition's place in `conditions`
+            tf.TensorSpec([], tf.int32),  # the condition's number: seeds its noise
+        )
+    )
+    def step(clean, first_index, place, number):
         clean = to_unit_float(clean)
-        noisy = condition(clean, condition_seed(index[0], number))
+        seed = condition_seed(first_index, number)
+        branches = [functools.partial(condition, clean, seed) for condition in conditions]
+        noisy = tf.switch_case(place, branches)
         denoised = tf.clip_by_value(model(noisy, training=False), 0.0, 1.0)
         (psnr_noisy, ssim_noisy), (psnr_denoised, ssim_denoised) = (
             scores(clean, noisy),
@@ -74,10 +91,10 @@ def scoring_step(model, condition: NoiseModel, number: int):
 class ConditionScorer:
     """Mean PSNR/SSIM of the noisy input and of a model's output, per condition.
 
-    Keeps one compiled step per condition for the model's life: fit scores the validation
-    images every epoch, and a new step each time would trace the whole model again per
-    condition and epoch (and make TF warn about retracing). The steps read the model's
-    variables, so weights swapped in between calls (the --ema average) are what get scored.
+    Keeps one compiled step for the model's life: fit scores the validation images every
+    epoch, and new steps each time would trace the whole model again per condition and epoch.
+    The step reads the model's variables, so weights swapped in between calls (the --ema
+    average) are what get scored.
 
     Each condition's noise is seeded by its number in `numbers` (default: its place in
     `conditions`), so a condition scored alone can see the same noise as in a longer list.
@@ -90,20 +107,27 @@ class ConditionScorer:
         numbers: Mapping[str, int] | None = None,
     ):
         self.model = model
-        self.steps = {
-            name: scoring_step(model, condition, place if numbers is None else numbers[name])
-            for place, (name, condition) in enumerate(conditions.items())
+        self.numbers = {
+            name: place if numbers is None else numbers[name]
+            for place, name in enumerate(conditions)
         }
+        self.step = scoring_step(model, tuple(conditions.values()))
 
     def __call__(self, dataset: tf.data.Dataset) -> dict[str, ConditionScore]:
         """`dataset` yields {"clean": uint8 batch, "index": element indices}, as eval_pipeline
         does."""
         results = {}
-        for name, step in self.steps.items():
+        for place, (name, number) in enumerate(self.numbers.items()):
             sums = np.zeros(4)
             count = 0
             for batch in dataset:
-                values = [v.numpy() for v in step(batch["clean"], batch["index"])]
+                outputs = self.step(
+                    batch["clean"],
+                    tf.cast(batch["index"][0], tf.int64),
+                    tf.constant(place, tf.int32),
+                    tf.constant(number, tf.int32),
+                )
+                values = [v.numpy() for v in outputs]
                 sums += [v.sum() for v in values]
                 count += len(values[0])
             if count == 0:
