@@ -523,3 +523,18 @@ def test_an_infrared_channel_is_not_alpha(tmp_path, extra, alpha):
     assert picture.mode == ("RGBA;16" if alpha else "RGB;16")
     photo.save_picture(picture, tmp_path / "out.png", "png", 16)
     assert Image.open(tmp_path / "out.png").mode == ("RGBA" if alpha else "RGB")
+
+
+def test_a_tiff_without_resolution_tags_gets_no_invented_dpi(tmp_path):
+    """PIL reports 1 DPI for a TIFF that states none (Pillow's and OpenCV's write none); carried
+    over, every output would say the picture is one inch per pixel."""
+    Image.fromarray(RGB).save(tmp_path / "plain.tif")
+    picture = photo.load_picture(tmp_path / "plain.tif")
+    assert picture.metadata.dpi is None
+    for output_format, name in (("tiff", "out.tif"), ("png", "out.png"), ("jpeg", "out.jpg")):
+        photo.save_picture(picture, tmp_path / name, output_format, 8)
+        with Image.open(tmp_path / name) as written:
+            assert written.info.get("dpi", (0, 0))[0] != 1, output_format
+            assert "dpi" not in written.info or output_format == "tiff", output_format
+    Image.fromarray(RGB).save(tmp_path / "stated.tif", dpi=(72, 72))
+    assert photo.load_picture(tmp_path / "stated.tif").metadata.dpi == (72.0, 72.0)

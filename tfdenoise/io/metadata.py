@@ -20,6 +20,7 @@ from tfdenoise.io.errors import ImageError
 
 EXIF_HEADER = b"Exif\x00\x00"  # the APP1 prefix; PIL's JPEG writer expects it, PNG/WebP strip it
 ORIENTATION = 0x0112  # EXIF tag: how a viewer must rotate/flip the stored pixels
+X_RESOLUTION = 282  # TIFF tag: pixels per resolution unit across
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # these swap width and height
 
 
@@ -125,10 +126,19 @@ def _usable_dpi(dpi) -> tuple[float, float] | None:
     return values
 
 
+def _stated_dpi(image: Image.Image):
+    """The DPI the file states. PIL reports 1 DPI for a TIFF without resolution tags (Pillow's
+    own and OpenCV's TIFFs have none): carried over, it would tell every print and layout
+    program that a 3000-pixel scan is 3000 inches wide."""
+    if image.format == "TIFF" and X_RESOLUTION not in getattr(image, "tag_v2", {}):
+        return None
+    return image.info.get("dpi")
+
+
 def read_metadata(image: Image.Image) -> Metadata:
     """ICC profile, EXIF and XMP (orientations reset) and DPI of an opened, not yet transposed
     image."""
-    dpi = image.info.get("dpi")
+    dpi = _stated_dpi(image)
     if dpi and image.getexif().get(ORIENTATION, 1) in TRANSPOSING_ORIENTATIONS:
         dpi = (dpi[1], dpi[0])
     return Metadata(
