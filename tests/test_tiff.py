@@ -201,6 +201,44 @@ def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path, name, samples
     np.testing.assert_array_equal(photo.load_picture(tmp_path / "out.tif").rgb, picture.rgb)
 
 
+RAMP = np.tile(np.linspace(0.1, 0.9, 56), (40, 1))  # a gray ramp in [0, 1]
+
+
+@pytest.mark.parametrize(
+    "name, samples",
+    [
+        ("float32 with highlights above 1", np.where(RAMP > 0.85, 1.05, RAMP).astype(np.float32)),
+        ("float32 in [0, 1]", RAMP.astype(np.float32)),
+        ("32-bit unsigned", np.round(RAMP * 4294967295).astype(np.uint32)),
+    ],
+)
+def test_32_bit_gray_tiffs_pillow_opens_are_read_with_tifffile(tmp_path, name, samples):
+    # Pillow opens these (modes F and I) without knowing their range: one value above 1 made
+    # the whole float image be divided by 255 (black), unsigned samples above 2**31 wrapped
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "scan.tif"
+    tifffile.imwrite(
+        path, samples, photometric="minisblack", resolution=(300, 300), resolutionunit="INCH"
+    )
+    assert Image.open(path).mode in ("F", "I")  # the files this is about
+    unit = np.clip(RAMP if samples.dtype.kind == "u" else samples.astype(np.float64), 0, 1)
+    files.probe(path)
+    picture = photo.load_picture(path)
+    assert picture.bits == 16 and picture.grayscale and picture.rgb.shape == (40, 56, 1)
+    np.testing.assert_allclose(picture.rgb[..., 0], np.round(unit * 65535), atol=1)
+    assert picture.metadata.dpi == (300.0, 300.0)  # Pillow still reads the tags
+    photo.copy_clean(path, tmp_path / "clean.jpg", picture, "jpeg", False)  # --skip-clean
+    copied = np.asarray(Image.open(tmp_path / "clean.jpg"), dtype=np.float64)
+    assert np.abs(copied - unit * 255).mean() < 1.5
+    rgb8 = files.load_rgb8(path)  # fit, make-tfrecords, evaluate
+    np.testing.assert_allclose(rgb8, np.round(np.repeat(unit[..., None], 3, axis=2) * 255), atol=1)
+    scanned = files.scan(tmp_path / "in", fractions=(1, 0, 0)).files
+    encoded = pipeline.encoded_files(scanned, False, True)
+    spec = pipeline.PipelineSpec(batch_size=1, eval_size=32)
+    crop = next(iter(pipeline.eval_pipeline(encoded, spec)))["clean"].numpy()[0]
+    np.testing.assert_array_equal(crop, rgb8[4:36, 12:44])
+
+
 def test_a_float_tiff_clips_hdr_highlights_and_checks_every_page(tmp_path):
     path = tmp_path / "hdr.tif"
     with tifffile.TiffWriter(path) as writer:

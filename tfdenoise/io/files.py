@@ -390,6 +390,9 @@ def probe(source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXEL
         read_tifffile_page(source, 0, max_pixels)
         return info
     with reading(source, max_pixels) as image:
+        if image.format == "TIFF" and tiff.pillow_misreads(image):  # decoded as loaders do
+            read_tifffile_page(source, 0, max_pixels)
+            return info
         if image.format == "JPEG":
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
@@ -446,8 +449,9 @@ def read_deep_netpbm(source: str | os.PathLike | bytes) -> np.ndarray:
 def read_tifffile_page(
     source: str | os.PathLike | bytes, page: int, max_pixels: int
 ) -> tuple[np.ndarray, np.ndarray | None, tiff.TifffileKind]:
-    """One page of a TIFF only tifffile decodes: colour H x W x C and alpha H x W (or None),
-    float32 in [0, 1], and the file's kind; the page's size checked before it is read."""
+    """One page of a TIFF read with tifffile (one Pillow cannot open, or whose samples it
+    misreads: `tiff.pillow_misreads`): colour H x W x C and alpha H x W (or None), float32 in
+    [0, 1], and the file's kind; the page's size checked before it is read."""
     kind = tiff.tifffile_kind(source)
     if kind is None:
         raise ImageError("corrupt or truncated: unreadable TIFF structure")
@@ -463,6 +467,12 @@ def read_tifffile_page(
     return colour, alpha, kind
 
 
+def _tifffile_rgb8(source: str | os.PathLike | bytes, max_pixels: int) -> np.ndarray:
+    """The first page of a TIFF read with tifffile (see read_tifffile_page) as 8-bit RGB."""
+    colour = np.round(read_tifffile_page(source, 0, max_pixels)[0] * 255.0).astype(np.uint8)
+    return np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+
+
 def load_rgb8(
     source: str | os.PathLike | bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -471,12 +481,13 @@ def load_rgb8(
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
     info = verified_info(source, max_pixels)
     if info.mode == TIFFFILE_MODE:
-        colour = np.round(read_tifffile_page(source, 0, max_pixels)[0] * 255.0).astype(np.uint8)
-        return np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+        return _tifffile_rgb8(source, max_pixels)
     if info.format == "PPM" and netpbm.is_deep(source):  # PIL: 8 bits, or no maxval (PGM)
         eight = np.round(read_deep_netpbm(source) / 257.0).astype(np.uint8)
         return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight
     with reading(source, max_pixels) as image:
+        if image.format == "TIFF" and tiff.pillow_misreads(image):
+            return _tifffile_rgb8(source, max_pixels)
         image.load()
         if apply_orientation:
             image = ImageOps.exif_transpose(image)

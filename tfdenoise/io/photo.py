@@ -175,9 +175,14 @@ def _netpbm16_picture(source: str | os.PathLike | bytes) -> Picture:
     return Picture(samples, gray, None, SIXTEEN_BIT_SAMPLE_MODES[samples.shape[2]], 16, "PPM")
 
 
-def _tifffile_picture(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> Picture:
-    """A page of a TIFF only tifffile decodes (float, 32-bit, 16-bit gray + alpha), kept at 16
-    bits; its tags are not read as metadata."""
+def _tifffile_picture(
+    source: str | os.PathLike | bytes,
+    page: int,
+    max_pixels: int,
+    metadata: Metadata | None = None,
+) -> Picture:
+    """A TIFF page read with tifffile (float, 32-bit, 16-bit gray + alpha), kept at 16 bits;
+    `metadata` as Pillow read it, or none when Pillow cannot open the file."""
     colour, alpha, kind = read_tifffile_page(source, page, max_pixels)
 
     def sixteen(unit: np.ndarray) -> np.ndarray:
@@ -192,6 +197,7 @@ def _tifffile_picture(source: str | os.PathLike | bytes, page: int, max_pixels: 
         mode,
         16,
         "TIFF",
+        metadata or Metadata(),
         page=page,
         pages=kind.pages,
     )
@@ -210,15 +216,17 @@ def load_picture(
             raise ImageError(f"has no page {page + 1} (it has {pages})")
         if page:
             image.seek(page)
-        picture = _load_page(source, image)
+        picture = _load_page(source, image, max_pixels)
         return dataclasses.replace(picture, page=page, pages=pages)
 
 
-def _load_page(source: str | os.PathLike | bytes, image: Image.Image) -> Picture:
+def _load_page(source: str | os.PathLike | bytes, image: Image.Image, max_pixels: int) -> Picture:
     """The current page of an open image, decoded for predict."""
     image_format = image.format or ""
     if image_format == "TIFF" and tiff.is_sixteen_bit_page(image):  # tifffile decodes it
         return _tiff16_picture(source, image, image.tell(), _metadata_of(image))
+    if image_format == "TIFF" and tiff.pillow_misreads(image):  # 32-bit or float gray
+        return _tifffile_picture(source, image.tell(), max_pixels, _metadata_of(image))
     if image_format == "PPM" and netpbm.is_deep(source):  # PIL would cut it to 8 bits
         return _netpbm16_picture(source)
     image.load()
@@ -351,6 +359,12 @@ def _alpha_at(alpha: np.ndarray, bits: int) -> np.ndarray:
     if alpha.dtype == np.uint8:
         return alpha
     return np.round(alpha / 257.0).astype(np.uint8)
+
+
+def _rgb8(samples: np.ndarray) -> np.ndarray:
+    """16-bit H x W x 1 or 3 samples as the H x W x 3 uint8 RGB an 8-bit output is composed of."""
+    eight = np.round(samples / 257.0).astype(np.uint8)
+    return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight
 
 
 def compose_output(picture: Picture, denoised: np.ndarray) -> Image.Image:
@@ -520,7 +534,9 @@ def copy_clean(
     When the output format is the source's and its metadata is to be kept, the file is copied
     byte for byte (no second lossy encode; the EXIF orientation then still applies, as in
     the source). Otherwise the pixels are re-encoded upright, without 8-bit conversion where
-    the format holds the mode (16-bit and palette PNGs stay 16-bit and palette).
+    the format holds the mode (16-bit and palette PNGs stay 16-bit and palette); 16-bit
+    pictures from the samples as loaded, not as Pillow would decode the file again (it cannot
+    open float RGB TIFFs, and would read a float gray one on the wrong scale).
     """
     if PIL_FORMATS[output_format] == picture.format and not strip_metadata:
         atomic.write_with(target, lambda temporary: shutil.copyfile(source, temporary))
@@ -531,6 +547,10 @@ def copy_clean(
         return
     if output_format == "tiff":
         save_picture(picture, target, "tiff", picture.bits, quality, strip_metadata)
+        return
+    if picture.bits == 16:  # read outside Pillow (TF, tifffile, netpbm): Pillow misreads some
+        eight = dataclasses.replace(picture, rgb=_rgb8(picture.rgb))
+        save_picture(eight, target, output_format, 8, quality, strip_metadata)
         return
     with Image.open(source) as image:
         upright = _mode_for(ImageOps.exif_transpose(image), output_format)

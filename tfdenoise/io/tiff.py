@@ -56,15 +56,35 @@ READ_BUFFER_BYTES = 1 << 24
 TIFF_COMPRESSION = "zlib"  # Adobe deflate: lossless, written without imagecodecs
 
 
-def is_sixteen_bit_page(image: Image.Image) -> bool:
-    """Whether the current page of an open TIFF holds 16-bit unsigned gray(+alpha) or
-    RGB(A) samples, which Pillow would cut to 8 bits (plain 16-bit gray it keeps as I;16)."""
+def _sample_kind(image: Image.Image) -> tuple[frozenset[int], int, int | None]:
+    """The current page's bits per sample (as a set), sample format and photometric
+    interpretation, from the tags Pillow read."""
     tags = getattr(image, "tag_v2", {})
     bits = tags.get(BITS_PER_SAMPLE, (1,))
     bits = bits if isinstance(bits, tuple) else (bits,)
     sample_format = tags.get(SAMPLE_FORMAT, 1)
     sample_format = sample_format[0] if isinstance(sample_format, tuple) else sample_format
-    return set(bits) == {16} and sample_format == 1 and tags.get(PHOTOMETRIC) in (MINISBLACK, RGB)
+    return frozenset(bits), sample_format, tags.get(PHOTOMETRIC)
+
+
+def is_sixteen_bit_page(image: Image.Image) -> bool:
+    """Whether the current page of an open TIFF holds 16-bit unsigned gray(+alpha) or
+    RGB(A) samples, which Pillow would cut to 8 bits (plain 16-bit gray it keeps as I;16)."""
+    bits, sample_format, photometric = _sample_kind(image)
+    return bits == {16} and sample_format == 1 and photometric in (MINISBLACK, RGB)
+
+
+def pillow_misreads(image: Image.Image) -> bool:
+    """Whether Pillow opens the current page of a TIFF but does not know its samples' range,
+    which `read_unit_samples` reads right: 32-bit unsigned or float gray. Pillow gives them
+    modes I and F, whose scale files.gray_unit_float can only guess (a float ramp in [0, 1]
+    with one highlight above 1 came out nearly black), and wraps unsigned samples above 2**31
+    to negative numbers."""
+    bits, sample_format, photometric = _sample_kind(image)
+    if photometric != MINISBLACK or len(bits) != 1:
+        return False
+    kind = (sample_format, next(iter(bits)))
+    return kind in UNIT_SAMPLE_KINDS and (sample_format == 3 or kind[1] == 32)
 
 
 def first_extra_is_alpha(image: Image.Image) -> bool:
