@@ -239,6 +239,36 @@ def test_32_bit_gray_tiffs_pillow_opens_are_read_with_tifffile(tmp_path, name, s
     np.testing.assert_array_equal(crop, rgb8[4:36, 12:44])
 
 
+@pytest.mark.parametrize(
+    "name, stored",
+    [
+        ("16-bit", np.round((1 - RAMP) * 65535).astype(np.uint16)),
+        ("16-bit + alpha", np.dstack([np.round((1 - RAMP) * 65535), RAMP * 0 + 65535])),
+        ("float32", (1 - RAMP).astype(np.float32)),
+    ],
+)
+def test_white_is_zero_tiffs_deeper_than_8_bits_are_not_negatives(tmp_path, name, stored):
+    # Pillow inverts 8-bit white-is-zero only: a 16-bit scan came out as its negative
+    path = tmp_path / "scan.tif"
+    extra = {"extrasamples": ("unassalpha",)} if stored.ndim == 3 else {}
+    stored = stored.astype(np.uint16) if stored.ndim == 3 else stored
+    tifffile.imwrite(path, stored, photometric="miniswhite", **extra)
+    files.probe(path)
+    picture = photo.load_picture(path)  # the gray as displayed: RAMP, 0 black
+    assert picture.bits == 16 and picture.grayscale
+    np.testing.assert_allclose(picture.rgb[..., 0], np.round(RAMP * 65535), atol=1)
+    if stored.ndim == 3:
+        assert picture.alpha is not None and picture.alpha.min() == 65535  # alpha not inverted
+    rgb8 = files.load_rgb8(path)  # fit, make-tfrecords, evaluate
+    np.testing.assert_allclose(rgb8, np.round(np.repeat(RAMP[..., None], 3, axis=2) * 255), atol=1)
+    photo.save_picture(picture, tmp_path / "out.tif", "tiff", 16)  # ordinary black-is-zero
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        assert written.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        np.testing.assert_array_equal(
+            written.asarray().reshape(40, 56, -1)[..., 0], picture.rgb[..., 0]
+        )
+
+
 def test_a_float_tiff_clips_hdr_highlights_and_checks_every_page(tmp_path):
     path = tmp_path / "hdr.tif"
     with tifffile.TiffWriter(path) as writer:

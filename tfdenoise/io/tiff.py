@@ -4,7 +4,9 @@ Pillow decodes every TIFF kind at 8 bits per sample (RGB, RGBA, grayscale, CMYK,
 LZW, deflate, PackBits, JPEG; tiled or striped) and checks each page's declared size before a
 pixel is decoded (tfdenoise.io.files). What it cannot do is keep 16-bit colour: for 16-bit
 grayscale, gray + alpha, RGB and RGBA pages the samples are read here with tifffile (with
-imagecodecs for LZW, JPEG and the other compressions), at full precision.
+imagecodecs for LZW, JPEG and the other compressions), at full precision, and so are 32-bit and
+float ones; white-is-zero gray is read as ordinary black-is-zero gray (Pillow inverts only
+white-is-zero samples of 8 bits or fewer).
 
 Outputs are written with tifffile, deflate-compressed with the horizontal predictor (lossless),
 8 or 16 bits per sample, one page after the other (a multi-page output never holds more than one
@@ -39,7 +41,8 @@ PHOTOMETRIC = 262
 COMPRESSION = 259  # 1 = none (the default)
 EXTRA_SAMPLES = 338  # what each sample beyond the colour ones is
 ALPHA_EXTRA_SAMPLES = (1, 2)  # associated, unassociated alpha; 0 = unspecified (infrared, ...)
-MINISBLACK, RGB = 1, 2  # the photometric interpretations read at 16 bits here
+MINISWHITE, MINISBLACK, RGB = 0, 1, 2  # the photometric interpretations read at 16 bits here
+GRAY_PHOTOMETRICS = (MINISWHITE, MINISBLACK)  # white-is-zero gray is read as black-is-zero
 XMP_TAG = 700
 ORIENTATION_TAG = 274  # written as 1 (top-left): the pixels written are already upright
 # Descriptive IFD0 tags kept in TIFF outputs (ASCII): the scanner's record of the scan.
@@ -71,20 +74,22 @@ def is_sixteen_bit_page(image: Image.Image) -> bool:
     """Whether the current page of an open TIFF holds 16-bit unsigned gray(+alpha) or
     RGB(A) samples, which Pillow would cut to 8 bits (plain 16-bit gray it keeps as I;16)."""
     bits, sample_format, photometric = _sample_kind(image)
-    return bits == {16} and sample_format == 1 and photometric in (MINISBLACK, RGB)
+    return bits == {16} and sample_format == 1 and photometric in (*GRAY_PHOTOMETRICS, RGB)
 
 
 def pillow_misreads(image: Image.Image) -> bool:
-    """Whether Pillow opens the current page of a TIFF but does not know its samples' range,
-    which `read_unit_samples` reads right: 32-bit unsigned or float gray. Pillow gives them
-    modes I and F, whose scale files.gray_unit_float can only guess (a float ramp in [0, 1]
-    with one highlight above 1 came out nearly black), and wraps unsigned samples above 2**31
-    to negative numbers."""
+    """Whether Pillow opens the current page of a TIFF but misreads its samples, which
+    `read_unit_samples` reads right: 32-bit unsigned or float gray, and white-is-zero gray of
+    more than 8 bits. Pillow gives the first modes I and F, whose scale files.gray_unit_float
+    can only guess (a float ramp in [0, 1] with one highlight above 1 came out nearly black),
+    and wraps unsigned samples above 2**31 to negative numbers; it inverts white-is-zero
+    samples of 8 bits or fewer only (a 16-bit one came out as a negative)."""
     bits, sample_format, photometric = _sample_kind(image)
-    if photometric != MINISBLACK or len(bits) != 1:
+    if photometric not in GRAY_PHOTOMETRICS or len(bits) != 1:
         return False
     kind = (sample_format, next(iter(bits)))
-    return kind in UNIT_SAMPLE_KINDS and (sample_format == 3 or kind[1] == 32)
+    deep = sample_format == 3 or kind[1] == 32 or (photometric == MINISWHITE and kind[1] > 8)
+    return kind in UNIT_SAMPLE_KINDS and deep
 
 
 def first_extra_is_alpha(image: Image.Image) -> bool:
@@ -126,7 +131,7 @@ def tifffile_kind(source: str | os.PathLike | bytes) -> TifffileKind | None:
             photometric = int(page.photometric)
             colour = 3 if photometric == RGB else 1
             extra = int(page.samplesperpixel) - colour
-            if photometric not in (MINISBLACK, RGB) or kind not in UNIT_SAMPLE_KINDS:
+            if photometric not in (*GRAY_PHOTOMETRICS, RGB) or kind not in UNIT_SAMPLE_KINDS:
                 return None
             if unknown_compression(page) is not None:
                 return None  # files.py names the compression
@@ -178,7 +183,9 @@ def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
 def _page_samples(
     source: str | os.PathLike | bytes, page: int, max_pixels: int | None = None
 ) -> np.ndarray:
-    """One page's samples as H x W x S (S <= 4), in the file's sample type. A page of more
+    """One page's samples as H x W x S (S <= 4), in the file's sample type; the gray of a
+    white-is-zero page inverted (maximum - value; 1 - value for float), so that 0 is black as
+    in every other kind and the output looks like the input as displayed. A page of more
     than 4 samples a pixel (the pixel limit counts pixels: it could hold thousands each) or,
     given `max_pixels`, more pixels is refused from its directory, before decoding."""
     import tifffile
@@ -197,6 +204,7 @@ def _page_samples(
             # 256 MB of it besides the samples (a 35 MP scan peaked 470 MB higher)
             samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
             axes = tiff_page.axes
+            white_is_zero = int(tiff_page.photometric) == MINISWHITE
     except ImageError:
         raise
     except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
@@ -207,7 +215,11 @@ def _page_samples(
         samples = samples[..., None]
     if samples.ndim != 3 or samples.shape[2] > 4:
         raise ImageError(f"unsupported TIFF layout: axes {axes}, shape {samples.shape}")
-    return np.ascontiguousarray(samples)
+    samples = np.ascontiguousarray(samples)
+    if white_is_zero:  # the gray sample only: an extra one (alpha) is not inverted
+        white = np.iinfo(samples.dtype).max if samples.dtype.kind == "u" else 1.0
+        samples[..., 0] = white - samples[..., 0]
+    return samples
 
 
 def tiff_exif(image: Image.Image) -> bytes | None:
