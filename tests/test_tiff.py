@@ -269,6 +269,39 @@ def test_white_is_zero_tiffs_deeper_than_8_bits_are_not_negatives(tmp_path, name
         )
 
 
+@pytest.mark.parametrize(
+    "name, samples, photometric",
+    [
+        ("float32 RGB, which Pillow cannot open", RGB / 255, "rgb"),
+        ("float32 gray, which Pillow misreads", RGB[..., 1] / 255, "minisblack"),
+        ("16-bit gray + alpha", RGB[..., 1:].astype(np.uint16) * 257, "minisblack"),
+    ],
+)
+@pytest.mark.parametrize("orientation", [6, 7])
+def test_tiffs_read_with_tifffile_are_turned_by_their_orientation(
+    tmp_path, name, samples, photometric, orientation
+):
+    tag = [(metadata.ORIENTATION, "H", 1, orientation, True)]
+    exif = Image.Exif()
+    exif[metadata.ORIENTATION] = orientation
+    Image.fromarray(RGB).save(tmp_path / "pillow.tif", exif=exif)
+    upright = files.load_rgb8(tmp_path / "pillow.tif")  # what Pillow's TIFF path shows
+    assert upright.shape == (56, 40, 3)
+    path = tmp_path / "scan.tif"
+    dtype = np.uint16 if samples.dtype == np.uint16 else np.float32
+    extra = {"extrasamples": ("unassalpha",)} if samples.ndim == 3 and samples.shape[2] == 2 else {}
+    tifffile.imwrite(path, samples.astype(dtype), photometric=photometric, extratags=tag, **extra)
+    gray = photometric == "minisblack"
+    want = upright[..., 1:2] if gray else upright
+    picture = photo.load_picture(path)  # predict
+    np.testing.assert_array_equal(np.round(picture.rgb / 257), want)
+    if extra:
+        np.testing.assert_array_equal(picture.alpha // 257, upright[..., 2])
+    np.testing.assert_array_equal(files.load_rgb8(path), np.repeat(want, 3 // want.shape[2], 2))
+    stored = files.load_rgb8(path, apply_orientation=False)  # records keep the file's layout
+    np.testing.assert_array_equal(stored[..., 1], RGB[..., 1])
+
+
 def test_a_float_tiff_clips_hdr_highlights_and_checks_every_page(tmp_path):
     path = tmp_path / "hdr.tif"
     with tifffile.TiffWriter(path) as writer:

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
 from tfdenoise.io import heif, netpbm, tiff
 from tfdenoise.io.errors import ImageError, check_size, short_reason
+from tfdenoise.io.orientation import orient
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".jif"})  # .jfif: Windows' choice
 IMAGE_SUFFIXES = JPEG_SUFFIXES | {
@@ -447,17 +448,23 @@ def read_deep_netpbm(source: str | os.PathLike | bytes) -> np.ndarray:
 
 
 def read_tifffile_page(
-    source: str | os.PathLike | bytes, page: int, max_pixels: int
+    source: str | os.PathLike | bytes,
+    page: int,
+    max_pixels: int,
+    apply_orientation: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, tiff.TifffileKind]:
     """One page of a TIFF read with tifffile (one Pillow cannot open, or whose samples it
     misreads: `tiff.pillow_misreads`): colour H x W x C and alpha H x W (or None), float32 in
-    [0, 1], and the file's kind; the page's size checked before it is read."""
+    [0, 1], turned by the page's orientation tag as Pillow turns the TIFFs it reads (unless
+    asked not to), and the file's kind; the page's size checked before it is read."""
     kind = tiff.tifffile_kind(source)
     if kind is None:
         raise ImageError("corrupt or truncated: unreadable TIFF structure")
     if not 0 <= page < kind.pages:
         raise ImageError(f"has no page {page + 1} (it has {kind.pages})")
-    unit = tiff.read_unit_samples(source, page, max_pixels)
+    unit, orientation = tiff.read_unit_samples(source, page, max_pixels)
+    if apply_orientation:
+        unit = orient(unit, orientation)
     colour = np.ascontiguousarray(unit[..., : kind.colour_channels])
     if colour.shape[2] != kind.colour_channels:
         raise ImageError(f"unsupported TIFF layout: {unit.shape[2]} samples on page {page + 1}")
@@ -467,9 +474,12 @@ def read_tifffile_page(
     return colour, alpha, kind
 
 
-def _tifffile_rgb8(source: str | os.PathLike | bytes, max_pixels: int) -> np.ndarray:
+def _tifffile_rgb8(
+    source: str | os.PathLike | bytes, max_pixels: int, apply_orientation: bool
+) -> np.ndarray:
     """The first page of a TIFF read with tifffile (see read_tifffile_page) as 8-bit RGB."""
-    colour = np.round(read_tifffile_page(source, 0, max_pixels)[0] * 255.0).astype(np.uint8)
+    unit = read_tifffile_page(source, 0, max_pixels, apply_orientation)[0]
+    colour = np.round(unit * 255.0).astype(np.uint8)
     return np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
 
 
@@ -481,13 +491,13 @@ def load_rgb8(
     """Decode a file to H x W x 3 uint8 RGB, EXIF orientation applied; ImageError if unusable."""
     info = verified_info(source, max_pixels)
     if info.mode == TIFFFILE_MODE:
-        return _tifffile_rgb8(source, max_pixels)
+        return _tifffile_rgb8(source, max_pixels, apply_orientation)
     if info.format == "PPM" and netpbm.is_deep(source):  # PIL: 8 bits, or no maxval (PGM)
         eight = np.round(read_deep_netpbm(source) / 257.0).astype(np.uint8)
         return np.repeat(eight, 3, axis=2) if eight.shape[2] == 1 else eight
     with reading(source, max_pixels) as image:
         if image.format == "TIFF" and tiff.pillow_misreads(image):
-            return _tifffile_rgb8(source, max_pixels)
+            return _tifffile_rgb8(source, max_pixels, apply_orientation)
         image.load()
         if apply_orientation:
             image = ImageOps.exif_transpose(image)

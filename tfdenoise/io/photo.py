@@ -43,6 +43,7 @@ from tfdenoise.io.metadata import (
     profile_fits,
     read_metadata,
 )
+from tfdenoise.io.orientation import orient
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
@@ -98,21 +99,6 @@ def _png16_colour_type(source: str | os.PathLike | bytes) -> int | None:
     if header is None or header.bit_depth != 16 or header.colour_type not in PNG16_COLOUR_MODES:
         return None
     return header.colour_type
-
-
-def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation to H x W (x C) pixels, as PIL's exif_transpose does."""
-    transforms = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.swapaxes(0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
-        8: lambda a: np.rot90(a, 1),
-    }
-    transform = transforms.get(orientation)
-    return np.ascontiguousarray(transform(pixels)) if transform else pixels
 
 
 def _decode_png16(source: str | os.PathLike | bytes) -> np.ndarray:

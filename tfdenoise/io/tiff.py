@@ -44,7 +44,7 @@ ALPHA_EXTRA_SAMPLES = (1, 2)  # associated, unassociated alpha; 0 = unspecified 
 MINISWHITE, MINISBLACK, RGB = 0, 1, 2  # the photometric interpretations read at 16 bits here
 GRAY_PHOTOMETRICS = (MINISWHITE, MINISBLACK)  # white-is-zero gray is read as black-is-zero
 XMP_TAG = 700
-ORIENTATION_TAG = 274  # written as 1 (top-left): the pixels written are already upright
+ORIENTATION_TAG = 274  # read to turn tifffile's pixels; written as 1: they are upright then
 # Descriptive IFD0 tags kept in TIFF outputs (ASCII): the scanner's record of the scan.
 DESCRIPTIVE_TAGS = {
     270: "ImageDescription",
@@ -159,22 +159,25 @@ def unknown_compression(page) -> int | None:
     return None if code in tuple(tifffile.COMPRESSION) else code
 
 
-def read_unit_samples(source: str | os.PathLike | bytes, page: int, max_pixels: int) -> np.ndarray:
-    """A `tifffile_kind` page as H x W x S float32: unsigned samples scaled to [0, 1], float
-    samples clipped to it (HDR highlights above 1 saturate); ImageError if unusable or above
-    `max_pixels` (checked from its directory, before decoding)."""
-    samples = _page_samples(source, page, max_pixels)
+def read_unit_samples(
+    source: str | os.PathLike | bytes, page: int, max_pixels: int
+) -> tuple[np.ndarray, int]:
+    """A `tifffile_kind` page as H x W x S float32, as stored (not turned), and its orientation
+    tag: unsigned samples scaled to [0, 1], float samples clipped to it (HDR highlights above 1
+    saturate); ImageError if unusable or above `max_pixels` (checked from its directory, before
+    decoding)."""
+    samples, orientation = _page_samples(source, page, max_pixels)
     if samples.dtype.kind == "u":
         unit = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
     else:
         unit = np.nan_to_num(samples.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(unit, 0.0, 1.0)
+    return np.clip(unit, 0.0, 1.0), orientation
 
 
 def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
     """One 16-bit page's samples as H x W x S uint16 (S = 1 gray, 2 gray + alpha, 3 RGB,
     4 RGBA), whatever its compression, tiling or planar layout; ImageError if unusable."""
-    samples = _page_samples(source, page)
+    samples, _ = _page_samples(source, page)  # its caller reads the orientation with Pillow
     if samples.dtype != np.uint16:
         raise ImageError(f"unexpected TIFF samples: {samples.dtype}")
     return samples
@@ -182,8 +185,9 @@ def read_samples16(source: str | os.PathLike | bytes, page: int) -> np.ndarray:
 
 def _page_samples(
     source: str | os.PathLike | bytes, page: int, max_pixels: int | None = None
-) -> np.ndarray:
-    """One page's samples as H x W x S (S <= 4), in the file's sample type; the gray of a
+) -> tuple[np.ndarray, int]:
+    """One page's samples as H x W x S (S <= 4), in the file's sample type, and its
+    orientation tag (1 when it has none; the samples are as stored); the gray of a
     white-is-zero page inverted (maximum - value; 1 - value for float), so that 0 is black as
     in every other kind and the output looks like the input as displayed. A page of more
     than 4 samples a pixel (the pixel limit counts pixels: it could hold thousands each) or,
@@ -205,6 +209,8 @@ def _page_samples(
             samples = tiff_page.asarray(maxworkers=1, buffersize=READ_BUFFER_BYTES)
             axes = tiff_page.axes
             white_is_zero = int(tiff_page.photometric) == MINISWHITE
+            orientation = tiff_page.tags.valueof(ORIENTATION_TAG, 1)
+            orientation = int(orientation) if isinstance(orientation, int) else 1  # damaged
     except ImageError:
         raise
     except Exception as error:  # tifffile and its codecs raise many kinds: all mean "corrupt"
@@ -219,7 +225,7 @@ def _page_samples(
     if white_is_zero:  # the gray sample only: an extra one (alpha) is not inverted
         white = np.iinfo(samples.dtype).max if samples.dtype.kind == "u" else 1.0
         samples[..., 0] = white - samples[..., 0]
-    return samples
+    return samples, orientation
 
 
 def tiff_exif(image: Image.Image) -> bytes | None:
