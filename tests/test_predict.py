@@ -212,6 +212,29 @@ def test_exif_orientation_applied(tiny_model, tmp_path):
     assert Image.open(tmp_path / "out" / "rotated.png").size == (30, 50)
 
 
+def test_animations_say_that_only_their_first_frame_is_denoised(identity_model_path, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    frames = [Image.fromarray(photo_like(24, 32, seed, noise=0)) for seed in range(3)]
+    names = ["gif.gif", "apng.png", "webp.webp"]
+    for name, options in zip(names, [{}, {}, {"lossless": True}]):
+        frames[0].save(root / name, save_all=True, append_images=frames[1:], **options)
+    frames[0].save(root / "still.gif")
+    report_file = tmp_path / "report.csv"
+    out = ("-o", str(tmp_path / "out"), "--report", str(report_file))
+    result = run_predict(str(root), *out, "--model", str(identity_model_path))
+    assert result.exit_code == 0, result.output
+    with open(report_file, newline="") as handle:
+        rows = {Path(row["input"]).name: row for row in csv.DictReader(handle)}
+    for name in names:  # in the report and on the console, not passed over in silence
+        assert rows[name]["status"] == "written"
+        assert rows[name]["mode"].endswith(", animated: 3 frames, first frame only"), rows[name]
+        assert f"note {root / name}: " in result.output
+    assert rows["still.gif"]["mode"] == "P" and result.output.count("first frame only") == 3
+    written = np.asarray(Image.open(tmp_path / "out" / "apng.png"), dtype=np.int16)
+    assert np.abs(written - np.asarray(frames[0], dtype=np.int16)).max() <= 1  # the first frame
+
+
 # --- noise estimate, --skip-clean, --report -------------------------------------------------
 
 

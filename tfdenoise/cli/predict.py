@@ -291,6 +291,8 @@ def _sigma(value) -> str:
 
 
 def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
+    from tfdenoise.predict import folder
+
     shown = [r for r in report.results if r.status in ("written", "copied-clean")]
     if shown:
         table = Table(title="estimated noise sigma (0-255, Immerkaer)")
@@ -317,6 +319,9 @@ def _print_predict_summary(report, output: Path, input_dir: Path) -> None:
         f"{report.megapixels:.1f} MP denoised in {report.seconds:.1f} s "
         f"({report.megapixels_per_second:.2f} MP/s)"
     )
+    for result in report.results:
+        if result.status in ("written", "copied-clean") and folder.first_frame_only(result):
+            log(f"note {result.input}: {result.mode}")
     for path, reason in report.failed:
         log(f"failed {path}: {reason}")
 

@@ -49,6 +49,9 @@ GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L"
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 # The mode reported for a 16-bit picture read outside PIL, by samples (colour + alpha).
 SIXTEEN_BIT_SAMPLE_MODES = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
+# Formats whose later frames are an animation's (not an MPO's previews or a TIFF's pages):
+# only the first frame is read, and Picture.frames says how many there are.
+ANIMATION_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF"})
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -74,6 +77,7 @@ class Picture:
     metadata: Metadata = dataclasses.field(default_factory=Metadata)
     page: int = 0  # which page of a multi-page TIFF these pixels are (0-based)
     pages: int = 1  # how many pages the source has (TIFF); each is loaded on its own
+    frames: int = 1  # how many frames the source's animation has; only the first is loaded
 
 
 def _alpha_of(image: Image.Image) -> np.ndarray | None:
@@ -193,7 +197,8 @@ def load_picture(
     source: str | os.PathLike | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, page: int = 0
 ) -> Picture:
     """Decode for predict: pixels (EXIF orientation applied), grayscale flag, alpha, metadata;
-    for a multi-page TIFF the given page (0-based; `Picture.pages` says how many there are)."""
+    for a multi-page TIFF the given page (0-based; `Picture.pages` says how many there are),
+    for an animation its first frame (`Picture.frames` says how many there are)."""
     if verified_info(source, max_pixels).mode == TIFFFILE_MODE:
         return _tifffile_picture(source, page, max_pixels)
     with reading(source, max_pixels) as image:
@@ -203,7 +208,8 @@ def load_picture(
         if page:
             image.seek(page)
         picture = _load_page(source, image, max_pixels)
-        return dataclasses.replace(picture, page=page, pages=pages)
+        frames = getattr(image, "n_frames", 1) if image.format in ANIMATION_FORMATS else 1
+        return dataclasses.replace(picture, page=page, pages=pages, frames=frames)
 
 
 def _load_page(source: str | os.PathLike | bytes, image: Image.Image, max_pixels: int) -> Picture:

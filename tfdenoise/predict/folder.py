@@ -64,6 +64,20 @@ class ImageResult:
 
 
 REPORT_COLUMNS = tuple(field.name for field in dataclasses.fields(ImageResult))
+FIRST_FRAME_ONLY = "first frame only"  # ends the mode of an animation: the rest is not read
+
+
+def reported_mode(picture: photo.Picture) -> str:
+    """The report's mode of one input: its pixel mode, and for an animation how many frames it
+    has, of which only the first is denoised (or copied) -- said, not passed over in silence."""
+    if picture.frames > 1:
+        return f"{picture.mode}, animated: {picture.frames} frames, {FIRST_FRAME_ONLY}"
+    return picture.mode
+
+
+def first_frame_only(result: ImageResult) -> bool:
+    """Whether an input is an animation whose later frames were left out (see reported_mode)."""
+    return result.mode.endswith(FIRST_FRAME_ONLY)
 
 
 def kept_existing(path: Path, target: Path) -> ImageResult:
@@ -170,7 +184,7 @@ def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | 
         result.error = str(error)
         return result
     result.height, result.width = picture.rgb.shape[:2]
-    result.mode = picture.mode
+    result.mode = reported_mode(picture)
     result.sigma_before = estimate_sigma_255(picture.rgb)
     single_page = picture.pages == 1  # multi-page TIFFs are always denoised, page by page
     if single_page and options.skip_clean is not None and result.sigma_before < options.skip_clean:
