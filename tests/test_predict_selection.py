@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+
+import numpy as np
 import pytest
+import tifffile
 from click.testing import CliRunner
 from conftest import photo_like, save, write_bad_files
+from PIL import Image
 
 from tfdenoise import checkpoints, cli
 from tfdenoise.predict import folder, selection
@@ -184,3 +189,99 @@ def test_cli_with_the_output_inside_the_input(scans, tiny_model_path):
         result = CliRunner().invoke(cli.main, command, catch_exceptions=False)
         assert result.exit_code == 0, result.output
     assert "12 images" in result.output and not (out / "den").exists()
+
+
+def test_the_row_of_an_input_that_shares_an_output_names_that_output(twins, tmp_path, model):
+    out = tmp_path / "out"
+    report = folder.predict_folder(model, twins, out)
+    failed = {r.input.name: r.output for r in report.with_status("failed")}
+    assert failed == {"a.jpg": out / "a.png", "c.gif": out / "c.png"}  # not out/a.jpg
+    folder.write_report_csv(report, tmp_path / "report.csv")
+    rows = {row["input"]: row for row in csv.DictReader(open(tmp_path / "report.csv"))}
+    assert rows[str(twins / "c.gif")]["output"] == str(out / "c.png")
+
+
+def write_pages(path, *pages):
+    with tifffile.TiffWriter(path) as writer:
+        for page in pages:
+            writer.write(page, photometric="rgb")
+
+
+@pytest.fixture
+def paged(tmp_path):
+    """Two-page TIFFs beside images whose outputs are named like their pages, or not quite."""
+    root = tmp_path / "paged"
+    root.mkdir()
+    write_pages(root / "scan.tif", photo_like(16, 24, seed=1), photo_like(16, 24, seed=2))
+    save(root / "scan.p001.png", photo_like(16, 24, seed=3))  # page 1's output name
+    write_pages(root / "book.tif", photo_like(16, 24, seed=4), photo_like(16, 24, seed=5))
+    save(root / "book.p002.jpg", photo_like(16, 24, seed=6))  # book.p002.png: page 2's
+    write_pages(root / "atlas.tif", photo_like(16, 24, seed=7), photo_like(16, 24, seed=8))
+    save(root / "atlas.p003.png", photo_like(16, 24, seed=9))  # atlas has no page 3
+    save(root / "atlas.p01.png", photo_like(16, 24, seed=10))  # nor is p01 a page name
+    return root
+
+
+@pytest.mark.parametrize("engine", ["serial", "pipelined"])
+def test_a_tiff_page_never_takes_another_inputs_output(paged, tmp_path, model, engine):
+    """scan.tif's first page would be written to scan.p001.png, the output of the image named
+    so: the TIFF fails with that reason, instead of a page silently lost and counted written."""
+    from tfdenoise.predict import pipelined
+
+    out = tmp_path / "out"
+    run = pipelined.predict_folder_pipelined if engine == "pipelined" else folder.predict_folder
+    report = run(model, paged, out, folder.PredictOptions())
+    failed = {r.input.name: (r.output, r.error) for r in report.with_status("failed")}
+    assert failed == {
+        "scan.tif": (
+            out / "scan.p001.png",
+            "its output scan.p001.png is scan.p001.png's: rename one of the two",
+        ),
+        "book.tif": (
+            out / "book.p002.png",
+            "its output book.p002.png is book.p002.jpg's: rename one of the two",
+        ),
+    }
+    written = sorted(r.input.name for r in report.with_status("written"))
+    assert written == [
+        "atlas.p003.png",
+        "atlas.p01.png",
+        "atlas.tif",
+        "book.p002.jpg",
+        "scan.p001.png",
+    ]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "atlas.p001.png",
+        "atlas.p002.png",
+        "atlas.p003.png",
+        "atlas.p01.png",
+        "book.p002.png",
+        "scan.p001.png",
+    ]
+    theirs = np.asarray(Image.open(out / "scan.p001.png"))
+    np.testing.assert_allclose(theirs.mean(), photo_like(16, 24, seed=3).mean(), atol=8)
+    # a re-run keeps the TIFF's own pages: they are no clash with itself
+    again = run(model, paged, out, folder.PredictOptions())
+    assert {r.input.name: r.status for r in again.results if r.status != "failed"} == {
+        "atlas.p003.png": "kept",
+        "atlas.p01.png": "kept",
+        "atlas.tif": "kept",
+        "book.p002.jpg": "kept",
+        "scan.p001.png": "kept",
+    }
+    assert sorted(p.name for p in out.iterdir()) == names
+
+
+def test_a_tiff_kept_whole_claims_no_page_names(paged, tmp_path):
+    for output_format in ("same", "tiff"):
+        assert not [e for e in selection.select(paged, output_format=output_format) if e.reason]
+
+
+def test_cli_exit_1_when_a_tiff_page_clashes(paged, tmp_path, tiny_model_path):
+    result = CliRunner().invoke(
+        cli.predict_command,
+        [str(paged), "-o", str(tmp_path / "out"), "--model", str(tiny_model_path)],
+    )
+    assert result.exit_code == 1, result.output
+    assert "2 failed" in result.output and "scan.p001.png's" in result.output

@@ -172,6 +172,21 @@ class _Pending:
         return np.uint16 if self.bits == 16 else np.uint8
 
 
+def settled(
+    entry: selection.Entry, input_dir: Path, output_dir: Path, options: PredictOptions
+) -> ImageResult | Path:
+    """An entry's result when it needs no decoding -- failed with its reason (the output
+    another input owns in the row's output column) or its output kept because it exists --
+    else the output to write."""
+    if entry.reason is not None:
+        output = output_dir / (entry.output or entry.relpath)
+        return ImageResult(entry.path, output, "failed", error=entry.reason)
+    target = output_path(entry.path, input_dir, output_dir, options.output_format)
+    if target.exists() and not options.overwrite:
+        return kept_existing(entry.path, target)
+    return target
+
+
 def _decode(path: Path, target: Path, options: PredictOptions) -> ImageResult | _Pending:
     """Decode and classify one input: failed, copied as clean, or waiting for the model."""
     started = time.perf_counter()
@@ -268,8 +283,8 @@ def _finish(pending: _Pending, denoised: np.ndarray, options: PredictOptions) ->
 
 def page_output_path(target: Path, page: int) -> Path:
     """The output of one page (0-based) of a multi-page TIFF written in a single-page format:
-    scan.p001.png, scan.p002.png, ... (1-based, at least three digits, the first page too)."""
-    return target.with_name(f"{target.stem}.p{page + 1:03d}{target.suffix}")
+    scan.p001.png, scan.p002.png, ... (see selection.page_output_name)."""
+    return target.with_name(selection.page_output_name(target.name, page))
 
 
 def _denoise_page(model, picture: photo.Picture, bits: int, options: PredictOptions):
@@ -419,17 +434,12 @@ def predict_folder(
                 input_dir, output_format=options.output_format, output_dir=output_dir
             )
         for entry in entries:
-            path = entry.path
-            if entry.reason is not None:
-                flush()
-                record(ImageResult(path, output_dir / entry.relpath, "failed", error=entry.reason))
-                continue
-            target = output_path(path, input_dir, output_dir, options.output_format)
-            if target.exists() and not options.overwrite:
+            target = settled(entry, input_dir, output_dir, options)
+            if isinstance(target, ImageResult):
                 flush()  # keep the report in input order
-                record(kept_existing(path, target))
+                record(target)
                 continue
-            decoded = _decode(path, target, options)
+            decoded = _decode(entry.path, target, options)
             if isinstance(decoded, ImageResult):
                 flush()
                 record(decoded)

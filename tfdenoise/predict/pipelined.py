@@ -82,17 +82,9 @@ def predict_folder_pipelined(
                 entry = next(remaining, None)
                 if entry is None:
                     break
-                if entry.reason is not None:
-                    output = output_dir / entry.relpath
-                    ahead.append(
-                        _done(ImageResult(entry.path, output, "failed", error=entry.reason))
-                    )
-                    continue
-                target = folder.output_path(
-                    entry.path, input_dir, output_dir, options.output_format
-                )
-                if target.exists() and not options.overwrite:
-                    ahead.append(_done(folder.kept_existing(entry.path, target)))
+                target = folder.settled(entry, input_dir, output_dir, options)
+                if isinstance(target, ImageResult):
+                    ahead.append(_done(target))
                 else:
                     ahead.append(decoders.submit(folder._decode, entry.path, target, options))
             if not ahead:

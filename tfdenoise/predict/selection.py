@@ -10,8 +10,10 @@ not an image, outside DIR) are kept with a reason, to be reported as failed, nev
 Two inputs can share an output: `scan.jpg` and `scan.png` both become `scan.png` (a phone's
 `IMG_1.HEIC` beside its `IMG_1.JPG`, a scan saved twice). One of them owns the output -- the
 input already named like it, else the first by name -- and the others are reported as failed
-with the reason, rather than found "kept" next to the owner's output. The owner is decided
-from the folder's own listing, so every shard and every retry agrees.
+with the reason, rather than found "kept" next to the owner's output. A multi-page TIFF
+written one file per page claims its page names too (`scan.tif` -> `scan.p001.png`, ...), so a
+`scan.p001.png` beside it is not overwritten by, or taken for, its first page. The owner is
+decided from the folder's own listing, so every shard and every retry agrees.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import posixpath
+import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tfdenoise.io import files, photo
@@ -70,6 +76,7 @@ class Entry:
     path: Path  # DIR / relative path (the line itself when it escapes DIR)
     relpath: str  # POSIX path relative to DIR; the line as written when it escapes DIR
     reason: str | None = None
+    output: str | None = None  # relative to OUT: the output another input owns (with reason)
 
 
 def read_list(list_file: str | os.PathLike) -> list[str]:
@@ -137,38 +144,100 @@ def _listed_as_file(item: os.DirEntry) -> bool:
         return True
 
 
-def output_owners(folder: Path, output_format: str) -> dict[str, str]:
-    """For each image file directly in `folder` whose output name another one there shares,
-    the name of the file that owns that output (see the module doc); others are absent."""
-    by_output: dict[str, list[str]] = {}
+def output_name(name: str, output_format: str) -> str:
+    """The output name of the image file `name`: its stem with the output format's suffix."""
+    path = Path(name)
+    return path.stem + photo.output_suffix(path, output_format)
+
+
+def page_output_name(output: str, page: int) -> str:
+    """The output of one page (0-based) of a multi-page TIFF written in a single-page format:
+    scan.png -> scan.p001.png, scan.p002.png, ... (1-based, at least three digits, the first
+    page too)."""
+    path = Path(output)
+    return f"{path.stem}.p{page + 1:03d}{path.suffix}"
+
+
+_PAGE_OUTPUT = re.compile(r"(?s)(.*)\.p(\d{3,})(\.[^.]*)")  # what page_output_name makes
+
+
+def _page_count(path: Path) -> int:
+    """How many pages `path` has (a multi-page TIFF several), from its header, counted as
+    `photo.load_picture` counts them; 1 for a file that does not open (decoding says why)."""
+    try:
+        with files.reading(path, sys.maxsize) as image:  # the pixel limit is decoding's job
+            return getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+    except files.TifffileOnly as only:
+        return only.kind.pages
+    except files.ImageError:
+        return 1
+
+
+def planned_outputs(folder: Path, names: Sequence[str], output_format: str) -> dict[str, list[str]]:
+    """The output names each of the image files `names` in `folder` writes: its stem with the
+    output suffix, and for a multi-page TIFF written one file per page, the page names
+    (page_output_name) that another file's output takes. Only such a TIFF's header is read:
+    the page count decides whether `scan.p003.png` is one of its pages."""
+    planned = {name: [output_name(name, output_format)] for name in names}
+    page_like: dict[str, list[tuple[int, str]]] = {}  # "scan.png" -> [(3, "scan.p003.png")]
+    for (output,) in planned.values():
+        match = _PAGE_OUTPUT.fullmatch(output)
+        if match:
+            page_like.setdefault(match[1] + match[3], []).append((int(match[2]), output))
+    for name in names:
+        single = planned[name][0]
+        if single not in page_like or photo.resolve_format(Path(name), output_format) == "tiff":
+            continue  # nobody else's output looks like a page of it; a TIFF stays one file
+        pages = _page_count(folder / name)
+        planned[name] += [
+            output
+            for page, output in sorted(page_like[single])
+            if 1 <= page <= pages and output == page_output_name(single, page - 1)
+        ]
+    return planned
+
+
+def output_owners(folder: Path, output_format: str) -> dict[str, tuple[str, str]]:
+    """For each image file directly in `folder` one of whose outputs (planned_outputs) another
+    one there owns (see the module doc): that output and its owner; others are absent."""
     with os.scandir(folder) as scanned:
-        for item in scanned:
-            if files.has_image_suffix(item.name) and _listed_as_file(item):
-                path = Path(item.name)
-                output = path.stem + photo.output_suffix(path, output_format)
-                by_output.setdefault(output, []).append(item.name)
-    owners = {}
-    for output, names in by_output.items():
-        if len(names) > 1:
-            owner = output if output in names else min(names)
-            owners.update((name, owner) for name in names)
-    return owners
+        names = sorted(
+            item.name
+            for item in scanned
+            if files.has_image_suffix(item.name) and _listed_as_file(item)
+        )
+    planned = planned_outputs(folder, names, output_format)
+    claimants: dict[str, list[str]] = {}
+    for name, outputs in planned.items():
+        for output in outputs:
+            claimants.setdefault(output, []).append(name)
+    lost = {}
+    for name, outputs in planned.items():
+        for output in outputs:
+            others = claimants[output]
+            owner = output if output in others else min(others)
+            if owner != name:
+                lost[name] = (output, owner)
+                break
+    return lost
 
 
 def _mark_shared_outputs(entries: list[Entry], output_format: str) -> list[Entry]:
-    """Entries whose output another input owns, given that reason."""
-    owners_in: dict[Path, dict[str, str]] = {}
+    """Entries whose output another input owns, given that reason and that output."""
+    lost_in: dict[Path, dict[str, tuple[str, str]]] = {}
     marked = []
     for entry in entries:
         if entry.reason is None:
             folder, name = entry.path.parent, entry.path.name
-            if folder not in owners_in:
-                owners_in[folder] = output_owners(folder, output_format)
-            owner = owners_in[folder].get(name, name)
-            if owner != name:
-                output = entry.path.stem + photo.output_suffix(entry.path, output_format)
-                reason = f"its output {output} is {owner}'s: rename one of the two"
-                entry = dataclasses.replace(entry, reason=reason)
+            if folder not in lost_in:
+                lost_in[folder] = output_owners(folder, output_format)
+            if name in lost_in[folder]:
+                output, owner = lost_in[folder][name]
+                entry = dataclasses.replace(
+                    entry,
+                    reason=f"its output {output} is {owner}'s: rename one of the two",
+                    output=posixpath.join(posixpath.dirname(entry.relpath), output),
+                )
         marked.append(entry)
     return marked
 
