@@ -92,6 +92,42 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_writer(tmp_path):
         sleeper.wait()
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u00e9" * 120 + ".jpg",  # 244 bytes in UTF-8: a legal name, its temp name was not
+        "x" * 251 + ".png",  # NAME_MAX exactly
+        os.fsdecode(b"\xe9" * 240 + b".tif"),  # Latin-1 bytes, not UTF-8
+    ],
+    ids=["utf8-244-bytes", "ascii-255-bytes", "latin1-244-bytes"],
+)
+def test_a_legal_long_name_is_written_through_a_temp_name_within_name_max(
+    tmp_path, monkeypatch, name
+):
+    target = tmp_path / "out" / name
+    atomic.create_with(target, lambda temporary: temporary.write_bytes(b"x"))
+    atomic.write_with(target, lambda temporary: temporary.write_bytes(b"y"))
+    assert target.read_bytes() == b"y" and _names(target.parent) == [name]
+    temporary = atomic.temporary_path(target)
+    assert len(os.fsencode(temporary.name)) <= atomic.NAME_MAX
+    assert temporary.suffix == target.suffix
+    assert os.fsencode(temporary.name[1:]).startswith(os.fsencode(target.stem[:100]))
+    if name.isprintable():  # cut between characters, not inside one
+        os.fsencode(temporary.name).decode("utf-8")
+    # a killed writer's temp file of such a name is still found and removed
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()
+    monkeypatch.setattr(os, "getpid", lambda: int(dead))
+    stale = atomic.temporary_path(target)
+    monkeypatch.undo()
+    stale.write_bytes(b"half")
+    assert atomic.stale_temporaries(target.parent) == [stale]
+    atomic._swept.discard(str(target.parent.resolve()))
+    atomic.write_with(target, lambda temporary: temporary.write_bytes(b"z"))
+    assert _names(target.parent) == [name]
+
+
 # --- publishing without replacing (predict's outputs) -------------------------------------
 
 

@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tifffile  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from conftest import photo_like, save  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -25,6 +26,7 @@ from tfdenoise import checkpoints, cli, evaluate, export, inference, models, noi
 from tfdenoise.io import files as image_files  # noqa: E402
 from tfdenoise.predict.folder import (
     REPORT_COLUMNS,  # noqa: E402
+    PredictOptions,  # noqa: E402
     predict_folder,  # noqa: E402
 )
 
@@ -292,6 +294,44 @@ def test_report_names_a_file_whose_name_is_not_utf8(tiny_model_path, tmp_path):
         (row,) = csv.DictReader(handle)
     assert Path(row["input"]).exists() and Path(row["output"]).exists()  # the exact bytes
     assert os.fsencode(Path(row["output"]).name) == b"caf\xe9.png"
+
+
+def test_long_file_names(tiny_model, tiny_model_path, tmp_path):
+    """A legal name is written, however long (its temp name is shortened to fit); an output
+    name past the 255-byte limit (a longer suffix, page numbers) fails with its reason."""
+    root = tmp_path / "in"
+    legal = "\u00e9" * 120 + ".jpg"  # 244 bytes
+    save(root / legal, photo_like(24, 32, 1), quality=95)
+    save(root / ("x" * 251 + ".png"), photo_like(24, 32, 2))  # output: 255 bytes, the limit
+    with tifffile.TiffWriter(root / ("y" * 248 + ".tif")) as writer:  # y...y.p002.png: 257
+        for seed in (3, 4):
+            writer.write(photo_like(24, 32, seed), photometric="rgb")
+    out = tmp_path / "out"
+    report = predict_folder(tiny_model, root, out)
+    status = {r.input.name[:3]: (r.status, r.error) for r in report.results}
+    assert status == {
+        "\u00e9" * 3: ("written", ""),
+        "xxx": ("written", ""),
+        "yyy": (
+            "failed",
+            "its output name is 257 bytes, more than a file name holds (255): shorten the "
+            "input's name",
+        ),
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["\u00e9" * 120 + ".png", "x" * 251 + ".png"]
+    )
+    webp = predict_folder(tiny_model, root, tmp_path / "webp", PredictOptions(output_format="webp"))
+    assert [(r.input.name[:3], r.status) for r in webp.results] == [
+        ("xxx", "failed"),  # x...x.webp: 256 bytes
+        ("yyy", "failed"),
+        ("\u00e9" * 3, "written"),
+    ]
+    assert webp.results[0].error.startswith("its output name is 256 bytes")
+    model = ("--model", str(tiny_model_path))
+    result = run_predict(str(root), "-o", str(tmp_path / "cli"), *model, "--format", "webp")
+    assert result.exit_code == 1 and "1 denoised" in result.output and "2 failed" in result.output
+    assert "its output name is 256 bytes" in result.output and "Traceback" not in result.output
 
 
 def test_small_images_are_batched(tiny_model, tmp_path, monkeypatch):

@@ -25,16 +25,28 @@ from typing import Any
 
 
 def temporary_path(path: Path) -> Path:
-    """`.name.tmp-PID-RANDOM.ext` beside the target: hidden, same file system, same extension
-    (writers such as PIL and Keras choose the format from it), and unique per writer: two
-    processes writing the same output (a retried job overlapping the first) never write into
-    one temp file; each moves its own complete file into place (see `replacing` and
-    `creating` for who wins). The host is in
-    the name too: on a shared file system only temp files of this host are judged stale."""
+    """`.name.tmp-HOST-PID-RANDOM.ext` beside the target: hidden, same file system, same
+    extension (writers such as PIL and Keras choose the format from it), and unique per writer:
+    two processes writing the same output (a retried job overlapping the first) never write
+    into one temp file; each moves its own complete file into place (see `replacing` and
+    `creating` for who wins). The host is in the name too: on a shared file system only temp
+    files of this host are judged stale. The name is cut at a character boundary to stay
+    within NAME_MAX bytes, so that any target whose own name is legal can be written (the tag
+    keeps it unique, and TEMPORARY_NAME still finds it)."""
     tag = f"{HOST}-{os.getpid()}-{secrets.token_hex(4)}"
-    return path.with_name(f".{path.stem}.tmp-{tag}{path.suffix}")
+    room = NAME_MAX - len(os.fsencode(f"..tmp-{tag}{path.suffix}"))
+    return path.with_name(f".{_cut(path.stem, room)}.tmp-{tag}{path.suffix}")
 
 
+def _cut(text: str, size: int) -> str:
+    """The longest start of `text` whose file-system encoding is at most `size` bytes."""
+    text = text[: max(size, 0)]  # every character takes at least one byte
+    while text and len(os.fsencode(text)) > size:
+        text = text[:-1]
+    return text
+
+
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs, APFS, ...), in os.fsencode's bytes
 HOST = re.sub(r"[^A-Za-z0-9]", "", os.uname().nodename)[:24] or "host"
 TEMPORARY_NAME = re.compile(r"^\..*\.tmp-([A-Za-z0-9]*)-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
 _swept: set[str] = set()  # folders whose stale temp files this process has removed

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import errno
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -172,16 +173,32 @@ class _Pending:
         return np.uint16 if self.bits == 16 else np.uint8
 
 
+def name_too_long(output: Path) -> str | None:
+    """Why `output` cannot be written when its name is longer than a file name can be (a long
+    input name with a longer suffix, or a page number added), else None: checked before the
+    output is looked up, which would raise rather than say no."""
+    size = len(os.fsencode(output.name))
+    if size <= atomic.NAME_MAX:
+        return None
+    return (
+        f"its output name is {size} bytes, more than a file name holds ({atomic.NAME_MAX}): "
+        "shorten the input's name"
+    )
+
+
 def settled(
     entry: selection.Entry, input_dir: Path, output_dir: Path, options: PredictOptions
 ) -> ImageResult | Path:
     """An entry's result when it needs no decoding -- failed with its reason (the output
-    another input owns in the row's output column) or its output kept because it exists --
-    else the output to write."""
+    another input owns in the row's output column) or an output name too long, or its output
+    kept because it exists -- else the output to write."""
     if entry.reason is not None:
         output = output_dir / (entry.output or entry.relpath)
         return ImageResult(entry.path, output, "failed", error=entry.reason)
     target = output_path(entry.path, input_dir, output_dir, options.output_format)
+    reason = name_too_long(target)
+    if reason is not None:
+        return ImageResult(entry.path, target, "failed", error=reason)
     if target.exists() and not options.overwrite:
         return kept_existing(entry.path, target)
     return target
@@ -303,6 +320,13 @@ def _denoise_pages(model, pending: _Pending, options: PredictOptions) -> ImageRe
     result, first, path = pending.result, pending.picture, pending.result.input
     pending.picture = dataclasses.replace(first, rgb=first.rgb[:0, :0], alpha=None)  # let go
     result.mode = f"{first.mode}, {first.pages} pages"
+    if pending.output_format != "tiff":  # the last page's name is the longest
+        reason = name_too_long(page_output_path(result.output, first.pages - 1))
+        if reason is not None:
+            result.output = page_output_path(result.output, first.pages - 1)
+            result.status, result.error = "failed", reason
+            result.seconds = time.perf_counter() - pending.started
+            return result
     current = {"page": 0}
 
     def denoised_pages() -> Iterator[tuple[int, photo.Picture, int]]:
