@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +161,70 @@ def test_every_command_takes_h_and_help(option):
         result = runner.invoke(cli.main, [name, option])
         assert result.exit_code == 0, (name, result.output)
         assert result.output.startswith(f"Usage: main {name}"), (name, result.output[:80])
+
+
+REPO = Path(__file__).resolve().parent.parent
+# `python -m tfdenoise.predict` with Ctrl-C as at a terminal: a shell starts background jobs
+# with SIGINT ignored, and so may whatever runs these tests
+PREDICT_AT_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('tfdenoise.predict', run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_with_the_summary_and_no_temp_files(tmp_path, model_path, signum):
+    """A real process, a real signal: Ctrl-C ended with click's "Aborted!" and exit 1, SIGTERM
+    killed the process mid-write (temp files left, no summary). Both now stop cleanly: the
+    summary of the images finished, exit 128 + N, only complete outputs in OUT."""
+    inputs, out = tmp_path / "scans", tmp_path / "out"
+    for index in range(40):
+        save(inputs / f"s{index:02d}.png", photo_like(300, 400, seed=index))
+    args = [str(inputs), "-o", str(out), "--model", str(model_path), "--ensemble", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", PREDICT_AT_A_TERMINAL, *args, "--precision", "float32"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (out.is_dir() and len(list(out.glob("*.png"))) >= 2):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.02)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, output
+    assert "Aborted" not in output and "Traceback" not in output
+    written = sorted(out.iterdir())  # no temp file beside them
+    assert all(path.suffix == ".png" and not path.name.startswith(".") for path in written)
+    assert 2 <= len(written) < 40
+    for path in written:
+        Image.open(path).load()  # complete
+    assert f"{len(written)} images: {len(written)} denoised" in output
+    assert f"stopped by {name} after {len(written)} of 40 images" in output
+    again = CliRunner().invoke(
+        cli.predict_command, [str(inputs), "-o", str(out), "--model", str(model_path)]
+    )
+    assert again.exit_code == 0 and f"{len(written)} kept" in again.output
+
+
+def test_a_stop_before_the_job_starts_exits_130(tmp_path, model_path, monkeypatch):
+    from tfdenoise import checkpoints
+    from tfdenoise.predict import stopping
+
+    def interrupted(*args, **kwargs):
+        raise stopping.Interrupted(signal.SIGINT)  # Ctrl-C while the model loads
+
+    monkeypatch.setattr(checkpoints, "load_denoiser", interrupted)
+    save(tmp_path / "scans" / "a.png", photo_like(16, 16))
+    handlers = [signal.getsignal(signum) for signum in stopping.STOP_SIGNALS]
+    result = CliRunner().invoke(cli.predict_command, [str(tmp_path / "scans")])
+    assert result.exit_code == 130 and "stopped by SIGINT" in result.output
+    assert "Aborted" not in result.output
+    assert [signal.getsignal(signum) for signum in stopping.STOP_SIGNALS] == handlers

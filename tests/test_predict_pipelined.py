@@ -4,6 +4,7 @@ bounded queues, failures and a full output disk handled the same way."""
 from __future__ import annotations
 
 import errno
+import signal
 import threading
 import time
 
@@ -12,7 +13,7 @@ from conftest import photo_like, save, write_bad_files
 
 from tfdenoise import checkpoints
 from tfdenoise.io import photo
-from tfdenoise.predict import folder, pipelined
+from tfdenoise.predict import folder, pipelined, stopping
 
 OPTIONS = folder.PredictOptions(tile=48, overlap=8, skip_clean=1.5)
 
@@ -102,3 +103,54 @@ def test_a_full_disk_stops_the_job_with_complete_outputs(scans, tmp_path, model,
     )
     again = pipelined.predict_folder_pipelined(model, scans, tmp_path / "out", OPTIONS)
     assert len(again.kept) == len(report.written) + len(report.copied)
+
+
+@pytest.mark.parametrize("engine", ["serial", "pipelined"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_the_job_with_the_report_of_what_was_done(
+    scans, tmp_path, model, monkeypatch, engine, signum
+):
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM (stopping.Interrupted, as stop_on_signals raises
+    it) in the model: the writes already running end, and the report of every image finished
+    comes with the interruption; no temp file is left, and a re-run keeps what was written."""
+    model_outputs, calls = folder._model_outputs, [0]
+
+    def interrupted_model(*args):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise KeyboardInterrupt if signum == signal.SIGINT else stopping.Interrupted(signum)
+        return model_outputs(*args)
+
+    monkeypatch.setattr(folder, "_model_outputs", interrupted_model)
+    run = pipelined.predict_folder_pipelined if engine == "pipelined" else folder.predict_folder
+    out = tmp_path / "out"
+    with pytest.raises(stopping.Interrupted) as stopped:
+        run(model, scans, out, OPTIONS)
+    assert stopped.value.signum == signum and stopped.value.exit_status == 128 + signum
+    report = stopped.value.report
+    done = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert done and done == sorted(p.relative_to(out) for p in report.written + report.copied)
+    assert len(done) < 11 and len(report.failed) == 3  # bad/ comes first
+    monkeypatch.setattr(folder, "_model_outputs", model_outputs)
+    again = run(model, scans, out, OPTIONS)
+    assert len(again.kept) == len(done) and len(again.written + again.copied) == 11 - len(done)
+
+
+def test_an_interrupted_write_leaves_no_temp_file(scans, tmp_path, model, monkeypatch):
+    save_picture, calls = photo.save_picture, [0]
+
+    def interrupted_save(picture, path, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            path.write_bytes(b"half an image")  # into the temp file, then Ctrl-C
+            raise KeyboardInterrupt
+        return save_picture(picture, path, *args, **kwargs)
+
+    monkeypatch.setattr(photo, "save_picture", interrupted_save)
+    out = tmp_path / "out"
+    with pytest.raises(stopping.Interrupted) as stopped:
+        folder.predict_folder(model, scans, out, OPTIONS)
+    report = stopped.value.report
+    names = sorted(p.name for p in out.rglob("*") if p.is_file())  # no .s2.tmp-... name
+    assert names == sorted(p.name for p in report.written + report.copied)
+    assert len(report.written) == 2

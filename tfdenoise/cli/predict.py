@@ -1,8 +1,10 @@
 """`tfdenoise predict` / `python -m tfdenoise.predict DIR`: the folder job with a progress bar,
-a summary table and the documented exit codes (0 all written, 1 some failed, 2 usage)."""
+a summary table and the documented exit codes (0 all written, 1 some failed, 2 usage; 130 or
+143 when stopped by SIGINT or SIGTERM, after the summary of what was done)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -37,6 +39,26 @@ class ShardParam(click.ParamType):
             return selection.Shard.parse(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
+
+
+def _stops_cleanly(command):
+    """Run `command` with SIGINT (Ctrl-C) and SIGTERM turned into a clean stop (see
+    tfdenoise.predict.stopping): the job reports what it did and the command exits 128 + the
+    signal's number. A stop before the job ran (or a second signal while it winds down) ends
+    here, with that status and no summary."""
+
+    @functools.wraps(command)
+    def stopping_cleanly(*args, **kwargs):
+        from tfdenoise.predict import stopping
+
+        with stopping.stop_on_signals():
+            try:
+                return command(*args, **kwargs)
+            except stopping.Interrupted as stop:
+                log(f"stopped by {stop.signal_name}; every output written is complete")
+                sys.exit(stop.exit_status)
+
+    return stopping_cleanly
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,6 +189,7 @@ class ShardParam(click.ParamType):
 @precision_option
 @ensemble_option
 @runs_dir_option
+@_stops_cleanly
 def predict_command(
     input_dir: Path,
     output,
@@ -195,7 +218,7 @@ def predict_command(
     unless --format says otherwise, keeping ICC profiles, EXIF, XMP and DPI. DIR may also be
     one image: it is denoised as in its folder's run (OUT defaults to FOLDER_denoised)."""
     from tfdenoise import checkpoints, inference
-    from tfdenoise.predict import folder, selection
+    from tfdenoise.predict import folder, selection, stopping
 
     try:
         inference.check_tiling(tile, overlap)
@@ -229,6 +252,7 @@ def predict_command(
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
     output = output or folder.default_output_dir(input_dir)
+    stop = None
     if runner == "beam":
         spec = beam.ModelSpec(model_spec, str(runs_dir), precision, ensemble)
         log(f"Apache Beam: {len(entries)} images, pipeline options: {beam_args or '(none)'}")
@@ -237,7 +261,12 @@ def predict_command(
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     else:
-        report = _predict_locally(model, input_dir, output, options, entries, io_threads)
+        try:
+            report = _predict_locally(model, input_dir, output, options, entries, io_threads)
+        except stopping.Interrupted as interrupted:
+            if interrupted.report is None:  # a second signal while the job wound down
+                raise
+            stop, report = interrupted, interrupted.report
     if report_file:
         folder.write_report_csv(report, report_file)
     _print_predict_summary(report, output, input_dir)
@@ -246,6 +275,13 @@ def predict_command(
             f"stopped early, the output disk refuses writes ({report.stopped}); outputs "
             "written so far are complete: free space and re-run to continue"
         )
+    if stop is not None:
+        log(
+            f"stopped by {stop.signal_name} after {len(report.results)} of {len(entries)} "
+            "images; every output written is complete, none half-written: re-run to continue "
+            "(existing outputs are kept)"
+        )
+        sys.exit(stop.exit_status)
     if report.failed or report.stopped:
         sys.exit(1)
 

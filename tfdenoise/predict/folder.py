@@ -33,7 +33,7 @@ from tfdenoise.inference import (
 )
 from tfdenoise.io import atomic, files, photo
 from tfdenoise.noise_level import estimate_sigma_255
-from tfdenoise.predict import selection
+from tfdenoise.predict import selection, stopping
 
 
 def default_output_dir(input_dir: str | Path) -> Path:
@@ -425,6 +425,8 @@ def predict_folder(
 
     A full or read-only output disk stops the job at once (`Report.stopped`): every output
     written so far is complete (temp file + rename) and a re-run continues where it stopped.
+    So does an interruption (Ctrl-C; SIGTERM under `stopping.stop_on_signals`), which raises
+    `stopping.Interrupted` with the report of the images finished before it.
     `entries` (from `selection.select`: --files-from, --shard) replaces the listing of every
     image under input_dir; an entry with a reason is reported as failed.
     """
@@ -485,5 +487,8 @@ def predict_folder(
         flush()
     except OutputDiskError as error:
         report.stopped = f"{error.strerror}: {error.filename}"
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM under stopping.stop_on_signals
+        report.seconds = time.perf_counter() - started
+        raise stopping.with_report(error, report) from None  # an interrupted write left no temp
     report.seconds = time.perf_counter() - started
     return report

@@ -11,8 +11,10 @@ images wait, 1 is in the model and 2 are being written (each holding its input a
 so a folder of 50 MP scans (150 MB per 8-bit RGB image) stays within ~1.2 GB of pixels.
 
 Outputs, the report (sorted in input order), failures, skip-existing and the stop on a full or
-read-only output disk are those of `folder.predict_folder`, whose steps this module calls;
-only the order in which images finish (and `on_image` is called) may differ.
+read-only output disk or on an interruption (see `stopping`) are those of
+`folder.predict_folder`, whose steps this module calls; only the order in which images finish
+(and `on_image` is called) may differ. After a stop, the writes already running end and are
+reported.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tfdenoise.inference import check_tiling
-from tfdenoise.predict import folder, selection
+from tfdenoise.predict import folder, selection, stopping
 from tfdenoise.predict.folder import ImageResult, OutputDiskError, PredictOptions, PredictReport
 
 DEFAULT_THREADS = 2  # decode threads = write threads = images ahead = images behind
@@ -89,14 +91,19 @@ def predict_folder_pipelined(
                     ahead.append(decoders.submit(folder._decode, entry.path, target, options))
             if not ahead:
                 return
-            yield ahead.popleft().result()  # OutputDiskError from a clean copy stops the job
+            result = ahead[0].result()  # OutputDiskError from a clean copy stops the job
+            ahead.popleft()  # (only now: an interruption while waiting leaves it to wind_down)
+            yield result
 
     def write_behind(limit: int) -> None:
         while len(behind) > limit:
-            record(behind.popleft().result())  # OutputDiskError stops the job
+            result = behind[0].result()  # OutputDiskError stops the job
+            behind.popleft()
+            record(result)
 
     group: list[folder._Pending] = []
     group_pixels = 0
+    interrupted: KeyboardInterrupt | None = None
 
     def flush() -> None:
         nonlocal group, group_pixels
@@ -131,17 +138,36 @@ def predict_folder_pipelined(
         write_behind(0)
     except OutputDiskError as error:
         report.stopped = f"{error.strerror}: {error.filename}"
-        for future in ahead:
-            future.cancel()
-        for future in behind:  # writes already running end (complete or refused): keep them
-            try:
-                result = future.result()
-            except OutputDiskError:
-                continue
-            record(result)
+        _wind_down(ahead, behind, record)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM under stopping.stop_on_signals
+        interrupted = error
+        _wind_down(ahead, behind, record)
     finally:
         decoders.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
     report.results.sort(key=lambda result: order.get(result.input, len(order)))
     report.seconds = time.perf_counter() - started
+    if interrupted is not None:
+        raise stopping.with_report(interrupted, report)
     return report
+
+
+def _wind_down(
+    ahead: Iterable[concurrent.futures.Future],
+    behind: Iterable[concurrent.futures.Future],
+    record: Callable[[ImageResult], None],
+) -> None:
+    """After a stop: decodes not started are cancelled; writes already running end (complete,
+    or refused by the full disk) and are recorded, as are the results decodes ended with (a
+    clean copy, a failure, an output found kept); decoded images not yet denoised are dropped."""
+    for future in ahead:
+        future.cancel()
+    for future in [*ahead, *behind]:
+        if future.cancelled():
+            continue
+        try:
+            result = future.result()
+        except OutputDiskError:
+            continue
+        if isinstance(result, ImageResult):
+            record(result)
