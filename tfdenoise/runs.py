@@ -106,6 +106,9 @@ class RunSummary:
     finished: bool
     test_psnr: dict[str, float]
     has_model: bool
+    # "history.json: <reason>" when a file of the run cannot be read (truncated, hand-edited):
+    # the run is listed as unreadable and never chosen by `--model best`.
+    problem: str | None = None
 
 
 def trained_rows(history: list[dict]) -> list[dict]:
@@ -114,21 +117,70 @@ def trained_rows(history: list[dict]) -> list[dict]:
 
 
 def summarize(path: str | Path) -> RunSummary:
+    """The run's scores; a file that cannot be read makes it an unreadable run (`problem`)
+    instead of an error, so that one damaged run never hides the others."""
     path = Path(path)
-    history = read_json(path / HISTORY, default=[]) or []
+    has_model = (path / BEST_MODEL).is_file()
+    try:
+        history = _read_history(path / HISTORY)
+        test = _read_test_scores(path / METRICS)
+    except RunFileError as error:
+        return RunSummary(path, math.inf, -math.inf, 0, False, {}, has_model, str(error))
     losses = [row["val_loss"] for row in history if row.get("val_loss") is not None]
     psnrs = [row["val_psnr"] for row in history if row.get("val_psnr") is not None]
-    metrics = read_json(path / METRICS, default={}) or {}
-    test = metrics.get("test", {})
     return RunSummary(
         path=path,
         best_val_loss=min(losses) if losses else math.inf,
         best_val_psnr=max(psnrs) if psnrs else -math.inf,
         epochs=len(trained_rows(history)),
-        finished=bool(metrics),
-        test_psnr={name: score["psnr_denoised"] for name, score in test.items()},
-        has_model=(path / BEST_MODEL).is_file(),
+        finished=test is not None,
+        test_psnr={name: score["psnr_denoised"] for name, score in (test or {}).items()},
+        has_model=has_model,
     )
+
+
+class RunFileError(ValueError):
+    """A run's JSON file that is not valid JSON of the expected shape; says 'FILE: reason'."""
+
+
+def _read_run_json(path: Path, default: Any) -> Any:
+    try:
+        return read_json(path, default)
+    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise RunFileError(f"{path.name}: {error}") from error
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _read_history(path: Path) -> list[dict]:
+    """history.json: a list of epoch rows whose epoch and scores, when present, are numbers."""
+    history = _read_run_json(path, default=[]) or []
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise RunFileError(f"{path.name}: not a list of epoch objects")
+    for index, row in enumerate(history):
+        for key in ("epoch", "val_loss", "val_psnr"):
+            if row.get(key) is not None and not _is_number(row[key]):
+                raise RunFileError(f"{path.name}: row {index}: {key} is not a number")
+    return history
+
+
+def _read_test_scores(path: Path) -> dict[str, dict] | None:
+    """metrics.json's test scores by condition, each with a numeric psnr_denoised; None when
+    the run has not finished (no metrics.json or an empty one)."""
+    metrics = _read_run_json(path, default={}) or {}
+    if not isinstance(metrics, dict):
+        raise RunFileError(f"{path.name}: not a JSON object")
+    if not metrics:
+        return None
+    test = metrics.get("test", {})
+    if not isinstance(test, dict) or not all(
+        isinstance(score, dict) and _is_number(score.get("psnr_denoised"))
+        for score in test.values()
+    ):
+        raise RunFileError(f"{path.name}: test scores are not objects with a numeric psnr_denoised")
+    return test
 
 
 def ranked_runs(runs_dir: str | Path) -> list[RunSummary]:
@@ -141,8 +193,12 @@ def ranked_runs(runs_dir: str | Path) -> list[RunSummary]:
 
 
 def best_run(runs_dir: str | Path) -> Path:
-    """The run with the lowest validation loss that has a saved model."""
-    for summary in ranked_runs(runs_dir):
-        if summary.has_model and math.isfinite(summary.best_val_loss):
+    """The run with the lowest validation loss that has a saved model (unreadable runs are
+    left out: their loss is unknown)."""
+    ranked = ranked_runs(runs_dir)
+    for summary in ranked:
+        if summary.problem is None and summary.has_model and math.isfinite(summary.best_val_loss):
             return summary.path
-    raise ValueError(f"no run with a saved model in {runs_dir}")
+    unreadable = [f"{s.path.name} ({s.problem})" for s in ranked if s.problem]
+    also = f"; unreadable runs left out: {', '.join(unreadable)}" if unreadable else ""
+    raise ValueError(f"no run with a saved model in {runs_dir}{also}")
