@@ -46,11 +46,31 @@ def load_model(path: str | Path, policy: str | None = None) -> keras.Model:
     try:
         with precision_policy(policy):
             return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, TypeError, OSError, KeyError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "lambda" in message.lower() or "safe_mode" in message:
-            message = f"refused in safe mode (it would run code from the file): {message}"
-        raise ModelLoadError(f"cannot load model {path}: {message}") from error
+    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as error:
+        # BadZipFile: a member's bytes no longer match its CRC (a flipped bit on disk or in a
+        # copy) while the zip directory is intact, so is_zipfile above passed.
+        raise _load_error(path, error) from error
+    except RuntimeError as error:
+        if not _raised_by_h5py(error):  # h5py reports a corrupt weights file as RuntimeError
+            raise
+        raise _load_error(path, error) from error
+
+
+def _load_error(path: Path, error: Exception) -> ModelLoadError:
+    """The one-line reason a model file could not be loaded."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "lambda" in message.lower() or "safe_mode" in message:
+        message = f"refused in safe mode (it would run code from the file): {message}"
+    return ModelLoadError(f"cannot load model {path}: {message}")
+
+
+def _raised_by_h5py(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is in h5py (a RuntimeError from
+    anywhere else is a bug to show, not a damaged file)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and "h5py" in Path(frame.tb_frame.f_code.co_filename).parts
 
 
 def resolve_model_path(spec: str | None, runs_dir: str | Path = "runs") -> Path:
