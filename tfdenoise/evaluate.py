@@ -367,11 +367,13 @@ def grid_image(triples: Sequence[tuple[np.ndarray, ...]], size: int = GRID_CROP)
 
 
 def evaluation_files(
-    root: str | Path, use_all: bool = False
+    root: str | Path, use_all: bool = False, exclude: str | Path | None = None
 ) -> tuple[list[Path], list[files.Skipped]]:
     """DATA's test split by the hash split (the images fit never trained on), or all of them,
-    and the files of that part the scan could not use."""
-    scan = files.scan(root)
+    and the files of that part the scan could not use. `exclude` is the runs folder, left out
+    as fit leaves it out: its grid.png previews are not benchmark images, and fit and
+    evaluate must agree on the test split."""
+    scan = files.scan(root, files.list_image_files(root, exclude=exclude))
     chosen = scan.files if use_all else scan.split("test")
     unusable = [s for s in scan.skipped if use_all or _split_of(s.path, root) == "test"]
     if not chosen:
@@ -396,15 +398,17 @@ def evaluate_folder(
     condition_names: Sequence[str] | None = None,
     protocol: str = "stored",
     journal: Callable[[dict], Any] | None = None,
+    exclude: str | Path | None = None,
 ) -> tuple[Evaluation, list[tuple[np.ndarray, ...]]]:
     """`tfdenoise evaluate DATA`: the model (denoising as predict does, tiled) vs baselines.
+    `exclude`: a folder under DATA whose images are not scored (the runs folder).
     `crop` None scores full images (the papers' protocol does). `journal`, given the settings
     the scores depend on, opens a record of per-image scores to resume from and append to
     (tfdenoise.evaluate_journal.Journal; discarding it once results are saved is the caller's)."""
     check_crop(crop)
     chosen, notes = baselines.select(baseline_names)
     conditions = select_conditions(condition_names)
-    paths, skipped = evaluation_files(root, use_all)
+    paths, skipped = evaluation_files(root, use_all, exclude)
 
     def loader(path: Path) -> Callable[[], np.ndarray]:
         return lambda: scorable(centre_crop_uint8(files.load_rgb8(path), crop))

@@ -118,7 +118,9 @@ def evaluate_command(
     conditions = None if condition_names is None else name_list(condition_names)
     if crop is None:
         crop = 0 if protocol == "paper" or reference is not None else DEFAULT_EVAL_CROP
-    note_other_files(data)
+    # the runs folder inside DATA is left out, as fit leaves it out (same test split)
+    exclude = None if reference is not None else runs_dir
+    note_other_files(data, exclude=exclude)
     try:
         if grid and reference is None:
             evaluate.check_grid(conditions)
@@ -161,6 +163,7 @@ def evaluate_command(
                     condition_names=conditions,
                     protocol=protocol,
                     journal=journal,
+                    exclude=runs_dir,
                 )
     except (ValueError, checkpoints.ModelLoadError) as error:
         raise click.UsageError(str(error)) from None
