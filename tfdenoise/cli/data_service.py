@@ -33,8 +33,13 @@ def data_service() -> None:
 )
 def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -> None:
     """Start a tf.data service dispatcher (trainers and workers connect to it)."""
+    from tfdenoise import ports
     from tfdenoise.train import service
 
+    try:
+        ports.check_port_free(port)  # gRPC would share a busy port (SO_REUSEPORT)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     server = service.start_dispatcher(port, work_dir)
     console.print(service.serve(server.address, "dispatcher", timeout, log=click.echo))
     service.exit_now()
@@ -68,9 +73,11 @@ def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -
 )
 def worker_command(dispatcher: str, port: int, host: str, timeout: float | None) -> None:
     """Start a tf.data service worker: it runs the decode/crop work the dispatcher hands out."""
+    from tfdenoise import ports
     from tfdenoise.train import service
 
     try:
+        ports.check_port_free(port)  # gRPC would share a busy port (SO_REUSEPORT)
         server = service.start_worker(dispatcher, port, host)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
