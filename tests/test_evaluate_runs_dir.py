@@ -41,3 +41,15 @@ def test_evaluate_leaves_the_runs_folder_inside_data_out(tmp_path, tiny_model_pa
         name.startswith("runs/")
         for name in evaluated_images(tiny_model_path, data, "--all", "--runs-dir", str(elsewhere))
     )
+
+
+def test_the_table_title_says_smaller_images_are_scored_whole(tmp_path, tiny_model_path):
+    data = tmp_path / "small"
+    for index in range(3):
+        save(data / f"s{index}.png", photo_like(24, 24, seed=index))
+    args = ["evaluate", str(data), "--model", str(tiny_model_path), "--all", "--crop", "512"]
+    result = CliRunner().invoke(
+        cli.main, [*args, "--baselines", "none", "--conditions", "gaussian-25"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "up to 512x512 (smaller images whole)" in result.output

@@ -189,7 +189,12 @@ def evaluate_command(
 
 
 def _print_evaluation(result) -> None:
-    crop = f"{result.crop}x{result.crop} centre crops" if result.crop else "full images"
+    # an image smaller than the crop is scored whole: "512x512 crops" alone would overstate
+    crop = (
+        f"centre crops of up to {result.crop}x{result.crop} (smaller images whole)"
+        if result.crop
+        else "full images"
+    )
     noise = (
         "real noise against clean references"
         if result.protocol == PAIRED_PROTOCOL
