@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -782,3 +783,69 @@ def test_a_backup_torn_by_a_kill_falls_back_to_the_one_before(image_folder, tmp_
     monkeypatch.setattr(keras.Model, "load_weights", raises_once)
     resumed = fit(config, resume=run_dir, log=lambda m: None)
     assert torn and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+
+class CountEpochs(keras.callbacks.Callback):
+    """Counts the epochs model.fit begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def kill_during_scoring(config: FitConfig, monkeypatch) -> Path:
+    """A run whose training ended and which was killed while its test split was scored."""
+    from tfdenoise import metrics
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("simulated kill during the final scoring")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(metrics, "evaluate_conditions", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, log=lambda m: None)
+    (run_dir,) = runs.all_runs(config.runs_dir)
+    assert not (run_dir / "metrics.json").exists()
+    return run_dir
+
+
+@pytest.mark.parametrize("backup_left", [True, False], ids=["backup", "older-version-no-backup"])
+def test_a_run_killed_while_scoring_resumes_at_the_scoring_without_retraining(
+    image_folder, tmp_path, monkeypatch, backup_left
+):
+    # Keras removed the backup at the end of training, before the test split was scored: a
+    # kill then made --resume retrain from scratch and overwrite best.keras and the history.
+    config = quick_config(image_folder, tmp_path / "runs")
+    run_dir = kill_during_scoring(config, monkeypatch)
+    if backup_left:
+        assert (run_dir / "backup" / "latest.weights.h5").is_file()
+    else:  # as versions before 2026-12-07 left such a run
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    history = (run_dir / "history.json").read_bytes()
+    best = (run_dir / "best.keras").read_bytes()
+    counter = CountEpochs()
+    messages: list[str] = []
+    resumed = fit(config, resume=run_dir, extra_callbacks=[counter], log=messages.append)
+    assert counter.epochs == []  # nothing trained again
+    assert (run_dir / "history.json").read_bytes() == history
+    assert (run_dir / "best.keras").read_bytes() == best
+    assert resumed.metrics["epochs_trained"] == 3
+    assert set(resumed.metrics["test"]) and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "backup").exists()  # removed once the outputs are final
+    assert any("training ended at epoch 3" in m for m in messages)
+
+
+def test_a_run_with_history_but_no_backup_is_not_retrained_from_scratch(
+    image_folder, tmp_path, monkeypatch
+):
+    config = quick_config(image_folder, tmp_path / "runs")
+    run_dir = kill_during_scoring(config, monkeypatch)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # as older versions left it
+    history = (run_dir / "history.json").read_bytes()
+    with pytest.raises(ValueError, match="3 epochs of history but no backup"):
+        fit(config, resume=run_dir, extend_to=5, log=lambda m: None)
+    assert (run_dir / "history.json").read_bytes() == history
+    assert FitConfig.load(run_dir / "config.json").epochs == 3  # the refused extension not kept

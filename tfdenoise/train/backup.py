@@ -12,7 +12,6 @@ config.json, and the variable counts are checked before loading.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
@@ -21,15 +20,11 @@ import keras
 from tfdenoise import runs
 from tfdenoise.config import FitConfig
 from tfdenoise.train import fit
+from tfdenoise.train.callbacks import BACKUP_METADATA as METADATA
+from tfdenoise.train.callbacks import BACKUP_WEIGHTS as WEIGHTS
+from tfdenoise.train.callbacks import backed_up_epoch
 
-WEIGHTS = "latest.weights.h5"  # keras.callbacks.BackupAndRestore's names
-METADATA = "training_metadata.json"
-
-
-def backed_up_epoch(run_dir: str | Path) -> int:
-    """How many epochs the backup holds (0: none yet)."""
-    metadata = Path(run_dir) / runs.BACKUP / METADATA
-    return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
+__all__ = ["METADATA", "WEIGHTS", "backed_up_epoch", "backed_up_model"]
 
 
 def backed_up_model(run_dir: str | Path, average: bool = False) -> keras.Model:

@@ -10,6 +10,7 @@ condition (`fit --select-by`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -210,6 +211,16 @@ class _AverageOut(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.weights.put(self.model, False)
+
+
+BACKUP_WEIGHTS = "latest.weights.h5"  # keras.callbacks.BackupAndRestore's names
+BACKUP_METADATA = "training_metadata.json"
+
+
+def backed_up_epoch(run_dir: str | Path) -> int:
+    """How many epochs the run's backup holds (0: none yet, or already removed)."""
+    metadata = Path(run_dir) / runs.BACKUP / BACKUP_METADATA
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.is_file() else 0
 
 
 class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -2,7 +2,8 @@
 
 choose the strategy -> prepare the run directory (new, named or resumed) -> open the data
 and check its splits -> precision and XLA plan -> build and compile the model (under the
-precision policy) -> callbacks -> model.fit -> score the test split -> metrics.json
+precision policy) -> callbacks -> model.fit -> score the test split -> metrics.json -> remove
+the backup (kept until then, so that a run killed while scoring resumes at the scoring)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,6 +137,34 @@ def prepare_run_dir(
     if chief:
         runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(config))
     return run_dir
+
+
+def finished_training(config: FitConfig, run_dir: Path) -> int | None:
+    """The epoch a resumed run's training already ended at (every epoch, or early stopping's
+    end), or None if it has epochs left to train.
+
+    Why: a run killed while its test split was scored must go on to the scoring, not train
+    again. With a backup, its epoch says how far training got (history.json may be one epoch
+    ahead of it). Without one, history.json is complete only if something removed the backup
+    after training (versions before 2026-12-07 did so before scoring): two or more epochs of
+    history and no backup cannot be continued, and training from scratch would overwrite
+    them, so that is a ValueError.
+    """
+    history = cb.HistoryFile(run_dir / runs.HISTORY)
+    monitor = selection_monitor(config)
+    backed_up = cb.backed_up_epoch(run_dir)
+    epochs = backed_up or max((row["epoch"] for row in history.trained_rows), default=0)
+    if epochs == 0:
+        return None
+    stopped_early = epochs >= 2 and history.epochs_since_best(monitor, epochs) >= config.patience
+    if epochs >= config.epochs or stopped_early:
+        return epochs
+    if not backed_up and len(history.trained_rows) >= 2:
+        raise ValueError(
+            f"run {run_dir} has {len(history.trained_rows)} epochs of history but no backup to "
+            "continue from; start a new run (or --init-from it) instead"
+        )
+    return None
 
 
 # --- stage: the data ------------------------------------------------------------------------
@@ -351,8 +381,11 @@ def make_callbacks(
             out_dir / runs.TENSORBOARD, grid_clean, catalog.EVAL_CONDITIONS[FIT_GRID_CONDITION]
         ),
         *average_out,
-        cb.SharedBackupAndRestore(
-            str(out_dir / runs.BACKUP), str(run_dir / runs.BACKUP), double_checkpoint=True
+        cb.SharedBackupAndRestore(  # kept after training: removed once metrics.json is written
+            str(out_dir / runs.BACKUP),
+            str(run_dir / runs.BACKUP),
+            double_checkpoint=True,
+            delete_checkpoint=False,
         ),
         cb.ResumableEarlyStopping(
             history_file,
@@ -388,9 +421,11 @@ def fit(
     run_id = distribute.run_dir_name(config.run_id, choice)
     if resume is None and run_id is not None and runs.is_run_dir(Path(config.runs_dir) / run_id):
         resume = Path(config.runs_dir) / run_id  # same id again: a restarted worker rejoins
+    trained = None
     if resume is not None:
         resume = Path(resume)
         config = resumed_config(resume, extend_to)
+        trained = finished_training(config, resume)  # before an extension is written
         log(f"resuming {resume}: {config.epochs} epochs in all")
     config.validate()
     if config.data_service:
@@ -429,6 +464,7 @@ def fit(
             test_split,
             extra_callbacks,
             log,
+            trained,
         )
 
 
@@ -444,8 +480,10 @@ def _train(
     test_split: str,
     extra_callbacks,
     log,
+    trained: int | None,
 ) -> RunResult:
-    """`out_dir` is the run directory on the chief and a throw-away one on other workers."""
+    """`out_dir` is the run directory on the chief and a throw-away one on other workers;
+    `trained` is the epoch a resumed run's training already ended at (None: train)."""
     keras.utils.set_random_seed(config.seed)
     spec = pipeline_spec(config)
     train_data = distribute.distributed_dataset(
@@ -476,19 +514,24 @@ def _train(
         out_dir, run_dir, config, grid_clean, val_clean, extra_callbacks
     )
     validation_steps = config.val_steps or math.ceil(val_count * repeats / spec.batch_size)
-    if config.init_from and not history_file.rows:  # a new fine-tune, not a resumed one
-        score_initial_model(model, val_data, validation_steps, callbacks, history_file, log)
     started = time.perf_counter()
-    model.fit(
-        train_data,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=val_data,
-        validation_steps=validation_steps,
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a dataset
-        verbose=0,
-    )
+    if trained is not None:
+        if not (out_dir / runs.BEST_MODEL).is_file() and distribute.is_chief(strategy):
+            raise ValueError(f"run {run_dir} trained {trained} epochs but has no {runs.BEST_MODEL}")
+        log(f"training ended at epoch {trained}: scoring {runs.BEST_MODEL} on the test split")
+    else:
+        if config.init_from and not history_file.rows:  # a new fine-tune, not a resumed one
+            score_initial_model(model, val_data, validation_steps, callbacks, history_file, log)
+        model.fit(
+            train_data,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=val_data,
+            validation_steps=validation_steps,
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a dataset
+            verbose=0,
+        )
     train_seconds = time.perf_counter() - started
     final = final_metrics(
         config,
@@ -503,6 +546,9 @@ def _train(
         train_seconds,
         log,
     )
+    # The outputs are final: a resume would now be refused, so the backup has no further use;
+    # one left behind (a kill just now, a read-only file) is harmless, hence no error.
+    shutil.rmtree(out_dir / runs.BACKUP, ignore_errors=True)
     return RunResult(run_dir, plan, history_file.rows, final)
 
 
