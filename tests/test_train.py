@@ -849,3 +849,23 @@ def test_a_run_with_history_but_no_backup_is_not_retrained_from_scratch(
         fit(config, resume=run_dir, extend_to=5, log=lambda m: None)
     assert (run_dir / "history.json").read_bytes() == history
     assert FitConfig.load(run_dir / "config.json").epochs == 3  # the refused extension not kept
+
+
+def test_a_run_started_with_relative_paths_resumes_from_another_directory(
+    image_folder, tmp_path, monkeypatch
+):
+    # config.json kept DATA and --runs-dir as typed: resumed from elsewhere, "photos" named
+    # no folder (or another one of that name)
+    monkeypatch.chdir(image_folder.parent)
+    config = quick_config("photos", "runs")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, extra_callbacks=[CrashAtEpoch(2)], log=lambda m: None)
+    (run_dir,) = runs.all_runs(image_folder.parent / "runs")
+    saved = FitConfig.load(run_dir / "config.json")
+    assert saved.data == str(image_folder) and saved.runs_dir == str(image_folder.parent / "runs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = fit(config, resume=run_dir.resolve(), log=lambda m: None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert not (elsewhere / "runs").exists()
