@@ -869,3 +869,47 @@ def test_a_run_started_with_relative_paths_resumes_from_another_directory(
     resumed = fit(config, resume=run_dir.resolve(), log=lambda m: None)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert not (elsewhere / "runs").exists()
+
+
+class TriesTheRunLock(keras.callbacks.Callback):
+    """Tries to take the run directory's lock, as a second fit would, while training runs."""
+
+    def __init__(self, runs_dir: Path):
+        super().__init__()
+        self.runs_dir = runs_dir
+        self.refusals: list[str] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        (run_dir,) = runs.all_runs(self.runs_dir)
+        try:
+            with fit_module.run_lock(run_dir):
+                pass
+        except fit_module.RunBusy as error:
+            self.refusals.append(str(error))
+
+
+def test_a_second_fit_of_one_run_is_refused_while_the_first_runs(image_folder, tmp_path):
+    # two `fit --resume` of one run both trained, interleaving history.json and best.keras
+    runs_dir = tmp_path / "runs"
+    config = quick_config(image_folder, runs_dir)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, extra_callbacks=[CrashAtEpoch(2)], log=lambda m: None)
+    (run_dir,) = runs.all_runs(runs_dir)
+    history = (run_dir / "history.json").read_bytes()
+    with fit_module.run_lock(run_dir):  # a running fit holds it
+        result = CliRunner().invoke(cli.main, ["fit", "--resume", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert f"run {run_dir} is being trained by another fit" in result.output
+    assert (run_dir / "history.json").read_bytes() == history  # nothing trained, nothing written
+    probe = TriesTheRunLock(runs_dir)
+    resumed = fit(config, resume=run_dir, extra_callbacks=[probe], log=lambda m: None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert len(probe.refusals) == 1  # the resumed fit held the lock while it trained epoch 3
+    assert not (run_dir / ".lock").exists()  # released and removed at the end
+
+
+def test_a_new_run_holds_its_lock_while_it_trains(image_folder, tmp_path):
+    runs_dir = tmp_path / "runs"
+    probe = TriesTheRunLock(runs_dir)
+    fit(quick_config(image_folder, runs_dir, epochs=2), extra_callbacks=[probe], log=lambda m: None)
+    assert len(probe.refusals) == 2

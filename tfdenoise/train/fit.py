@@ -8,6 +8,7 @@ the backup (kept until then, so that a run killed while scoring resumes at the s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -23,6 +24,7 @@ from tfdenoise import checkpoints, hardware, losses, metrics, models, runs
 from tfdenoise.config import DEFAULT_CLIP_NORM, DEFAULT_NOISE, VAL_LOSS, FitConfig
 from tfdenoise.data import pipeline, sources
 from tfdenoise.degradations import catalog
+from tfdenoise.io import locks
 from tfdenoise.train import callbacks as cb
 from tfdenoise.train import distribute, service
 
@@ -187,6 +189,23 @@ def finished_training(config: FitConfig, run_dir: Path) -> int | None:
             "continue from; start a new run (or --init-from it) instead"
         )
     return None
+
+
+class RunBusy(ValueError):
+    """The run directory is being written by another fit (its lock is held)."""
+
+
+def run_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the run directory's lock; RunBusy at once if another fit holds it. Why: two fits
+    of one run (say two `--resume`) would both train and interleave history.json and
+    best.keras."""
+    return locks.exclusive(
+        run_dir,
+        RunBusy(
+            f"run {run_dir} is being trained by another fit (it holds {run_dir / locks.LOCK}); "
+            "wait for it to finish"
+        ),
+    )
 
 
 # --- stage: the data ------------------------------------------------------------------------
@@ -443,51 +462,57 @@ def fit(
     run_id = distribute.run_dir_name(config.run_id, choice)
     if resume is None and run_id is not None and runs.is_run_dir(Path(config.runs_dir) / run_id):
         resume = Path(config.runs_dir) / run_id  # same id again: a restarted worker rejoins
-    trained = None
-    if resume is not None:
-        resume = Path(resume)
-        config = resumed_config(resume, extend_to)
-        trained = finished_training(config, resume)  # before an extension is written
-        log(f"resuming {resume}: {config.epochs} epochs in all")
-    config.validate()
-    if config.data_service:
-        config.data_service = service.check_address(config.data_service)
+    # Held by the chief (the only writer of the run directory) until the run's files are final.
+    with contextlib.ExitStack() as held:
+        trained = None
+        if resume is not None:
+            resume = Path(resume)
+            if chief and runs.is_run_dir(resume):  # else resumed_config says what is wrong
+                held.enter_context(run_lock(resume))
+            config = resumed_config(resume, extend_to)
+            trained = finished_training(config, resume)  # before an extension is written
+            log(f"resuming {resume}: {config.epochs} epochs in all")
+        config.validate()
+        if config.data_service:
+            config.data_service = service.check_address(config.data_service)
 
-    plan = hardware.plan(config.precision, config.xla)
-    log(
-        f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
-        f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})"
-    )
-    distribute.replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
-    workers = distribute.num_workers(strategy)
-    hardware.check_xla(plan, workers)
-    log(
-        f"strategy: {choice.name} ({choice.reason}); {strategy.num_replicas_in_sync} replica(s) "
-        f"on {workers} worker(s); "
-        f"{'chief' if chief else 'non-chief: writes to a temporary directory'}"
-    )
-
-    source, val_source, val_split, test_split = open_data(config, log)
-    run_dir = prepare_run_dir(config, resume, run_id, chief)
-    log(f"run directory: {run_dir}")
-    with (
-        hardware.precision_policy(plan.precision),
-        distribute.worker_dir(run_dir, chief) as out_dir,
-    ):
-        return _train(
-            config,
-            plan,
-            strategy,
-            source,
-            val_source,
-            run_dir,
-            out_dir,
-            val_split,
-            test_split,
-            extra_callbacks,
-            log,
-            trained,
+        plan = hardware.plan(config.precision, config.xla)
+        log(
+            f"device: {plan.device}; precision {plan.precision} ({plan.precision_reason}); "
+            f"XLA {'on' if plan.xla else 'off'} ({plan.xla_reason})"
         )
+        distribute.replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+        workers = distribute.num_workers(strategy)
+        hardware.check_xla(plan, workers)
+        log(
+            f"strategy: {choice.name} ({choice.reason}); "
+            f"{strategy.num_replicas_in_sync} replica(s) on {workers} worker(s); "
+            f"{'chief' if chief else 'non-chief: writes to a temporary directory'}"
+        )
+
+        source, val_source, val_split, test_split = open_data(config, log)
+        run_dir = prepare_run_dir(config, resume, run_id, chief)
+        if chief and resume is None:
+            held.enter_context(run_lock(run_dir))
+        log(f"run directory: {run_dir}")
+        with (
+            hardware.precision_policy(plan.precision),
+            distribute.worker_dir(run_dir, chief) as out_dir,
+        ):
+            return _train(
+                config,
+                plan,
+                strategy,
+                source,
+                val_source,
+                run_dir,
+                out_dir,
+                val_split,
+                test_split,
+                extra_callbacks,
+                log,
+                trained,
+            )
 
 
 def _train(

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfdenoise import __version__
 from tfdenoise.config import DEFAULT_MAX_PIXELS, DEFAULT_SPLIT
-from tfdenoise.io import atomic, files
+from tfdenoise.io import atomic, files, locks
 from tfdenoise.io.encoding import DEFAULT_LOSSLESS, LOSSLESS_FORMATS, encode_or_skip
 from tfdenoise.io.records.folder import (
     MANIFEST,
@@ -289,40 +289,15 @@ class OutputBusy(ValueError):
     """OUT is being written by another conversion (its lock is held)."""
 
 
-LOCK = ".lock"
-
-
-@contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive flock on OUT/.lock for the whole conversion; OutputBusy at once if
-    another process holds it. The kernel drops the lock with its holder's last descriptor, so
-    a killed run never leaves a stale lock (only the file, unlocked, which the next run takes
-    and removes). The file is removed before it is unlocked; a process that locked a removed
-    file (it opened it before the removal) sees that and locks the new one instead."""
-    import fcntl
-
-    path = out / LOCK
-    while True:
-        stream = open(path, "a+b")  # noqa: SIM115 - closed below on every path
-        try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            stream.close()
-            raise OutputBusy(
-                f"{out} is being written by another make-tfrecords (it holds {path}); "
-                "wait for it to finish, or write to another folder"
-            ) from None
-        try:
-            if os.stat(path).st_ino == os.fstat(stream.fileno()).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        stream.close()  # locked a file its holder had just removed: take the new one
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        stream.close()  # releases the lock
+def output_lock(out: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold OUT's lock for the whole conversion; OutputBusy at once if another holds it."""
+    return locks.exclusive(
+        out,
+        OutputBusy(
+            f"{out} is being written by another make-tfrecords (it holds {out / locks.LOCK}); "
+            "wait for it to finish, or write to another folder"
+        ),
+    )
 
 
 def _convert_locked(
