@@ -132,34 +132,32 @@ def prepare_run_dir(
         if chief and FitConfig.load(resume / runs.CONFIG).epochs != config.epochs:
             runs.write_json(resume / runs.CONFIG, dataclasses.asdict(config))
         return resume
-    stored = with_absolute_paths(config)  # before the directory: --init-from may be refused
     if run_id is not None:
         run_dir = runs.named_run_dir(config.runs_dir, run_id, create=chief)
     else:
         run_dir = runs.new_run_dir(config.runs_dir, config.name)
     if chief:
-        runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(stored))
+        runs.write_json(run_dir / runs.CONFIG, dataclasses.asdict(with_absolute_paths(config)))
     return run_dir
 
 
 def with_absolute_paths(config: FitConfig) -> FitConfig:
-    """The config as config.json stores it: DATA, --val-data, --runs-dir and the --init-from
-    model as absolute paths (a keyword such as 'best' resolved to its file now). Why: a resume
-    reads them back, maybe from another directory, where relative ones would name another
-    folder or none; configs written before 2026-12-07 keep relative paths and still load."""
+    """The config as config.json stores it: DATA, --val-data, --runs-dir and an --init-from
+    path made absolute (its keywords 'bundled' and 'best' kept: 'best' is then looked up in
+    the absolute runs dir). Why: a resume reads them back, maybe from another directory, where
+    relative ones would name another folder or none; configs written before 2026-12-07 keep
+    relative paths and still load."""
 
     def absolute(path: str | None) -> str | None:
         return None if path is None else os.path.abspath(path)
 
-    init_from = config.init_from
-    if init_from is not None:
-        init_from = absolute(str(checkpoints.resolve_model_path(init_from, config.runs_dir)))
+    keyword = config.init_from in (None, checkpoints.BUNDLED, "best")
     return dataclasses.replace(
         config,
         data=absolute(config.data),
         val_data=absolute(config.val_data),
         runs_dir=absolute(config.runs_dir),
-        init_from=init_from,
+        init_from=config.init_from if keyword else absolute(config.init_from),
     )
 
 
