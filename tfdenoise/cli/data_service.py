@@ -33,14 +33,12 @@ def data_service() -> None:
 )
 def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -> None:
     """Start a tf.data service dispatcher (trainers and workers connect to it)."""
-    from tfdenoise import ports
     from tfdenoise.train import service
 
     try:
-        ports.check_port_free(port)  # gRPC would share a busy port (SO_REUSEPORT)
+        server = service.start_dispatcher(port, work_dir)  # refuses a busy port
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    server = service.start_dispatcher(port, work_dir)
     console.print(service.serve(server.address, "dispatcher", timeout, log=click.echo))
     service.exit_now()
 
@@ -73,12 +71,10 @@ def dispatcher_command(port: int, work_dir: str | None, timeout: float | None) -
 )
 def worker_command(dispatcher: str, port: int, host: str, timeout: float | None) -> None:
     """Start a tf.data service worker: it runs the decode/crop work the dispatcher hands out."""
-    from tfdenoise import ports
     from tfdenoise.train import service
 
     try:
-        ports.check_port_free(port)  # gRPC would share a busy port (SO_REUSEPORT)
-        server = service.start_worker(dispatcher, port, host)
+        server = service.start_worker(dispatcher, port, host)  # refuses a busy port
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     console.print(

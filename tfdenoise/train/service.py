@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfdenoise import ports
+
 # Workers learn about new jobs on their heartbeat; TF's default (30 s) delays the first batch
 # of every `fit` by up to 30 s. One small RPC per second is negligible.
 HEARTBEAT_MS = 1000
@@ -44,7 +46,9 @@ def check_address(address: str) -> str:
 
 
 def start_dispatcher(port: int, work_dir: str | None = None) -> RunningServer:
-    """Start a dispatcher; with `work_dir` it journals its state and survives restarts."""
+    """Start a dispatcher; with `work_dir` it journals its state and survives restarts.
+    ValueError if `port` is busy (gRPC would share it: ports.check_port_free)."""
+    ports.check_port_free(port)
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None
     )
@@ -55,8 +59,10 @@ def start_dispatcher(port: int, work_dir: str | None = None) -> RunningServer:
 def start_worker(
     dispatcher: str, port: int, host: str = "localhost", heartbeat_ms: int = HEARTBEAT_MS
 ) -> RunningServer:
-    """Start a worker that registers with `dispatcher`; `host` is how trainers reach it."""
+    """Start a worker that registers with `dispatcher`; `host` is how trainers reach it.
+    ValueError if `port` is busy (gRPC would share it: ports.check_port_free)."""
     dispatcher = check_address(dispatcher).removeprefix("grpc://")
+    ports.check_port_free(port)
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=dispatcher,
         worker_address=f"{host}:%port%",
